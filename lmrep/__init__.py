@@ -1,0 +1,17 @@
+"""lmrep: what do the layers of a language model keep about their input?
+
+The public API, in the order a researcher meets it::
+
+    lm = load_model("smollm2-135m")                      # or "gpt2", untrained=True; a hub name; a folder
+    O = layer_model(lm, 3)                                # O_l: embeddings (B, T, d) -> layer output
+    recs = list(invert(O, ["The sky is blue."], InvertConfig(steps=500)))
+    Decoder(lm, "pinv")(embeddings)                       # embeddings -> token ids
+"""
+from .decode import Decoder
+from .errors import LmrepError
+from .invert import InvertConfig, invert, summarize
+from .layers import LayerModel, layer_model, resolve_layer
+from .models import LoadedModel, load_model
+
+__all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "layer_model",
+           "load_model", "resolve_layer", "summarize"]

@@ -1,0 +1,39 @@
+"""The lmrep command line: one subcommand per job, each defined in lmrep/commands/."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import LmrepError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments give one line (what is wrong and how to see the options) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import COMMANDS
+    parser = _Parser(prog="lmrep", description="What do the layers of a language model keep about their input?")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except LmrepError as e:
+        print(f"lmrep {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nlmrep {args.command}: interrupted; what finished is in the run folder", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

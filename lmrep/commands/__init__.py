@@ -1,0 +1,4 @@
+"""Subcommands of the lmrep CLI. Each module has ``register(subparsers)``, which adds its parser and sets ``run``."""
+from . import invert, models
+
+COMMANDS = [invert, models]

@@ -1,0 +1,82 @@
+"""Embeddings -> token ids.
+
+Three decoders, each a score per vocabulary entry (higher is better):
+
+    pinv     the seed's eq. 3: (e - e_pos) @ pinv(W_E), argmax. A whitened inner product, not a nearest neighbour.
+    l2       the L2-nearest row of W_E: -||e - W_v||^2
+    cosine   the cosine-nearest row of W_E
+
+An ``allowed`` mask restricts the vocabulary: disallowed tokens score -inf, so they can never win.
+"""
+from __future__ import annotations
+
+import torch
+
+from .errors import LmrepError
+from .models import LoadedModel
+
+DECODERS = ("pinv", "l2", "cosine")
+
+
+def check_decoder(kind: str) -> str:
+    if kind not in DECODERS:
+        raise LmrepError(f"unknown decoder '{kind}': choose one of {', '.join(DECODERS)}")
+    return kind
+
+
+class Decoder:
+    """Scores embeddings against a model's embedding matrix. Derived matrices are computed once per model."""
+
+    def __init__(self, lm: LoadedModel, kind: str = "pinv"):
+        self.lm, self.kind = lm, check_decoder(kind)
+        W = lm.embedding_matrix.detach()  # (V, d)
+        if kind == "pinv":
+            # float64 SVD: the pseudo-inverse of a 50k x 768 matrix loses digits in float32
+            self.M = lm.memo("pinv", lambda: torch.linalg.pinv(W.double()).to(W.dtype))  # (d, V)
+        elif kind == "l2":
+            self.M = W.T  # (d, V)
+            self.bias = lm.memo("sqnorm", lambda: (W * W).sum(-1))  # (V,)
+        else:
+            self.M = lm.memo("unit_rows", lambda: torch.nn.functional.normalize(W, dim=-1)).T  # (d, V)
+
+    def scores(self, e: torch.Tensor, subtract_positions: bool = False,
+               allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """e: (..., T, d) -> scores (..., T, V). ``subtract_positions``: e includes additive position embeddings."""
+        e = e.detach().to(self.M.dtype)
+        if subtract_positions:
+            pos = self.lm.position_embedding(e.shape[-2])
+            if pos is not None:
+                e = e - pos  # (T, d) broadcast over the batch
+        if self.kind == "l2":
+            s = 2 * (e @ self.M) - self.bias  # -||e - W_v||^2 up to the constant ||e||^2
+        elif self.kind == "cosine":
+            s = torch.nn.functional.normalize(e, dim=-1) @ self.M
+        else:
+            s = e @ self.M
+        if allowed is not None:
+            s = s.masked_fill(~allowed.to(s.device), float("-inf"))
+        return s
+
+    def topk(self, e: torch.Tensor, k: int = 1, **kw) -> torch.Tensor:
+        """(..., T, d) -> ids (..., T, k), best first."""
+        if not 1 <= k <= self.lm.vocab_size:
+            raise LmrepError(f"topk must be between 1 and the vocabulary size {self.lm.vocab_size}, got {k}")
+        return self.scores(e, **kw).topk(k, dim=-1).indices
+
+    def __call__(self, e: torch.Tensor, **kw) -> torch.Tensor:
+        """(..., T, d) -> top-1 ids (..., T)."""
+        return self.scores(e, **kw).argmax(-1)
+
+
+def allowed_mask(lm: LoadedModel, ids) -> torch.Tensor:
+    """A (V,) boolean mask that allows only the given token ids."""
+    mask = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
+    mask[torch.as_tensor(list(ids), dtype=torch.long, device=lm.device)] = True
+    return mask
+
+
+def duplicate_rows(lm: LoadedModel) -> torch.Tensor:
+    """Ids whose embedding row equals another row: no decoder and no layer can tell these apart."""
+    W = lm.embedding_matrix.detach()
+    _, inverse, counts = torch.unique(W, dim=0, return_inverse=True, return_counts=True)
+    return torch.nonzero(counts[inverse] > 1).flatten()

@@ -1,0 +1,36 @@
+"""Figures, built from numbers already computed (never from a model), so they can be redrawn from JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "", ylabel: str = "loss",
+                thresholds: dict[str, float] | None = None, logy: bool = True) -> Path:
+    """One line per label; an optional dashed line per label marks a threshold (eq. 4's m)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (label, ys) in enumerate(curves.items()):
+        color = f"C{i % 10}"
+        ax.plot(range(len(ys)), ys, color=color, lw=1.4, label=_short(label))
+        if thresholds and label in thresholds and thresholds[label] is not None:
+            ax.axhline(thresholds[label], color=color, ls="--", lw=0.8)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if len(curves) <= 12:
+        ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _short(s: str, n: int = 40) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
