@@ -11,9 +11,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .decode import Decoder
-from .invert import InvertConfig, next_tokens, pad, prompt_generator, record, register_method
-from .layers import LayerModel
+from .decode import DECODERS, Decoder
+from .invert import InvertConfig, Target, next_tokens, pad, prompt_generator, record, register_method
 from .losses import distance
 
 
@@ -31,12 +30,19 @@ def initial_embedding(cfg: InvertConfig, e_true: torch.Tensor, gens: list[torch.
 
 
 @torch.no_grad()
-def threshold(target: LayerModel, e_true: torch.Tensor, mask: torch.Tensor, out_true: torch.Tensor, sigma: float,
+def threshold(target: Target, e_true: torch.Tensor, mask: torch.Tensor, out_true: torch.Tensor, sigma: float,
               gens: list[torch.Generator]) -> torch.Tensor:
     """Eq. 4's m = ||O(e') - O(e)||_1 with e' = e + N(0, sigma), per prompt: (B,)."""
     shift = torch.stack([torch.randn(e_true.shape[1:], generator=g, device=e_true.device, dtype=e_true.dtype)
                          for g in gens])
     return distance(target(e_true + sigma * shift, mask), out_true, mask, "l1")
+
+
+@torch.no_grad()
+def true_rank(decoder: Decoder, e: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rank of each true token among all tokens under ``decoder`` (1 = the decoded one): e (B, T, d) -> (B, T)."""
+    s = decoder.scores(e)  # (B, T, V)
+    return (s > s.gather(-1, ids[..., None])).sum(-1) + 1
 
 
 def _lr_at(cfg: InvertConfig, n: int) -> float:
@@ -45,7 +51,7 @@ def _lr_at(cfg: InvertConfig, n: int) -> float:
 
 
 @register_method("gd")
-def invert_gd(target: LayerModel, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
+def invert_gd(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
     lm = target.lm
     decoder = Decoder(lm, cfg.decoder)
     batches = [prompts[i:i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
@@ -58,7 +64,7 @@ def invert_gd(target: LayerModel, prompts: list[list[int]], cfg: InvertConfig, p
         bar.close()
 
 
-def _run_batch(target: LayerModel, decoder: Decoder, batch: list[list[int]], cfg: InvertConfig, bar):
+def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: InvertConfig, bar):
     lm, t0 = target.lm, time.perf_counter()
     ids, mask = pad(batch, device=lm.device)  # (B, T)
     B, lengths = len(batch), mask.sum(1)
@@ -129,6 +135,8 @@ def _run_batch(target: LayerModel, decoder: Decoder, batch: list[list[int]], cfg
         rec_pad, _ = pad(rec_ids, device=lm.device)
         tok_dist = distance(target(lm.embed(rec_pad), mask), out_true, mask, "l1")
         cos = torch.nn.functional.cosine_similarity(best_e, e_true, dim=-1)  # (B, T)
+        ranks = {kind: true_rank(decoder if kind == cfg.decoder else Decoder(lm, kind), best_e, ids)
+                 for kind in DECODERS}  # (B, T) each
     nxt_true, nxt_rec = next_tokens(target, batch), next_tokens(target, rec_ids)
     seconds = (time.perf_counter() - t0) / B
     for b in range(B):
@@ -145,4 +153,5 @@ def _run_batch(target: LayerModel, decoder: Decoder, batch: list[list[int]], cfg
             embedding_cosine=cos[b, :L].mean().item(), final_loss=best[b].item(), steps=n, seconds=seconds,
             topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
             true_in_topk=sum(int(t in row) for t, row in zip(batch[b], topk_ids)) / L,
+            true_rank={kind: r[b, :L].tolist() for kind, r in ranks.items()},
             snapshots=snaps_by_prompt[b], loss_curve=curves[b], stopped=notes[b])

@@ -67,7 +67,11 @@ class InvertConfig:
         return asdict(self)
 
 
-Method = Callable[[LayerModel, list[list[int]], InvertConfig, bool], Iterator[dict]]
+# What a method inverts: any callable O(embeds (B, T, d), attention_mask (B, T)) -> (B, T, D) with attributes
+# ``lm`` (the LoadedModel whose embeddings, tokenizer and full model are used) and ``name``. A LayerModel is one;
+# its ``spec`` (depth, head) is reported when present. Small nets over embeddings (lmrep.toy) are others.
+Target = Callable[..., torch.Tensor]
+Method = Callable[[Target, list[list[int]], InvertConfig, bool], Iterator[dict]]
 METHODS: dict[str, Method] = {}
 
 
@@ -84,7 +88,7 @@ def load_methods() -> dict[str, Method]:
     return METHODS
 
 
-def invert(target: LayerModel, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
+def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
     """Invert each prompt from ``target``'s output; yields a record per prompt as soon as it is done."""
     load_methods()
     cfg.check(target.lm.vocab_size)
@@ -111,7 +115,7 @@ def prompt_generator(seed: int, ids: list[int], device) -> torch.Generator:
 
 
 @torch.no_grad()
-def next_tokens(target: LayerModel, batch: list[list[int]]) -> list[int]:
+def next_tokens(target: Target, batch: list[list[int]]) -> list[int]:
     """The full model's predicted next token after each sequence."""
     lm = target.lm
     ids, mask = pad(batch, device=lm.device)
@@ -120,14 +124,20 @@ def next_tokens(target: LayerModel, batch: list[list[int]]) -> list[int]:
     return logits[torch.arange(len(batch)), last].argmax(-1).tolist()
 
 
-def record(target: LayerModel, cfg: InvertConfig, ids: list[int], recovered: list[int], **extra) -> dict:
+def record(target: Target, cfg: InvertConfig, ids: list[int], recovered: list[int], **extra) -> dict:
     """The fields every method reports; ``extra`` adds the method's own."""
     lm = target.lm
     correct = sum(int(a == b) for a, b in zip(ids, recovered))
     return dict(
-        model=lm.name, trained=lm.trained, layer=target.spec.depth, layer_name=target.name, method=cfg.method,
+        model=lm.name, trained=lm.trained, layer=_depth(target), layer_name=target.name, method=cfg.method,
         prompt=lm.decode(ids), target_ids=ids, recovered_ids=recovered, recovered_text=lm.decode(recovered),
         n_tokens=len(ids), token_accuracy=correct / len(ids), exact_match=recovered == ids, **extra)
+
+
+def _depth(target: Target) -> int | None:
+    """Blocks run by a LayerModel target; None for targets that are not layers of the model."""
+    spec = getattr(target, "spec", None)
+    return spec.depth if spec is not None else None
 
 
 def summarize(records: list[dict]) -> dict:

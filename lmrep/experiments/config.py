@@ -1,0 +1,108 @@
+"""What one reproduction run is: the experiment, its profile (quick or full), the setting, prompts and seeds.
+
+Where the page's text and the author's original scripts disagree, a *setting* picks one side by name:
+
+    text       e0 ~ N(0.5, 1/20); plain gradient steps on sum |O(e_n) - O(e)| with eta falling linearly to eta/10;
+               eta = 0.001 and N = 2000 (the only values the text gives, for 12 blocks + LM head);
+               "with the LM head" means final norm + head
+    original   e0 ~ N(0, 1); plain steps on 0.1 * sum |...| with lr 2 -> 0.2 (the same steps as lr 0.2 -> 0.02 on
+               the plain sum); N = 1000 for trained models, 500 for untrained; the LM head WITHOUT the final norm
+
+Quick profiles cut the steps (``Setting.steps``), prompts and conditions so that every experiment finishes on two
+CPU cores in a few minutes; full profiles use the setting's own step counts.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import LmrepError
+from ..invert import InvertConfig
+from ..models import DEFAULT_MODEL
+
+PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"
+PAGE_PROMPT = "This is a prompt sentence."  # the page's running example
+SKY_PROMPT = "The sky is blue."
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    init: str  # InvertConfig.init
+    optimizer: str  # InvertConfig.optimizer
+    lr: float  # eta on the plain L1 sum
+    steps_trained: int  # N for a trained model
+    steps_untrained: int  # N for an untrained model or a toy net
+    head: str  # the layers.HEADS value that "with the LM head" means
+    about: str
+
+    def steps(self, trained: bool, quick_steps: int | None = None) -> int:
+        """N for this model; a quick profile passes its own (smaller) budget."""
+        if quick_steps is not None:
+            return quick_steps
+        return self.steps_trained if trained else self.steps_untrained
+
+    def invert_config(self, steps: int, seed: int, **kw) -> InvertConfig:
+        """The gradient-descent configuration this setting stands for."""
+        return InvertConfig(method="gd", steps=steps, lr=self.lr, optimizer=self.optimizer, init=self.init,
+                            loss="l1", seed=seed, **kw)
+
+
+SETTINGS = {
+    "text": Setting("text", init="text", optimizer="sgd", lr=0.001, steps_trained=2000, steps_untrained=2000,
+                    head="logits", about="the page's text: e0 ~ N(0.5, 1/20), plain steps, eta 0.001 -> 0.0001, "
+                                         "N = 2000, LM head after the final norm"),
+    "original": Setting("original", init="original", optimizer="sgd", lr=0.2, steps_trained=1000,
+                        steps_untrained=500, head="logits_nonorm",
+                        about="the author's scripts: e0 ~ N(0, 1), plain steps on 0.1 * L1 with lr 2 -> 0.2, "
+                              "N = 1000 trained / 500 untrained, LM head without the final norm"),
+}
+DEFAULT_SETTING = "original"
+
+
+@dataclass
+class ReproduceConfig:
+    experiment: str
+    quick: bool = False  # the small profile the tests run; otherwise the full one (GPU or a long CPU run)
+    setting: str = DEFAULT_SETTING  # text or original: which side of the page/script disagreements to follow
+    prompts: tuple[str, ...] = ()  # empty: the profile's default prompts
+    seeds: int = 0  # 0: the profile's default (1 quick, 3 full)
+    device: str = "cpu"
+    model: str = DEFAULT_MODEL  # the trained model (stands in for trained GPT-2 offline)
+    extra_models: tuple[str, ...] = field(default=())  # more trained models to run the same way (e.g. "gpt2")
+
+    def resolved(self) -> "ReproduceConfig":
+        """Fill the profile's defaults and check the values; the result is what the run folder records."""
+        if self.setting not in SETTINGS:
+            raise LmrepError(f"unknown setting '{self.setting}': choose one of {', '.join(SETTINGS)}")
+        seeds = self.seeds or (1 if self.quick else 3)
+        prompts = tuple(self.prompts) or default_prompts(self.quick)
+        if any(not p.strip() for p in prompts):
+            raise LmrepError("empty prompt: every prompt needs some text")
+        return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
+                               tuple(self.extra_models))
+
+    @property
+    def profile(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def get_setting(self) -> Setting:
+        return SETTINGS[self.setting]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_prompts(quick: bool) -> tuple[str, ...]:
+    """The page's example first, then the shipped prompt list (>= 20 prompts for the full profile)."""
+    if quick:
+        return (PAGE_PROMPT, SKY_PROMPT)
+    return tuple(dict.fromkeys([PAGE_PROMPT, SKY_PROMPT, *read_prompt_file(PROMPTS_FILE)]))
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """One prompt per line; blank lines and #-comments skipped."""
+    if not path.is_file():
+        raise LmrepError(f"prompt list '{path}' not found: pass --prompts-file FILE (one prompt per line)")
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]

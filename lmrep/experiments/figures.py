@@ -1,0 +1,87 @@
+"""Figures of the reproduction reports, drawn from summary numbers (mean, sem), never from a model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _mean(stat: dict | None) -> float:
+    return float("nan") if not stat or stat.get("mean") is None else stat["mean"]
+
+
+def _sem(stat: dict | None) -> float:
+    return 0.0 if not stat or stat.get("sem") is None else stat["sem"]
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | Path, title: str, ylabel: str,
+                 ylim: tuple[float, float] | None = (0, 1.05), logy: bool = False) -> Path:
+    """One cluster of bars per group, one bar per series, each with its standard error."""
+    n = max(1, len(series))
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(groups) * max(1, n / 2) + 2), 4.4))
+    for j, (label, stats) in enumerate(series.items()):
+        xs = [i + (j - (n - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [_mean(s) for s in stats], width, yerr=[_sem(s) for s in stats], capsize=2, label=label,
+               color=f"C{j % 10}")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if logy:
+        ax.set_yscale("log")
+    elif ylim:
+        ax.set_ylim(*ylim)
+    if n > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, title: str, xlabel: str,
+          ylabel: str, ylim: tuple[float, float] | None = (-0.02, 1.02)) -> Path:
+    """One line per series over its own x values, with a band of +- one standard error."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    styles = ["-", "--", ":", "-."]
+    for j, (label, (xs, stats)) in enumerate(series.items()):
+        m = [_mean(s) for s in stats]
+        e = [_sem(s) for s in stats]
+        ax.plot(xs, m, styles[(j // 10) % 4], marker="o", ms=3, lw=1.4, label=label, color=f"C{j % 10}")
+        ax.fill_between(xs, [a - b for a, b in zip(m, e)], [a + b for a, b in zip(m, e)], alpha=0.15,
+                        color=f"C{j % 10}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def curves(series: dict[str, tuple[list[int], list[float]]], path: str | Path, title: str, ylabel: str,
+           levels: dict[str, float] | None = None) -> Path:
+    """Loss curves (steps, values) on a log scale; a dashed line per label marks its level (eq. 4's m)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for j, (label, (xs, ys)) in enumerate(series.items()):
+        color = f"C{j % 10}"
+        ax.plot(xs, [float("nan") if y is None else y for y in ys], color=color, lw=1.3, label=label)
+        if levels and levels.get(label) is not None:
+            ax.axhline(levels[label], color=color, ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,104 @@
+"""Per-item results keyed by a stable id, so an interrupted run picks up where it stopped; and their statistics.
+
+Every experiment writes one JSON line per finished item to ``items.jsonl`` with an ``id`` built from what the item
+is (condition, seed, prompt), never from when it ran. On a restart the finished ids are skipped, so nothing is
+redone and nothing written is lost. A line cut short by the interruption is dropped (its item runs again).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Callable, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from ..runs import RunDir
+
+ITEMS = "items.jsonl"
+
+
+class ItemLog:
+    """The items a run has finished, read from items.jsonl, and the way to add more."""
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+        self.done: dict[str, dict] = {}
+        path, good = run_dir / ITEMS, []
+        lines = path.read_text().splitlines() if path.exists() else []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of an interrupted write
+            self.done[rec["id"]] = rec
+            good.append(line)
+        if len(good) != len(lines):
+            path.write_text("".join(g + "\n" for g in good))
+
+    def add(self, item_id: str, record: dict) -> dict:
+        rec = dict(id=item_id, **record)
+        self.run_dir.append_jsonl(ITEMS, rec)
+        self.done[item_id] = rec
+        return rec
+
+
+def item_id(*parts) -> str:
+    """A readable stable key: the parts joined by ' | '."""
+    return " | ".join(str(p) for p in parts)
+
+
+class Progress:
+    """One bar over all items of a run (with the time left), started at the number already finished."""
+
+    def __init__(self, total: int, done: int, desc: str, enabled: bool):
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit="item", file=sys.stderr, disable=not enabled,
+                        dynamic_ncols=True)
+
+    def step(self, label: str = "") -> None:
+        self.bar.set_postfix_str(label[:40], refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_group(log: ItemLog, keys: list[str], solve: Callable[[list[int]], Iterable[dict]],
+              progress: Progress) -> Iterator[dict]:
+    """Run the items of one condition that are not finished yet.
+
+    ``keys[i]`` is item i's id; ``solve(indices)`` computes the pending items (in that order, yielding one record
+    each) — e.g. one batched inversion over the pending prompts. Yields every item's record, finished or new.
+    """
+    pending = [i for i, k in enumerate(keys) if k not in log.done]
+    if pending:
+        for i, rec in zip(pending, solve(pending)):
+            log.add(keys[i], rec)
+            progress.step(keys[i])
+    return (log.done[k] for k in keys)
+
+
+def mean_sem(values: Iterable[float | None]) -> dict:
+    """Mean and standard error of the mean over the finite values; n counts them."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return dict(mean=None, sem=None, n=0)
+    mean = sum(xs) / len(xs)
+    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return dict(mean=mean, sem=math.sqrt(var / len(xs)), n=len(xs))
+
+
+def group_stats(records: list[dict], by: tuple[str, ...], fields: tuple[str, ...]) -> list[dict]:
+    """One row per distinct value of ``by`` (in first-seen order) with mean_sem of each field."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
+    return [dict(zip(by, key), items=len(rs), **{f: mean_sem(r.get(f) for r in rs) for f in fields})
+            for key, rs in groups.items()]
+
+
+def fmt(stat: dict | None, digits: int = 2) -> str:
+    """'0.83 ± 0.05' for a mean_sem dict, '-' when there is nothing."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    return f"{stat['mean']:.{digits}f} ± {stat['sem']:.{digits}f}"

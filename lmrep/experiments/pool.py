@@ -1,0 +1,55 @@
+"""Models and toy nets an experiment needs, loaded on first use and kept for the next condition.
+
+A pool is passed in (never global), so one test session or one ``lmrep reproduce`` call loads each model once.
+The few most recent entries are kept; older ones are dropped to bound memory (an FCNet over 6 tokens of
+SmolLM2 embeddings alone is 0.8 GB).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+from ..errors import LmrepError
+from ..models import LoadedModel, load_model, model_status
+from ..toy import FCNet, MLPMimic
+from .targets import EmbeddingTarget
+
+
+class ModelPool:
+    def __init__(self, device: str = "cpu", keep: int = 4):
+        self.device, self.keep = device, keep
+        self._items: OrderedDict = OrderedDict()
+
+    def _get(self, key: tuple, make: Callable):
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        value = make()
+        self._items[key] = value
+        while len(self._items) > self.keep:
+            self._items.popitem(last=False)
+        return value
+
+    def model(self, name: str, untrained: bool = False, seed: int = 0, dtype: str = "float32") -> LoadedModel:
+        """A language model; the untrained GPT-2 draws its weights under ``seed``."""
+        return self._get(("model", name, untrained, seed if untrained else 0, dtype),
+                         lambda: load_model(name, untrained=untrained, seed=seed, device=self.device, dtype=dtype))
+
+    def toy(self, kind: str, lm: LoadedModel, tokens: int, seed: int) -> EmbeddingTarget:
+        """A toy net over ``lm``'s token embeddings: fcnet (invertible), fcnet-noninv, or mlp (the block's MLP)."""
+        def make():
+            if kind == "mlp":
+                net = MLPMimic(lm.d_model, seed=seed)
+            elif kind in ("fcnet", "fcnet-noninv"):
+                net = FCNet(tokens, lm.d_model, invertible=kind == "fcnet", seed=seed)
+            else:
+                raise LmrepError(f"unknown toy net '{kind}': use fcnet, fcnet-noninv or mlp")
+            return EmbeddingTarget(net.to(device=lm.device, dtype=lm.dtype), lm, kind)
+        # the MLP works on any length; FCNet is built for one
+        return self._get(("toy", kind, lm.name, lm.trained, str(lm.dtype), tokens if kind != "mlp" else 0, seed),
+                         make)
+
+
+def trained_gpt2_available() -> bool:
+    """Whether trained GPT-2's weights are here (the experiments then run it next to the default model)."""
+    return any(r["name"] == "gpt2" and r["offline"] for r in model_status())

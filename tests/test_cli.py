@@ -1,0 +1,129 @@
+"""The CLI end to end, and one-line errors with exit code 2 for every kind of bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lmrep.cli import main
+
+REQUIRED = {"model", "layer", "method", "prompt", "target_ids", "recovered_ids", "recovered_text", "token_accuracy",
+            "exact_match", "output_distance", "threshold", "within_threshold", "steps", "seconds"}
+
+
+def test_invert_end_to_end(tiny_gpt2_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["invert", "The sky is blue.", "Hello world", "--model", str(tiny_gpt2_dir), "--layer", "2",
+                 "--steps", "15", "--json", "--out", str(out), "--topk", "2"])
+    assert code == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["prompt"] for r in lines] == ["The sky is blue.", "Hello world"]
+    assert all(REQUIRED <= set(r) for r in lines)
+    for name in ("config.json", "metrics.jsonl", "snapshots.jsonl", "summary.json", "loss.png"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "config.json").read_text())["steps"] == 15
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_invert_table(tiny_gpt2_dir, tmp_path, capsys):
+    assert main(["invert", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--steps", "5",
+                 "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "recovered" in text and "token accuracy" in text and "loss.png" in text
+
+
+def test_models_command(capsys):
+    assert main(["models"]) == 0
+    assert "smollm2-135m" in capsys.readouterr().out
+
+
+def test_prompts_file(tiny_gpt2_dir, tmp_path, capsys):
+    f = tmp_path / "p.txt"
+    f.write_text("# a comment\nThe sky is blue.\n\nHello world\n")
+    assert main(["invert", "--prompts-file", str(f), "--model", str(tiny_gpt2_dir), "--steps", "3", "--json",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_interrupt_keeps_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch):
+    import lmrep.gd as gd
+    real = gd._run_batch
+    calls = {"n": 0}
+
+    def interrupted(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        yield from real(*a, **kw)
+
+    monkeypatch.setattr(gd, "_run_batch", interrupted)
+    out = tmp_path / "run"
+    code = main(["invert", "one", "two", "three", "--model", str(tiny_gpt2_dir), "--steps", "3", "--batch-size", "1",
+                 "--out", str(out)])
+    assert code == 130
+    assert [json.loads(x)["prompt"] for x in (out / "metrics.jsonl").read_text().splitlines()] == ["one"]
+    assert (out / "summary.json").exists()
+
+
+BAD = [
+    (["invert", ""], "empty prompt"),
+    (["invert", "word " * 100], "at most 64"),
+    (["invert", "hi", "--layer", "-1"], "out of range"),
+    (["invert", "hi", "--layer", "4"], "out of range"),
+    (["invert", "hi", "--prompts-file", "/nonexistent/prompts.txt"], "not found"),
+    (["invert", "hi", "--steps", "0"], "must be 1 or more"),
+    (["invert", "hi", "--steps", "ten"], "not a whole number"),
+    (["invert", "hi", "--lr", "-0.1"], "positive"),
+    (["invert", "hi", "--lr", "nan"], "positive"),
+    (["invert", "hi", "--decoder", "nearest"], "invalid choice"),
+    (["invert", "hi", "--loss", "l3"], "invalid choice"),
+    (["invert", "hi", "--init", "zeros"], "invalid choice"),
+    (["invert", "hi", "--optimizer", "lbfgs"], "invalid choice"),
+    (["invert", "hi", "--topk", "0"], "must be 1 or more"),
+    (["invert", "hi", "--topk", "60000"], "vocabulary size"),
+    (["invert", "hi", "--head", "logits", "--layer", "0"], "at least one block"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_gpt2_dir, tmp_path, capsys):
+    argv = argv + ["--model", str(tiny_gpt2_dir), "--out", str(tmp_path / "r"), "--steps", "2"] \
+        if "--steps" not in argv else argv + ["--model", str(tiny_gpt2_dir), "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) if _argparse_level(message) else _no_raise():
+        code = main(argv)
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["invert", "hi", "--model", "no such model"], "unknown model"),
+    (["invert", "hi", "--model", "someone/not-cached-here"], "cannot load model"),
+    (["invert", "hi", "--model", "gpt2", "--untrained", "--device", "cuda"], "no CUDA"),
+])
+def test_model_errors(argv, message, capsys):
+    import torch
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_no_traceback_from_a_real_process(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "lmrep", "invert", "hi", "--layer", "99", "--model", "gpt2",
+                        "--untrained", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and "out of range" in p.stderr
+
+
+def _argparse_level(message: str) -> bool:
+    return message in ("invalid choice", "not a whole number", "must be 1 or more", "positive")
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

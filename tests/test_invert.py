@@ -1,0 +1,79 @@
+"""The seed's gradient-descent inversion: the loss goes down, exact recovery where the page says it is possible,
+batching changes nothing, and NaN stops a prompt without losing its best result."""
+import pytest
+import torch
+
+from lmrep import InvertConfig, LmrepError, invert, layer_model
+
+
+def _run(lm, prompts, layer=1, head="none", **cfg):
+    return list(invert(layer_model(lm, layer, head), prompts, InvertConfig(**cfg), progress=False))
+
+
+def test_loss_goes_down(tiny_llama):
+    (rec,) = _run(tiny_llama, ["The sky is blue."], layer=2, steps=30)
+    curve = rec["loss_curve"]
+    assert len(curve) == 31 and curve[-1] < 0.75 * curve[0]
+    assert rec["final_loss"] == pytest.approx(min(curve), rel=1e-5)
+
+
+def test_sgd_loss_goes_down(tiny_gpt2):
+    (rec,) = _run(tiny_gpt2, ["The sky is blue."], steps=30, optimizer="sgd", lr=0.01)
+    assert rec["loss_curve"][-1] < rec["loss_curve"][0]
+
+
+def test_untrained_gpt2_first_block_recovers_the_sky_exactly(gpt2_untrained):
+    (rec,) = _run(gpt2_untrained, ["The sky is blue."], layer=1, steps=300, seed=0)
+    assert rec["recovered_text"] == "The sky is blue."
+    assert rec["exact_match"] and rec["token_accuracy"] == 1.0
+    assert rec["within_threshold"] and rec["first_within_step"] is not None
+    assert rec["snapshots"][-1]["text"] == "The sky is blue."
+
+
+def test_batched_equals_one_at_a_time(tiny_llama):
+    prompts = ["The sky is blue.", "A longer prompt, with more tokens than that.", "Hi"]
+    together = _run(tiny_llama, prompts, steps=20, batch_size=3)
+    alone = [r for p in prompts for r in _run(tiny_llama, [p], steps=20, batch_size=1)]
+    for a, b in zip(together, alone):
+        assert a["recovered_ids"] == b["recovered_ids"]
+        assert a["output_distance"] == pytest.approx(b["output_distance"], rel=1e-3)
+
+
+def test_default_model_run_is_consistent(smol):
+    prompts = ["The sky is blue.", "Paris is the capital of France."]
+    recs = _run(smol, prompts, layer=1, steps=40, topk=3)
+    for prompt, r in zip(prompts, recs):
+        assert r["target_ids"] == smol.encode(prompt) and r["prompt"] == prompt
+        assert r["recovered_text"] == smol.decode(r["recovered_ids"])
+        assert len(r["recovered_ids"]) == len(r["target_ids"])
+        acc = sum(a == b for a, b in zip(r["target_ids"], r["recovered_ids"])) / len(r["target_ids"])
+        assert r["token_accuracy"] == pytest.approx(acc)
+        assert r["exact_match"] == (r["recovered_ids"] == r["target_ids"])
+        assert r["within_threshold"] == (r["output_distance"] < r["threshold"])
+        assert len(r["topk_texts"]) == 3 and r["steps"] == 40 and r["seconds"] > 0
+
+
+def test_nan_stops_the_prompt_and_keeps_its_best(tiny_gpt2, capsys):
+    O = layer_model(tiny_gpt2, 1)
+    calls = {"n": 0}
+    forward = O.forward
+
+    def poisoned(e, mask=None, **kw):
+        calls["n"] += 1
+        out = forward(e, mask, **kw)
+        return out * float("nan") if calls["n"] > 12 else out  # 2 calls set up the target and m
+
+    O.forward = poisoned
+    (rec,) = list(invert(O, ["The sky is blue."], InvertConfig(steps=50), progress=False))
+    assert rec["stopped"] and "step" in rec["stopped"]
+    assert rec["steps"] < 50 and rec["output_distance"] is not None
+    assert rec["final_loss"] == pytest.approx(min(x for x in rec["loss_curve"] if x == x))
+    assert "stopped this prompt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0), dict(lr=-1.0), dict(optimizer="lbfgs"),
+                                 dict(init="zeros"), dict(loss="l3"), dict(decoder="x"), dict(topk=0),
+                                 dict(method="magic"), dict(sigma=0)])
+def test_bad_config(bad, tiny_gpt2):
+    with pytest.raises(LmrepError):
+        _run(tiny_gpt2, ["hi"], **bad)
