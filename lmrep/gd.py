@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -16,10 +17,24 @@ from .invert import InvertConfig, Target, next_tokens, pad, prompt_generator, re
 from .losses import distance
 
 
-def initial_embedding(cfg: InvertConfig, e_true: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+def prompt_noise(e_true: torch.Tensor, gens: list[torch.Generator], lengths: list[int] | None = None
+                 ) -> torch.Tensor:
+    """N(0, 1) noise (B, T, d), each prompt's drawn at its own length from its own generator, zero on padding.
+
+    torch's CPU randn is not prefix-stable (a longer draw does not start with a shorter one), so drawing at the
+    padded length would make a prompt's noise depend on the batch it happens to be in."""
+    B, T, d = e_true.shape
+    lengths = [T] * B if lengths is None else lengths
+    out = torch.zeros_like(e_true)
+    for b, (g, L) in enumerate(zip(gens, lengths)):
+        out[b, :L] = torch.randn(L, d, generator=g, device=e_true.device, dtype=e_true.dtype)
+    return out
+
+
+def initial_embedding(cfg: InvertConfig, e_true: torch.Tensor, gens: list[torch.Generator],
+                      lengths: list[int] | None = None) -> torch.Tensor:
     """e0 per cfg.init, one generator per prompt: (B, T, d)."""
-    noise = torch.stack([torch.randn(e_true.shape[1:], generator=g, device=e_true.device, dtype=e_true.dtype)
-                         for g in gens])  # (B, T, d)
+    noise = prompt_noise(e_true, gens, lengths)  # (B, T, d)
     if cfg.init == "original":
         return noise  # N(0, 1), as the author's scripts do
     text_noise = 0.5 + noise / 20  # N(0.5, 1/20), as the page's text says
@@ -33,8 +48,7 @@ def initial_embedding(cfg: InvertConfig, e_true: torch.Tensor, gens: list[torch.
 def threshold(target: Target, e_true: torch.Tensor, mask: torch.Tensor, out_true: torch.Tensor, sigma: float,
               gens: list[torch.Generator]) -> torch.Tensor:
     """Eq. 4's m = ||O(e') - O(e)||_1 with e' = e + N(0, sigma), per prompt: (B,)."""
-    shift = torch.stack([torch.randn(e_true.shape[1:], generator=g, device=e_true.device, dtype=e_true.dtype)
-                         for g in gens])
+    shift = prompt_noise(e_true, gens, mask.sum(1).tolist())
     return distance(target(e_true + sigma * shift, mask), out_true, mask, "l1")
 
 
@@ -52,19 +66,30 @@ def _lr_at(cfg: InvertConfig, n: int) -> float:
 
 @register_method("gd")
 def invert_gd(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
+    yield from optimize(target, prompts, cfg, progress)
+
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def optimize(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True,
+             transform: Transform | None = None):
+    """Gradient descent on input embeddings, batch by batch. ``transform`` maps the optimised embeddings
+    (B, T, d) to what the model is run on (None: themselves); the gradient flows back through it."""
     lm = target.lm
     decoder = Decoder(lm, cfg.decoder)
     batches = [prompts[i:i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
-    bar = tqdm(total=len(batches) * cfg.steps, disable=not progress, desc=f"gd {target.name}", unit="step",
-               file=sys.stderr, leave=False)
+    bar = tqdm(total=len(batches) * cfg.steps, disable=not progress, desc=f"{cfg.method} {target.name}",
+               unit="step", file=sys.stderr, leave=False)
     try:
         for batch in batches:
-            yield from _run_batch(target, decoder, batch, cfg, bar)
+            yield from _run_batch(target, decoder, batch, cfg, bar, transform or (lambda e: e))
     finally:
         bar.close()
 
 
-def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: InvertConfig, bar):
+def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: InvertConfig, bar,
+               transform: Transform):
     lm, t0 = target.lm, time.perf_counter()
     ids, mask = pad(batch, device=lm.device)  # (B, T)
     B, lengths = len(batch), mask.sum(1)
@@ -73,7 +98,7 @@ def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: In
         out_true = target(e_true, mask)  # (B, T, D)
     gens = [prompt_generator(cfg.seed, x, lm.device) for x in batch]
     m = threshold(target, e_true, mask, out_true, cfg.sigma, gens)  # (B,)
-    e = initial_embedding(cfg, e_true, gens).requires_grad_(True)
+    e = initial_embedding(cfg, e_true, gens, lengths.tolist()).requires_grad_(True)
     opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)([e], lr=cfg.lr)
 
     alive = torch.ones(B, dtype=torch.bool, device=lm.device)
@@ -94,7 +119,7 @@ def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: In
             snaps_by_prompt[b].append(dict(step=step, text=lm.decode(got), token_accuracy=acc))
 
     for n in range(cfg.steps + 1):
-        out = target(e, mask)  # (B, T, D)
+        out = target(transform(e), mask)  # (B, T, D)
         loss = distance(out, out_true, mask, cfg.loss)  # (B,)
         l1 = loss.detach() if cfg.loss == "l1" else distance(out.detach(), out_true, mask, "l1")
         finite = torch.isfinite(loss.detach())

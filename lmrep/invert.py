@@ -18,6 +18,8 @@ from .losses import check_loss
 
 INITS = ("text", "original", "mix")
 OPTIMIZERS = ("adam", "sgd")
+FIRST_TOKEN = ("search", "table")
+RANKINGS = ("secant", "vocab")
 
 
 @dataclass
@@ -35,6 +37,11 @@ class InvertConfig:
     batch_size: int = 8  # prompts optimised together (padded; each prompt's loss is its own)
     snapshots: tuple[int, ...] = ()  # steps at which to decode; empty: a default spread
     seed: int = 0  # noise for inits and the threshold
+    tolerance: float | None = None  # exact: largest relative residual counted as a match; None: from dtype, depth
+    candidate_batch: int = 64  # exact: most candidates verified in one forward pass
+    max_candidates: int = 4096  # exact: candidates tried at one position before it is reported unverified
+    first_token: str = "search"  # exact: search, or table (every token's output at position 0, once per layer)
+    ranking: str = "secant"  # exact: secant (calibrated inverse + verified pairs), vocab (brute force)
 
     def check(self, vocab_size: int | None = None) -> "InvertConfig":
         if self.method not in METHODS:
@@ -51,6 +58,14 @@ class InvertConfig:
             raise LmrepError(f"sigma must be positive, got {self.sigma}")
         if self.batch_size < 1:
             raise LmrepError(f"batch size must be 1 or more, got {self.batch_size}")
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise LmrepError(f"tolerance must be positive, got {self.tolerance}")
+        if self.candidate_batch < 1 or self.max_candidates < 1:
+            raise LmrepError("candidate batch and max candidates must be 1 or more")
+        if self.first_token not in FIRST_TOKEN:
+            raise LmrepError(f"unknown first-token mode '{self.first_token}': choose one of {', '.join(FIRST_TOKEN)}")
+        if self.ranking not in RANKINGS:
+            raise LmrepError(f"unknown ranking '{self.ranking}': choose one of {', '.join(RANKINGS)}")
         check_loss(self.loss)
         check_decoder(self.decoder)
         if self.topk < 1 or (vocab_size is not None and self.topk > vocab_size):
@@ -84,7 +99,7 @@ def register_method(name: str):
 
 def load_methods() -> dict[str, Method]:
     """Import the modules that register methods (they import this one, so this cannot happen at the top)."""
-    from . import gd  # noqa: F401
+    from . import exact, gd, nearest  # noqa: F401
     return METHODS
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -96,11 +96,43 @@ def l1(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x.detach().double().abs() * m).flatten(1).sum(1)
 
 
+def l2(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x: (B, T, ...), mask: (B, T) -> Euclidean norm over the real positions, (B,), in float64."""
+    m = mask.to(torch.float64).reshape(*mask.shape, *([1] * (x.dim() - 2)))
+    return (x.detach().double() ** 2 * m).flatten(1).sum(1).sqrt()
+
+
 def ratio(e0: torch.Tensor, e: torch.Tensor, out0: torch.Tensor, out: torch.Tensor,
           mask: torch.Tensor) -> torch.Tensor:
     """r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1 per walk, (B,); NaN where the output did not change at all."""
     d_in, d_out = l1(e - e0, mask), l1(out - out0, mask)
     return torch.where(d_out > 0, d_in / d_out.clamp_min(1e-300), torch.full_like(d_in, float("nan")))
+
+
+def input_at_output(trajectory: list[dict], delta: float, norm: str = "l1") -> float | None:
+    """How far the input had moved when the output change first reached ``delta`` (both in ``norm``, l1 or l2),
+    interpolating linearly between recorded steps; the final input distance if the output never changed that
+    much. This compares walks at equal output change."""
+    i, o = f"input_{norm}", f"output_{norm}"
+    for a, b in zip(trajectory, trajectory[1:]):
+        if b[o] >= delta:
+            span = b[o] - a[o]
+            w = (delta - a[o]) / span if span > 0 else 1.0
+            return a[i] + min(max(w, 0.0), 1.0) * (b[i] - a[i])
+    return trajectory[-1][i] if trajectory else None
+
+
+def make_target(lm, layer: int | str = 1, head: str = "none", toy: str | None = None, seed: int = 0):
+    """What to walk on: layer ``layer`` (+ ``head``) of ``lm``, or with ``toy="mlp"`` the page's MLP mimic
+    (per token d -> 4d -> d, GELU, weights drawn under ``seed``) over lm's token embeddings."""
+    if toy is None:
+        from .layers import layer_model
+        return layer_model(lm, layer, head)
+    if toy != "mlp":
+        raise LmrepError(f"unknown toy model '{toy}': the walk supports mlp (the page's MLP mimic)")
+    from .experiments.targets import EmbeddingTarget
+    from .toy import MLPMimic
+    return EmbeddingTarget(MLPMimic(lm.d_model, seed=seed).to(lm.device, lm.dtype), lm, f"mlp-mimic(d={lm.d_model})")
 
 
 @dataclass
@@ -114,7 +146,16 @@ class WalkState:
     mask: torch.Tensor  # (B, T) 1 on real tokens
     gens: list  # one torch.Generator per walk
     prev: torch.Tensor | None = None  # (B, T, d) the last move's unit direction (jacobian continuation)
-    notes: list = field(default_factory=list)
+    ritz: torch.Tensor | None = None  # (B, T*d, k) the last least-gain directions (jacobian warm start)
+
+    def draw(self, fn=torch.randn, *trailing: int) -> torch.Tensor:
+        """Per walk, ``fn((L, d, *trailing))`` from its own generator for its L real tokens, zero-padded to
+        (B, T, d, *trailing): a walk draws the same numbers alone or in any batch."""
+        B, T, d = self.e.shape
+        out = torch.zeros(B, T, d, *trailing, dtype=self.e.dtype, device=self.e.device)
+        for b, (g, L) in enumerate(zip(self.gens, self.mask.sum(1).tolist())):
+            out[b, :L] = fn((L, d, *trailing), generator=g, device=g.device, dtype=self.e.dtype)
+        return out
 
     @property
     def tokmask(self) -> torch.Tensor:
@@ -145,8 +186,14 @@ class WalkResult:
 def walk(target, prompts: list[str], cfg: WalkConfig, seeds: tuple[int, ...] | None = None,
          progress: bool = False) -> Iterator[WalkResult]:
     """Walk from each prompt under each seed (default: cfg.seed); yields one WalkResult per (prompt, seed)."""
-    cfg.check(target.lm.vocab_size)
     items = [(target.lm.encode(p), s) for s in (seeds if seeds is not None else (cfg.seed,)) for p in prompts]
+    yield from walk_items(target, items, cfg, progress)
+
+
+def walk_items(target, items: list[tuple[list[int], int]], cfg: WalkConfig,
+               progress: bool = False) -> Iterator[WalkResult]:
+    """Walk from each (token ids, seed) item, cfg.batch_size at a time; yields one WalkResult per item, in order."""
+    cfg.check(target.lm.vocab_size)
     decoder = Decoder(target.lm, cfg.decoder)
     for i in range(0, len(items), cfg.batch_size):
         yield from _walk_batch(target, items[i:i + cfg.batch_size], cfg, decoder, progress)
@@ -164,40 +211,46 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
                       [prompt_generator(s, x, lm.device) for x, s in items])
     move = moves()[cfg.method]
     B, snaps = len(items), set(cfg.snapshot_steps())
-    traj = [[dict(step=0, input_l1=0.0, output_l1=0.0, r=None)] for _ in range(B)]
+    traj = [[dict(step=0, input_l1=0.0, output_l1=0.0, r=None, input_l2=0.0, output_l2=0.0)] for _ in range(B)]
     diags = [[] for _ in range(B)]
     shots = [[] for _ in range(B)]
     out_norm = l1(out0, mask)
 
     def snapshot(n: int) -> None:
+        # changed: positions that decode differently from the start's decode (the decoder may miss a token
+        # even at its exact embedding, e.g. pinv; start_misses counts those, against the true ids)
         top = decoder.topk(state.e, cfg.topk)  # (B, T, k)
         for b in range(B):
             rows = top[b, : lengths[b]].tolist()
             first = [row[0] for row in rows]
+            ref = shots[b][0]["ids"] if shots[b] else first
             shots[b].append(dict(step=n, text=lm.decode(first), ids=first,
-                                 changed=sum(int(a != c) for a, c in zip(first, items[b][0])),
+                                 changed=sum(int(a != c) for a, c in zip(first, ref)),
+                                 start_misses=sum(int(a != c) for a, c in zip(ref, items[b][0])),
                                  topk_texts=[lm.decode([row[j] for row in rows]) for j in range(cfg.topk)]))
 
     bar = tqdm(total=cfg.steps, disable=not progress, desc=f"{cfg.method} walk {target.name}", unit="step",
                file=sys.stderr, leave=False)
     try:
-        if 0 in snaps:
-            snapshot(0)
+        snapshot(0)  # always: the reference for 'changed'
         for n in range(1, cfg.steps + 1):
             for b, d in enumerate(move(state, n)):
                 diags[b].append(dict(step=n, **d))
             with torch.no_grad():
                 out = state.output(state.e)
             d_in, d_out = l1(state.e - e0, mask), l1(out - out0, mask)
+            e_in, e_out = l2(state.e - e0, mask), l2(out - out0, mask)  # the same in L2, for cross-checks
             r = ratio(e0, state.e, out0, out, mask)
             for b in range(B):
-                traj[b].append(dict(step=n, input_l1=d_in[b].item(), output_l1=d_out[b].item(), r=r[b].item()))
+                traj[b].append(dict(step=n, input_l1=d_in[b].item(), output_l1=d_out[b].item(), r=r[b].item(),
+                                    input_l2=e_in[b].item(), output_l2=e_out[b].item()))
             if n in snaps:
                 snapshot(n)
             bar.update(1)
             bar.set_postfix(r=f"{r.nanmean().item():.3g}")
     finally:
         bar.close()
+    r_random = _random_ratio(state, l1(state.e - e0, mask))
     seconds = (time.perf_counter() - t0) / B
     for b, (x, seed) in enumerate(items):
         L, last = lengths[b], traj[b][-1]
@@ -205,9 +258,29 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
         rec.update(seed=seed, prompt=lm.decode(x), ids=x, n_tokens=L, input_distance=last["input_l1"],
                    output_distance=last["output_l1"], r=last["r"],
                    output_relative=last["output_l1"] / out_norm[b].item() if out_norm[b] > 0 else None,
+                   r_random=r_random[b].item(),
+                   r_over_random=last["r"] / r_random[b].item() if last["r"] and r_random[b] > 0 else None,
                    final_text=shots[b][-1]["text"] if shots[b] else None, trajectory=traj[b],
                    diagnostics=diags[b], snapshots=shots[b], seconds=seconds)
         yield WalkResult(rec, e0[b, :L].detach().clone(), state.e[b, :L].detach().clone())
+
+
+@torch.no_grad()
+def _random_ratio(state: WalkState, size: torch.Tensor) -> torch.Tensor:
+    """r of a random Gaussian displacement with the walk's own L1 size, (B,): the baseline a walk must beat
+    (r alone depends on the model's scale: a net that shrinks everything gives r > 1 in every direction)."""
+    noise = state.draw()  # (B, T, d)
+    scale = (size / l1(noise, state.mask).clamp_min(1e-300)).to(state.e.dtype)
+    e = state.e0 + noise * scale[:, None, None]
+    return ratio(state.e0, e, state.out0, state.output(e), state.mask)
+
+
+@torch.no_grad()
+def ratio_between(target, start: torch.Tensor, end: torch.Tensor) -> float:
+    """r recomputed from saved embeddings: start, end (T, d) -> ||start - end||_1 / ||O(start) - O(end)||_1."""
+    mask = torch.ones(1, start.shape[0], dtype=torch.long, device=start.device)
+    e0, e = start[None], end[None]
+    return ratio(e0, e, target(e0, mask), target(e, mask), mask).item()
 
 
 def _depth(target) -> int | None:

@@ -34,7 +34,8 @@ class JacobianProducts:
         self.E = e.detach().repeat_interleave(k, 0)  # (B*k, T, d)
         self.f = lambda x: state.target(x, self.mask)
         with sdpa_kernel(SDPBackend.MATH):
-            out, self._pull = vjp(self.f, self.E)
+            self.out, self._pull = vjp(self.f, self.E)  # out: (B*k, T, D) = O(e), repeated
+        out = self.out
         self.outmask = self.mask.to(out.dtype).reshape(*self.mask.shape, *([1] * (out.dim() - 2)))
 
     def J(self, V: torch.Tensor) -> torch.Tensor:
@@ -44,13 +45,15 @@ class JacobianProducts:
         with sdpa_kernel(SDPBackend.MATH):
             return jvp(self.f, (self.E,), (tangents,))[1] * self.outmask
 
+    def Jt(self, U: torch.Tensor) -> torch.Tensor:
+        """U (B*k, T, D) -> J^T U (B*k, T, d), zero on padding."""
+        with sdpa_kernel(SDPBackend.MATH):
+            (back,) = self._pull(U * self.outmask)
+        return back * self.inmask
+
     def JtJ(self, V: torch.Tensor) -> torch.Tensor:
         """V (B, n, k) -> J^T J V (B, n, k), n = T * d."""
-        B = self.shape[0]
-        with sdpa_kernel(SDPBackend.MATH):
-            (back,) = self._pull(self.J(V))  # (B*k, T, d)
-        back = back * self.inmask
-        return back.reshape(B, self.k, -1).transpose(1, 2)
+        return self.Jt(self.J(V)).reshape(self.shape[0], self.k, -1).transpose(1, 2)
 
 
 def _orthonormal(W: torch.Tensor) -> torch.Tensor:
@@ -58,17 +61,23 @@ def _orthonormal(W: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(W, mode="reduced").Q
 
 
-def least_directions(state: WalkState, e: torch.Tensor, k: int, blocks: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def least_directions(state: WalkState, e: torch.Tensor, k: int, blocks: int, start: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Directions of least output change at e, per walk, by block Krylov + Rayleigh-Ritz on J^T J.
 
+    ``start`` (B, n, k): the starting block, e.g. the previous move's directions, so that the estimate keeps
+    improving along the walk (a restarted block Lanczos); None: a random block from each walk's generator.
     Returns V (B, n, k) with orthonormal columns (zero on padding), their gains ||J v|| (B, k), ascending,
-    and the gains of the random starting block (B, k): the baseline a random direction gets.
+    and, for a random start, the gains of that random block (B, k): the baseline a random direction gets.
     """
     B, T, d = e.shape
     ops = JacobianProducts(state, e, k)
     inmask = state.tokmask.expand(B, T, d).reshape(B, T * d, 1)  # (B, n, 1)
-    start = torch.stack([torch.randn(T * d, k, generator=g, device=g.device, dtype=e.dtype) for g in state.gens])
+    if start is None:
+        start = state.draw(torch.randn, k).reshape(B, T * d, k)
+        random_start = True
+    else:
+        random_start = False
     basis = [_orthonormal(start * inmask)]  # [(B, n, k)]
     images = []
     for j in range(blocks):
@@ -84,7 +93,9 @@ def least_directions(state: WalkState, e: torch.Tensor, k: int, blocks: int
     H = Q.transpose(1, 2) @ AQ  # (B, m, m) = Q^T J^T J Q
     evals, evecs = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)  # ascending
     V = _orthonormal(Q @ evecs[..., :k])  # re-orthonormalised against round-off
-    random_gain = torch.diagonal(basis[0].transpose(1, 2) @ images[0], dim1=1, dim2=2).clamp_min(0).sqrt()
+    random_gain = None
+    if random_start:
+        random_gain = torch.diagonal(basis[0].transpose(1, 2) @ images[0], dim1=1, dim2=2).clamp_min(0).sqrt()
     return V, evals[:, :k].clamp_min(0).sqrt(), random_gain
 
 
@@ -97,14 +108,10 @@ def reproject(state: WalkState, steps: int) -> list[dict]:
     before = after = None
     for s in range(steps):
         ops = JacobianProducts(state, e, 1)
-        with torch.no_grad():
-            out = ops.f(e)
-        residual = (out - state.out0) * ops.outmask  # (B, T, D)
-        dist = _flat(residual).norm(dim=1)
-        before = dist if s == 0 else before
-        with sdpa_kernel(SDPBackend.MATH):
-            (g,) = ops._pull(residual)  # (B, T, d) = J^T r
-        g = g * state.tokmask
+        residual = (ops.out.detach() - state.out0) * ops.outmask  # (B, T, D)
+        if s == 0:
+            before = _flat(residual).norm(dim=1)
+        g = ops.Jt(residual)  # (B, T, d) = J^T r
         Jg = ops.J(_flat(g)[..., None])  # (B, T, D)
         alpha = _flat(g).pow(2).sum(1) / _flat(Jg).pow(2).sum(1).clamp_min(1e-30)  # (B,)
         e = (e - alpha[:, None, None] * g).detach()
@@ -117,11 +124,13 @@ def reproject(state: WalkState, steps: int) -> list[dict]:
 
 
 def jacobian_move(state: WalkState, n: int) -> list[dict]:
-    """One move: find the least-gain directions at e, step step_size * sqrt(T) along the unit vector in their span
-    closest to the previous move (the least-gain direction, random sign, at the first), then re-project."""
+    """One move: find the least-gain directions at e (starting from the last move's), step step_size * sqrt(T)
+    along the unit vector in their span closest to the previous move (at the first move: the least-gain direction
+    with a random sign), then re-project."""
     cfg, e = state.cfg, state.e
     B, T, d = e.shape
-    V, gains, random_gain = least_directions(state, e, cfg.directions, cfg.krylov)  # (B, n, k)
+    V, gains, random_gain = least_directions(state, e, cfg.directions, cfg.krylov, state.ritz)  # (B, n, k)
+    state.ritz = V
     u = V[..., 0]  # (B, n) least gain
     if state.prev is None:
         signs = torch.stack([torch.randint(2, (1,), generator=g, device=g.device) for g in state.gens])
@@ -141,7 +150,7 @@ def jacobian_move(state: WalkState, n: int) -> list[dict]:
     coords = (V.transpose(1, 2) @ chosen[..., None])[..., 0]  # (B, k): Ritz vectors diagonalise J^T J
     chosen_gain = ((coords ** 2) * gains ** 2).sum(1).sqrt()
     diags = [dict(gain_least=gains[b, 0].item(), gain_chosen=chosen_gain[b].item(),
-                  gain_random=random_gain[b].mean().item()) for b in range(B)]
+                  gain_random=None if random_gain is None else random_gain[b].mean().item()) for b in range(B)]
     if cfg.inner:
         for d_, extra in zip(diags, reproject(state, cfg.inner)):
             d_.update(extra)

@@ -29,7 +29,8 @@ def output_gradient(state: WalkState, e: torch.Tensor, kind: str) -> tuple[torch
 def tangent_move(state: WalkState, n: int) -> list[dict]:
     """The page's tangent walk: e += step_size * Vh[-1], where Vh comes from the full SVD of the gradient of
     sum(O) (T x d) and row -1 lies beyond the first T rows, so it is orthogonal to every token's gradient.
-    Records the page's check ``gradient @ perp`` (max |.| over tokens, raw and relative to the gradient's norm)."""
+    Records the page's check ``gradient @ perp`` (max |.| over tokens, raw and relative to the gradient's norm) and
+    perp's largest entry (near 1: the null-space vector the SVD returns is close to one coordinate axis)."""
     g, _ = output_gradient(state, state.e, "sum")  # (B, T, d)
     step = torch.zeros_like(state.e)
     diags = []
@@ -40,7 +41,8 @@ def tangent_move(state: WalkState, n: int) -> list[dict]:
         rel = (check.abs() / G.norm(dim=1).clamp_min(1e-30)).max().item()
         step[b, :L] = state.cfg.step_size * perp  # broadcast over the tokens, as the page does
         diags.append(dict(orthogonality=check.abs().max().item(), orthogonality_relative=rel,
-                          check=[round(v, 10) for v in check.tolist()]))
+                          check=[round(v, 10) for v in check.tolist()],
+                          perp_max_entry=perp.abs().max().item()))  # ~1: LAPACK's null vector is nearly an axis
     state.e = state.e + step
     if state.cfg.inner:
         from .walk_jacobian import reproject
@@ -63,10 +65,7 @@ def split_masks(state: WalkState) -> tuple[torch.Tensor, torch.Tensor, list[int]
 
 def clamp_noise(state: WalkState) -> torch.Tensor:
     """Noise for one round, (B, T, d): N(0, noise) under the text convention, U(0, noise) under the scripts'."""
-    draw = torch.randn if state.cfg.convention == "text" else torch.rand
-    shape = state.e.shape[1:]
-    return state.cfg.noise * torch.stack([draw(shape, generator=g, device=g.device, dtype=state.e.dtype)
-                                          for g in state.gens])
+    return state.cfg.noise * state.draw(torch.randn if state.cfg.convention == "text" else torch.rand)
 
 
 def clamped_round(state: WalkState, n: int) -> list[dict]:

@@ -34,9 +34,10 @@ def test_batched_equals_one_at_a_time(tiny_llama):
     prompts = ["The sky is blue.", "A longer prompt, with more tokens than that.", "Hi"]
     together = _run(tiny_llama, prompts, steps=20, batch_size=3)
     alone = [r for p in prompts for r in _run(tiny_llama, [p], steps=20, batch_size=1)]
-    for a, b in zip(together, alone):
-        assert a["recovered_ids"] == b["recovered_ids"]
+    for a, b in zip(together, alone):  # the same trajectory (ids of an unconverged run may flip on near-ties)
+        assert a["loss_curve"] == pytest.approx(b["loss_curve"], rel=1e-3)
         assert a["output_distance"] == pytest.approx(b["output_distance"], rel=1e-3)
+        assert a["embedding_cosine"] == pytest.approx(b["embedding_cosine"], abs=1e-4)
 
 
 def test_default_model_run_is_consistent(smol):

@@ -8,24 +8,20 @@ from ..errors import LmrepError
 from ..models import DEFAULT_MODEL, LoadedModel, load_model
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be 1 or more")
-    return v
+def _whole_number_at_least(lowest: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if v < lowest:
+            raise argparse.ArgumentTypeError(f"{v} must be {lowest} or more")
+        return v
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
-    return v
+positive_int = _whole_number_at_least(1)
+nonneg_int = _whole_number_at_least(0)
 
 
 def positive_float(text: str) -> float:

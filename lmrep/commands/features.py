@@ -12,7 +12,7 @@ from ..vision.figures import change_heatmaps, change_profile, feature_grid
 from ..vision.hybrid import Hybrid, HybridConfig
 from ..vision.objectives import KINDS
 from ..vision.param import PARAMS
-from ..vision.render import RenderConfig
+from ..vision.render import OPTIMIZERS, RenderConfig
 from ..vision.vit import KNOWN_VITS, load_vit
 from .common import add_model_args, model_from_args, nonneg_int, positive_float, positive_int
 
@@ -69,7 +69,10 @@ def register(sub) -> None:
     t.add_argument("--octave", action=argparse.BooleanOptionalAction, default=d.octave,
                    help="the original scripts' octaves: zoom 2.5-2.68x and random-crop back")
     t.add_argument("--steps", type=positive_int, help="optimiser steps (256; quick 24)")
-    t.add_argument("--lr", type=positive_float, default=d.render.lr, help="Adam, falling linearly to lr/10")
+    t.add_argument("--optimizer", default=d.render.optimizer, choices=OPTIMIZERS,
+                   help="gd: gradient steps scaled so each image's largest moves lr (keeps per-patch differences); "
+                        "adam: every pixel moves about lr")
+    t.add_argument("--lr", type=positive_float, default=d.render.lr, help="step size, falling linearly to lr/10")
     t.add_argument("--seeds", type=positive_int, help="starting noises: --seed, --seed+1, ... (3; quick 2)")
     t.add_argument("--quick", action="store_true", help="small and short: 96 px, 24 steps, 2 seeds")
     o = p.add_argument_group("output")
@@ -84,7 +87,7 @@ def run(args) -> int:
                          seeds=tuple(range(args.seed, args.seed + pick(args, "seeds"))), param=args.param,
                          blur=args.blur, sigma=tuple(args.sigma), jitter=args.jitter, octave=args.octave,
                          image_size=pick(args, "image_size"),
-                         render=RenderConfig(steps=pick(args, "steps"), lr=args.lr))
+                         render=RenderConfig(steps=pick(args, "steps"), lr=args.lr, optimizer=args.optimizer))
     cfg.check()
     hybrid = hybrid_from_args(args)
     layer = hybrid.at(cfg.layer, cfg.head)
@@ -129,7 +132,7 @@ def draw(run_dir: RunDir) -> None:
     change_heatmaps(by_panel, tuple(summary["grid"]), titles, run_dir / "change.png",
                     f"{what}: per-patch change, mean of {summary['n_seeds']} seeds")
     change_profile(summary["change_per_patch"], summary["change_per_patch_sem"], run_dir / "profile.png",
-                   f"{what}: change along the token order (mean over panels; band: s.e. over seeds)")
+                   f"{what}\nchange along the token order (mean over panels; band: s.e. over seeds)")
 
 
 def print_summary(s: dict, run_dir: RunDir) -> None:

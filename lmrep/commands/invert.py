@@ -80,6 +80,7 @@ def finish(run_dir: RunDir, records: list[dict], layer_name: str) -> None:
     curves = {r["prompt"]: r["loss_curve"] for r in records if r.get("loss_curve")}
     if curves:
         loss_curves(curves, run_dir / "loss.png", title=f"{records[0]['model']} {layer_name}: output distance",
+                    ylabel="distance to the target output (dashed: eq. 4's m)",
                     thresholds={r["prompt"]: r.get("threshold") for r in records})
 
 

@@ -17,7 +17,7 @@ from ..vision.vit import KNOWN_VITS, load_vit, vit_layer_model
 from .common import nonneg_int, positive_float, positive_int
 from .features import add_hybrid_args, hybrid_from_args
 
-QUICK = dict(image_size=112, steps=100, images=["chelsea"])
+QUICK = dict(image_size=96, steps=80, images=["chelsea"])
 FULL = dict(image_size=224, steps=1000, images=["chelsea", "astronaut"])
 
 
@@ -33,9 +33,9 @@ def register(sub) -> None:
     g.add_argument("--compare-layers", type=nonneg_int, nargs="+", help="its depths (default all; quick 4)")
     d = ReconstructConfig()
     t = p.add_argument_group("optimisation")
-    t.add_argument("--steps", type=positive_int, help="Adam steps per layer (1000; quick 100)")
+    t.add_argument("--steps", type=positive_int, help="Adam steps per layer (1000; quick 80)")
     t.add_argument("--lr", type=positive_float, default=d.lr, help="Adam, falling linearly to lr/10")
-    t.add_argument("--quick", action="store_true", help="112 px, 100 steps, layers 0, 1, n/4, n/2, one image")
+    t.add_argument("--quick", action="store_true", help="96 px, 80 steps, layers 0, 1, n/4, n/2, one image")
     o = p.add_argument_group("output")
     o.add_argument("--out", help="run folder (default runs/reconstruct-image-<config hash>)")
     o.add_argument("--json", action="store_true", help="print one JSON object per layer (JSON Lines)")
@@ -57,7 +57,8 @@ def run(args) -> int:
     size = args.image_size or preset["image_size"]
     cfg = ReconstructConfig(steps=args.steps or preset["steps"], lr=args.lr)
     names = args.images or preset["images"]
-    images = {name: load_image(name, size) for name in names}  # every image is checked before any work
+    for name in names:
+        load_image(name, 8)  # every image is checked before any work starts
     hybrid = hybrid_from_args(args)
     models = [(f"{args.vit} stem + {args.model}{'' if hybrid.lm.trained else ' (untrained)'}", hybrid.vit.patch_size,
                [hybrid.at(k) for k in depths(args.layers, hybrid.n_layers, args.quick)])]
@@ -65,26 +66,24 @@ def run(args) -> int:
         vit = load_vit(args.compare, seed=args.seed, device=args.device, dtype=args.dtype)
         models.append((f"{args.compare}{'' if vit.trained else ' (untrained)'}", vit.patch_size,
                        [vit_layer_model(vit, k) for k in depths(args.compare_layers, vit.n_layers, args.quick)]))
-    for _, patch, _ in models:
-        if size % patch:
-            raise LmrepError(f"image size {size} is not a multiple of patch size {patch}: use --image-size "
-                             f"{(size // patch) * patch or patch}")
+    sizes = {label: side(size, patch) for label, patch, _ in models}
     run_dir = RunDir.create("reconstruct-image", dict(
         reconstruct=cfg.as_dict(), hybrid=hybrid.cfg.as_dict(), model=args.model, trained=hybrid.lm.trained,
-        vit=args.vit, compare=args.compare, image_size=size, images=names, seed=args.seed, dtype=args.dtype,
+        vit=args.vit, compare=args.compare, image_size=sizes, images=names, seed=args.seed, dtype=args.dtype,
         layers={label: [m.name for m in layer_models] for label, _, layer_models in models}), args.out)
     run_dir.reset("layers.jsonl")
-    tensors = {f"original/{n}": img for n, img in images.items()}
-    records = []
+    tensors, records = {}, []
     for label, patch, layer_models in models:
+        images = {name: load_image(name, sizes[label]).to(hybrid.vit.device) for name in names}
+        tensors.update({f"{label}/{name}/original": img.cpu() for name, img in images.items()})
         for m in layer_models:
             for name, img in images.items():
                 print(f"{label}: {m.name}, {name} ...", file=sys.stderr)
-                out = reconstruct(m, img.to(hybrid.vit.device), cfg, seed=args.seed, progress=True)
-                rec = dict(model=label, depth=m.spec.depth, layer=m.name, image=name,
+                out = reconstruct(m, img, cfg, seed=args.seed, progress=True)
+                rec = dict(model=label, depth=m.spec.depth, layer=m.name, image=name, image_size=sizes[label],
                            output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
                            loss_start=out["curve"][0], loss_end=out["curve"][-1],
-                           **image_metrics(out["image"].cpu(), img, patch))
+                           **image_metrics(out["image"].cpu(), img.cpu(), patch))
                 tensors[f"{label}/{name}/{m.spec.depth}"] = out["image"].cpu()
                 records.append(rec)
                 run_dir.append_jsonl("layers.jsonl", rec)
@@ -98,13 +97,22 @@ def run(args) -> int:
     return 0
 
 
+def side(size: int, patch: int) -> int:
+    """The image side a model with this patch size gets: ``size`` rounded down to a whole number of patches
+    (224 stays 224 for 16- and 14-px patches: 14 x 14 and 16 x 16 patches; 96 gives 96 and 84: 6 x 6 each)."""
+    if size < patch:
+        raise LmrepError(f"image size {size} is smaller than the patch size {patch}: use --image-size {patch} or more")
+    return (size // patch) * patch
+
+
 def summarize(records: list[dict]) -> dict:
     """Per model and depth: mean and standard error over images of PSNR, SSIM, L2 and the front/back ratio."""
     groups = defaultdict(list)
     for r in records:
         groups[(r["model"], r["depth"], r["layer"])].append(r)
     out = defaultdict(list)
-    for (model, depth, layer), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    order = list(dict.fromkeys(r["model"] for r in records))  # models in the order they ran
+    for (model, depth, layer), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
         row = dict(depth=depth, layer=layer, n_images=len(rs))
         for key in ("psnr", "ssim", "l2", "front_back", "relative_output_l1"):
             t = torch.tensor([r[key] for r in rs], dtype=torch.float64)
@@ -124,7 +132,7 @@ def draw(run_dir: RunDir) -> None:
     for model in summary:
         for name in dict.fromkeys(r["image"] for r in records):
             recs = sorted((r for r in records if r["model"] == model and r["image"] == name), key=lambda r: r["depth"])
-            rows.append((f"{model}\n{name}", tensors[f"original/{name}"][0],
+            rows.append((f"{model}\n{name}", tensors[f"{model}/{name}/original"][0],
                          [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[f"{model}/{name}/{r['depth']}"][0])
                           for r in recs]))
     reconstruction_grid(rows, run_dir / "reconstructions.png", "reconstruction from each layer's output (depth: PSNR)")

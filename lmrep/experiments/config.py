@@ -7,13 +7,15 @@ Where the page's text and the author's original scripts disagree, a *setting* pi
                "with the LM head" means final norm + head
     original   e0 ~ N(0, 1); plain steps on 0.1 * sum |...| with lr 2 -> 0.2 (the same steps as lr 0.2 -> 0.02 on
                the plain sum); N = 1000 for trained models, 500 for untrained; the LM head WITHOUT the final norm
+    adam       neither: lmrep's own default (Adam, lr 0.01 -> 0.001, e0 ~ N(0.5, 1/20), N = 500, final norm + head),
+               to see which of the page's conclusions survive a better optimiser
 
 Quick profiles cut the steps (``Setting.steps``), prompts and conditions so that every experiment finishes on two
 CPU cores in a few minutes; full profiles use the setting's own step counts.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LmrepError
@@ -27,25 +29,26 @@ SKY_PROMPT = "The sky is blue."
 
 @dataclass(frozen=True)
 class Setting:
+    """One side of the page/script disagreements: init, optimiser, step size, N and what "head" means."""
+
     name: str
     init: str  # InvertConfig.init
     optimizer: str  # InvertConfig.optimizer
-    lr: float  # eta on the plain L1 sum
+    lr: float  # eta: the step size on the plain L1 sum (Adam's lr for the adam setting)
     steps_trained: int  # N for a trained model
     steps_untrained: int  # N for an untrained model or a toy net
     head: str  # the layers.HEADS value that "with the LM head" means
     about: str
 
-    def steps(self, trained: bool, quick_steps: int | None = None) -> int:
-        """N for this model; a quick profile passes its own (smaller) budget."""
-        if quick_steps is not None:
-            return quick_steps
+    def steps(self, trained: bool) -> int:
+        """N for a trained or an untrained model (the full profile; quick profiles set their own)."""
         return self.steps_trained if trained else self.steps_untrained
 
     def invert_config(self, steps: int, seed: int, **kw) -> InvertConfig:
-        """The gradient-descent configuration this setting stands for."""
-        return InvertConfig(method="gd", steps=steps, lr=self.lr, optimizer=self.optimizer, init=self.init,
-                            loss="l1", seed=seed, **kw)
+        """The gradient-descent configuration this setting stands for; ``kw`` overrides or adds fields."""
+        args = dict(method="gd", steps=steps, lr=self.lr, optimizer=self.optimizer, init=self.init, loss="l1",
+                    seed=seed)
+        return InvertConfig(**{**args, **kw})
 
 
 SETTINGS = {
@@ -56,20 +59,25 @@ SETTINGS = {
                         steps_untrained=500, head="logits_nonorm",
                         about="the author's scripts: e0 ~ N(0, 1), plain steps on 0.1 * L1 with lr 2 -> 0.2, "
                               "N = 1000 trained / 500 untrained, LM head without the final norm"),
+    "adam": Setting("adam", init="text", optimizer="adam", lr=0.01, steps_trained=500, steps_untrained=500,
+                    head="logits", about="not the page's: Adam, lr 0.01 -> 0.001, e0 ~ N(0.5, 1/20), N = 500, "
+                                         "LM head after the final norm"),
 }
 DEFAULT_SETTING = "original"
 
 
 @dataclass
 class ReproduceConfig:
+    """One run of one experiment; its dict (after ``resolved``) names and hashes the run folder."""
+
     experiment: str
     quick: bool = False  # the small profile the tests run; otherwise the full one (GPU or a long CPU run)
-    setting: str = DEFAULT_SETTING  # text or original: which side of the page/script disagreements to follow
+    setting: str = DEFAULT_SETTING  # text, original (the page vs the scripts where they disagree) or adam
     prompts: tuple[str, ...] = ()  # empty: the profile's default prompts
     seeds: int = 0  # 0: the profile's default (1 quick, 3 full)
     device: str = "cpu"
     model: str = DEFAULT_MODEL  # the trained model (stands in for trained GPT-2 offline)
-    extra_models: tuple[str, ...] = field(default=())  # more trained models to run the same way (e.g. "gpt2")
+    extra_models: tuple[str, ...] = ()  # more trained models for sentence-reconstruction (e.g. "gpt2")
 
     def resolved(self) -> "ReproduceConfig":
         """Fill the profile's defaults and check the values; the result is what the run folder records."""
@@ -82,19 +90,17 @@ class ReproduceConfig:
         return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
                                tuple(self.extra_models))
 
-    @property
-    def profile(self) -> str:
-        return "quick" if self.quick else "full"
-
     def get_setting(self) -> Setting:
+        """The Setting this config names."""
         return SETTINGS[self.setting]
 
     def to_dict(self) -> dict:
+        """JSON-ready fields, as written to config.json."""
         return asdict(self)
 
 
 def default_prompts(quick: bool) -> tuple[str, ...]:
-    """The page's example first, then the shipped prompt list (>= 20 prompts for the full profile)."""
+    """The page's examples first, then the shipped prompt list (>= 20 prompts for the full profile)."""
     if quick:
         return (PAGE_PROMPT, SKY_PROMPT)
     return tuple(dict.fromkeys([PAGE_PROMPT, SKY_PROMPT, *read_prompt_file(PROMPTS_FILE)]))

@@ -42,7 +42,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | P
 
 
 def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, title: str, xlabel: str,
-          ylabel: str, ylim: tuple[float, float] | None = (-0.02, 1.02)) -> Path:
+          ylabel: str, ylim: tuple[float, float] | None = (-0.02, 1.02), logx: bool = False) -> Path:
     """One line per series over its own x values, with a band of +- one standard error."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     styles = ["-", "--", ":", "-."]
@@ -57,6 +57,8 @@ def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, t
     ax.set_title(title, fontsize=10)
     if ylim:
         ax.set_ylim(*ylim)
+    if logx:
+        ax.set_xscale("log")
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return _save(fig, path)

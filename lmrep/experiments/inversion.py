@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
+from ..decode import DECODERS, Decoder
 from ..invert import InvertConfig, Target, invert
+from ..models import LoadedModel
 from .items import ItemLog, Progress, item_id, run_group
 
 CURVE_POINTS = 200  # loss curves are stored thinned to about this many points (the crossing steps use all of them)
@@ -25,6 +29,14 @@ def first_below(curve: list[float | None], level: float | None) -> int | None:
     return next((n for n, v in enumerate(curve) if v is not None and v < level), None)
 
 
+@torch.no_grad()
+def decoder_ceiling(lm: LoadedModel, ids: list[int]) -> dict[str, float]:
+    """Each decoder's token accuracy on the prompt's own embeddings: the most an inversion can score with it."""
+    e = lm.embed(torch.tensor([ids], device=lm.device))  # (1, T, d)
+    return {kind: sum(int(a == b) for a, b in zip(Decoder(lm, kind)(e)[0].tolist(), ids)) / len(ids)
+            for kind in DECODERS}
+
+
 def slim(rec: dict, keep_curve: bool = True) -> dict:
     """A method's record as an item: the loss curve thinned (and its steps kept beside it)."""
     out = {k: v for k, v in rec.items() if k != "loss_curve"}
@@ -35,12 +47,14 @@ def slim(rec: dict, keep_curve: bool = True) -> dict:
 
 def invert_items(log: ItemLog, progress: Progress, condition: str, make_target: Callable[[str], Target],
                  prompts: list[str], cfg: InvertConfig, extra: dict,
-                 post: Callable[[Target, dict], dict] | None = None, one_length: bool = False) -> list[dict]:
+                 post: Callable[[Target, dict], dict] | None = None, one_length: bool = False,
+                 keep_curve: bool = True) -> list[dict]:
     """Invert each prompt of ``condition`` (skipping finished ones) and return every prompt's item.
 
     ``make_target(prompt)`` builds the target only when something is left to do; ``one_length`` inverts prompts
     one at a time for targets tied to an input length (FCNet). ``post(target, record)`` adds measurements that need
-    the full record (e.g. crossings of the whole loss curve) before it is thinned; ``extra`` tags every item.
+    the full record (e.g. crossings of the whole loss curve) before it is thinned (or dropped: ``keep_curve``);
+    ``extra`` tags every item, and each gets its decoders' ceiling (their accuracy on the true embeddings).
     """
     keys = [item_id(condition, f"seed={cfg.seed}", p) for p in prompts]
 
@@ -50,6 +64,7 @@ def invert_items(log: ItemLog, progress: Progress, condition: str, make_target: 
             target = make_target(prompts[group[0]])
             for rec in invert(target, [prompts[i] for i in group], cfg, progress=False):
                 more = post(target, rec) if post else {}
-                yield dict(condition=condition, seed=cfg.seed, **extra, **slim(rec), **more)
+                yield {"condition": condition, "seed": cfg.seed, **slim(rec, keep_curve), **extra, **more,
+                       "decoder_ceiling": decoder_ceiling(target.lm, rec["target_ids"])}  # tags win
 
     return list(run_group(log, keys, solve, progress))

@@ -25,7 +25,8 @@ class ItemLog:
         self.run_dir = run_dir
         self.done: dict[str, dict] = {}
         path, good = run_dir / ITEMS, []
-        lines = path.read_text().splitlines() if path.exists() else []
+        text = path.read_text() if path.exists() else ""
+        lines = text.splitlines()
         for line in lines:
             try:
                 rec = json.loads(line)
@@ -33,10 +34,11 @@ class ItemLog:
                 continue  # the last line of an interrupted write
             self.done[rec["id"]] = rec
             good.append(line)
-        if len(good) != len(lines):
+        if text and (len(good) != len(lines) or not text.endswith("\n")):  # the next line must start afresh
             path.write_text("".join(g + "\n" for g in good))
 
     def add(self, item_id: str, record: dict) -> dict:
+        """Append a finished item (flushed at once) and remember it."""
         rec = dict(id=item_id, **record)
         self.run_dir.append_jsonl(ITEMS, rec)
         self.done[item_id] = rec

@@ -16,7 +16,9 @@ from .targets import EmbeddingTarget
 
 
 class ModelPool:
-    def __init__(self, device: str = "cpu", keep: int = 4):
+    """Language models and toy nets by what they are, the ``keep`` most recently used ones kept loaded."""
+
+    def __init__(self, device: str = "cpu", keep: int = 8):
         self.device, self.keep = device, keep
         self._items: OrderedDict = OrderedDict()
 

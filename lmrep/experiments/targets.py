@@ -21,4 +21,4 @@ class EmbeddingTarget(nn.Module):
 
     def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = embeds.shape
-        return self.net(embeds.to(self.lm.dtype)).reshape(B, T, -1)  # (B, T, D)
+        return self.net(embeds).reshape(B, T, -1)  # (B, T, D)

@@ -13,7 +13,7 @@ from .hybrid import Hybrid
 from .metrics import per_patch_change
 from .objectives import KINDS
 from .param import PARAMS
-from .render import RenderConfig, render
+from .render import OPTIMIZERS, RenderConfig, render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 
 
@@ -38,6 +38,8 @@ class FeaturesConfig:
             raise LmrepError(f"unknown objective kind '{self.kind}': choose one of {', '.join(KINDS)}")
         if self.param not in PARAMS:
             raise LmrepError(f"unknown parameterisation '{self.param}': choose one of {', '.join(PARAMS)}")
+        if self.render.optimizer not in OPTIMIZERS:
+            raise LmrepError(f"unknown optimizer '{self.render.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
         if not self.indices or not self.seeds:
             raise LmrepError("give at least one index and one seed")
 

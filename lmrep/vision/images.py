@@ -39,7 +39,7 @@ def available() -> list[str]:
 def load_image(spec: str, size: int) -> torch.Tensor:
     """A sample name (see ``available()``) or a path to an image file -> (1, 3, size, size) in [0, 1]."""
     if spec == GENERATED:
-        return testcard(size)
+        return synthetic(size)
     if spec in SAMPLES:
         folder = sample_folder()
         path = folder / SAMPLES[spec] if folder is not None else None
@@ -62,7 +62,7 @@ def load_image(spec: str, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).clamp(0, 1).contiguous()
 
 
-def testcard(size: int) -> torch.Tensor:
+def synthetic(size: int) -> torch.Tensor:
     """A deterministic synthetic image, (1, 3, size, size): colour ramps, a disc, a checker block and stripes,
     so both smooth regions and edges are there to be reconstructed."""
     t = torch.linspace(0, 1, size)

@@ -12,10 +12,17 @@ from .param import Param
 from .transforms import Transform, compose
 
 
+OPTIMIZERS = ("gd", "adam")
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     steps: int = 256  # optimiser steps
-    lr: float = 0.05  # Adam's learning rate, falling linearly to lr/10 over the run
+    lr: float = 0.05  # step size, falling linearly to lr/10 over the run
+    # gd: plain gradient steps, each image's scaled so its largest entry moves by lr: how hard each patch is pushed
+    # stays visible in how far it moves. adam: per-entry normalised steps, so every pixel with any gradient moves
+    # about lr, which hides the per-patch differences the page measures.
+    optimizer: str = "gd"
 
 
 def values(objectives: list[Objective], acts: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -39,7 +46,7 @@ def render(models: dict[str, nn.Module], objectives: list[Objective], param: Par
     images (B, 3, H, W), the objective values of both (untransformed), and the mean value per step.
     """
     params, make_image = param
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam" else _ScaledGD(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - 0.9 * i / max(1, cfg.steps - 1))
     start = make_image().detach().clone()
     curve = []
@@ -54,3 +61,20 @@ def render(models: dict[str, nn.Module], objectives: list[Objective], param: Par
     end = make_image().detach().clone()
     return dict(start=start, image=end, value_start=evaluate(models, objectives, start),
                 value_end=evaluate(models, objectives, end), curve=curve)
+
+
+class _ScaledGD(torch.optim.Optimizer):
+    """Gradient descent whose step, per batch item, is the gradient divided by its largest absolute entry."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad  # (B, ...)
+                top = g.flatten(1).abs().amax(dim=1).clamp_min(1e-30).view(-1, *([1] * (g.dim() - 1)))
+                p.add_(g / top, alpha=-group["lr"])

@@ -203,6 +203,6 @@ def _normalisation(spec: str) -> tuple[tuple, tuple]:
     from transformers import AutoImageProcessor
     try:
         proc = AutoImageProcessor.from_pretrained(spec)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):  # no preprocessor config, or its processor needs a missing package
         return HALF, HALF
     return tuple(getattr(proc, "image_mean", HALF)), tuple(getattr(proc, "image_std", HALF))

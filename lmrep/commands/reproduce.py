@@ -1,0 +1,51 @@
+"""`lmrep reproduce`: rerun one of the seed page's language experiments as measured rates, with a report."""
+from __future__ import annotations
+
+import sys
+
+from ..experiments import ReproduceConfig, experiments, reproduce, reproduce_all
+from ..experiments.config import DEFAULT_SETTING, SETTINGS
+from ..models import DEFAULT_MODEL
+from .common import positive_int, read_prompts
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="rerun the seed page's language experiments and write a report",
+                       description="Each experiment writes a run folder (config.json, items.jsonl, summary.json, "
+                                   "figures, report.md). Rerunning the same command resumes an interrupted run.")
+    p.add_argument("name", nargs="?", help="an experiment (see --list), or 'all'")
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.add_argument("--quick", action="store_true", help="the small profile (a few minutes on 2 CPU cores)")
+    p.add_argument("--setting", default=DEFAULT_SETTING, choices=list(SETTINGS),
+                   help="follow the page's text or the author's original scripts where they disagree")
+    p.add_argument("--prompts-file", help="prompts, one per line (default: the profile's own)")
+    p.add_argument("--seeds", type=positive_int, help="seeds per condition (default: 1 quick, 3 full)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the trained model (stands in for trained GPT-2)")
+    p.add_argument("--also", nargs="*", default=[], metavar="MODEL",
+                   help="more trained models to run the same way where the experiment takes them (e.g. gpt2)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out", help="run folder (default runs/reproduce-<name>-<config hash>)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """List the experiments, or run one (or all) and print where the report is."""
+    known = experiments()
+    if args.list or not args.name:
+        width = max(len(n) for n in known)
+        for name, exp in known.items():
+            print(f"{name:<{width}}  {exp.about}")
+        print(f"{'all':<{width}}  every experiment above, with one combined report")
+        if not args.list:
+            print("\nlmrep reproduce: give an experiment name (or --list)", file=sys.stderr)
+            return 2
+        return 0
+    prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
+    cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
+                          seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also))
+    if args.name == "all":
+        run_dir = reproduce_all(cfg, args.out)
+    else:
+        run_dir = reproduce(cfg, args.out)
+    print(f"report: {run_dir / 'report.md'}")
+    return 0

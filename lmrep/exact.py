@@ -1,0 +1,177 @@
+"""Exact inversion with a certificate: recover the tokens left to right, each one verified by a forward pass.
+
+Causality makes this a sequence of small searches: the layer's output at position t depends only on tokens
+0..t, so once tokens 0..t-1 are known, token t is the vocabulary entry whose output at t equals the target there.
+For each position, candidates are ranked (lmrep.exact_rank) and verified in batches by one forward pass of single
+positions that reuse the known prefix's key/value cache (lmrep.kvcache); the first batch with a candidate within
+tolerance ends the search at that position.
+
+Tolerance, per position t: ``residual = max_i |out_i - target_i| / max_i |target_i|`` must not exceed
+``eps(dtype) * sqrt(d_model) * stages`` (stages = blocks run + 1, + 1 more for an LM head): rounding error of
+d-term sums grows like sqrt(d) per stage. The scale is the target's own magnitude at t, not the tensor's.
+
+The certificate, per position: the accepted token's residual, the runner-up (best other verified token) and its
+residual, tokens tied with the accepted one (identical embedding rows: no layer can tell them apart), and the
+number of candidates verified. When no candidate is within tolerance (a noisy target, the wrong layer), the
+position says ``verified: false`` with the closest candidates; the search goes on from the closest one.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import LmrepError
+from .exact_rank import Guess, TableOrder, VocabOrder, calibrate, first_token_table, output_features
+from .invert import InvertConfig, Target, record, register_method
+from .kvcache import Prefix
+from .layers import LayerModel
+
+CLOSEST = 5  # candidates listed for a position that nothing matched
+
+
+def relative_tolerance(target: LayerModel) -> float:
+    """Largest residual (relative to the target's magnitude at the position) still counted as a match."""
+    lm = target.lm
+    stages = target.spec.depth + 1 + (target.spec.head in ("logits", "logits_nonorm"))
+    return torch.finfo(lm.dtype).eps * math.sqrt(lm.d_model) * stages
+
+
+def residuals(out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """out (B, D), target h (D,) -> max |out - h| / max |h|, (B,)."""
+    scale = h.abs().amax().clamp_min(torch.finfo(h.dtype).tiny)
+    return (out - h).abs().amax(-1) / scale
+
+
+def duplicate_groups(lm) -> torch.Tensor:
+    """(V,) group id per token: tokens with identical embedding rows share one."""
+    return lm.memo("row_groups", lambda: torch.unique(lm.embedding_matrix.detach(), dim=0, return_inverse=True)[1])
+
+
+def _sizes(cfg: InvertConfig):
+    """Batch sizes: 2 (a candidate and a runner-up), 2, 4, 8, ... up to cfg.candidate_batch; brute force
+    goes straight to full batches."""
+    size = cfg.candidate_batch if cfg.ranking == "vocab" else min(2, cfg.candidate_batch)
+    first = True
+    while True:
+        yield size
+        if not first:
+            size = min(2 * size, cfg.candidate_batch)
+        first = False
+
+
+@torch.no_grad()
+def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig | None = None,
+                   progress: bool = False) -> dict:
+    """Recover the tokens whose layer output is ``outputs`` ((T, D) or (1, T, D)), with a certificate.
+
+    Returns ``recovered_ids``, ``verified`` (every position matched within tolerance), ``certificate`` (one
+    entry per position), ``candidates_per_token`` (mean), ``candidates_max``, ``max_residual``, ``tolerance``
+    and costs (``seconds``, ``forward_calls``, ``rows``, ``calibration_seconds``).
+    """
+    cfg = cfg or InvertConfig(method="exact")
+    if not isinstance(target, LayerModel):
+        raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
+    lm = target.lm
+    h_all = outputs.detach().to(device=lm.device, dtype=lm.dtype)
+    h_all = h_all[0] if h_all.dim() == 3 and h_all.shape[0] == 1 else h_all
+    if h_all.dim() != 2 or h_all.shape[0] < 1:
+        raise LmrepError(f"outputs must have shape (T, D) or (1, T, D), got {tuple(outputs.shape)}")
+    if h_all.shape[0] > lm.max_positions:
+        raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
+    t0 = time.perf_counter()
+    W, feat, groups = lm.embedding_matrix.detach(), output_features(target), duplicate_groups(lm)
+    cal = calibrate(target, seed=cfg.seed) if cfg.ranking == "secant" else None
+    tol = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
+    table_seconds = first_token_table(target)[1] if cfg.first_token == "table" else None
+    prefix, tokens, cert, calls, rows = Prefix(target), [], [], 0, 0
+    for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
+                  file=sys.stderr, leave=False):
+        h = h_all[t]
+        order = _order(target, cfg, cal, W, feat(h), t)
+        tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
+        seen_ids, seen_res, hit = [], [], None
+        for size in _sizes(cfg):
+            size = min(size, cfg.max_candidates - int(tried.sum()), int((~tried).sum()))
+            if size <= 0:
+                break
+            ids = order.next(size, tried)  # (n,)
+            probes = order.probes()  # (p, d) or None: points that only inform the ranking
+            x = W[ids] if probes is None else torch.cat([W[ids], probes.to(W.dtype)])
+            out, cache = prefix.step(x)  # (n + p, D)
+            res = residuals(out[: len(ids)], h)  # (n,)
+            tried[ids] = True
+            seen_ids.append(ids)
+            seen_res.append(res)
+            calls, rows = calls + 1, rows + len(x)
+            if bool((res <= tol).any()):
+                hit = (ids, res, cache)
+                break
+            order.observe(x, feat(out))
+        ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
+        if hit is not None:
+            ids, res, cache = hit
+            row = int(res.argmin())
+            prefix = prefix.extend(cache, row)
+            token = int(ids[row])
+        else:
+            token = int(ids_all[res_all.argmin()])
+            out, cache = prefix.step(W[token][None])
+            calls, rows = calls + 1, rows + 1
+            prefix = prefix.extend(cache, 0)
+        tokens.append(token)
+        cert.append(_entry(lm, t, token, ids_all, res_all, tol, groups, verified=hit is not None))
+    counts = [c["candidates"] for c in cert]
+    return dict(recovered_ids=tokens, verified=all(c["verified"] for c in cert),
+                candidates_per_token=sum(counts) / len(counts), candidates_max=max(counts),
+                max_residual=max(c["residual"] for c in cert), tolerance=tol, certificate=cert,
+                seconds=time.perf_counter() - t0, forward_calls=calls, rows=rows,
+                calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
+
+
+def _order(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int):
+    """What proposes the candidates at position t."""
+    if cfg.ranking == "vocab":
+        return VocabOrder()
+    if t == 0 and cfg.first_token == "table":
+        return TableOrder(first_token_table(target)[0], f)
+    sqnorm = target.lm.memo("sqnorm", lambda: (W * W).sum(-1))  # (V,)
+    return Guess(W, sqnorm, f, (cal.first if t == 0 else cal.later)(f), cal.secant)
+
+
+def _entry(lm, t: int, token: int, ids: torch.Tensor, res: torch.Tensor, tol: float, groups: torch.Tensor,
+           verified: bool) -> dict:
+    """One position's certificate."""
+    res_tok = float(res[ids == token].min())
+    tied = torch.nonzero(groups == groups[token]).flatten()
+    ties = sorted(({int(i) for i in tied} | {int(i) for i in ids[res <= tol]}) - {token})
+    others = ~torch.isin(ids, tied)  # runner-up: the best verified token that is not a duplicate of the accepted
+    entry = dict(position=t, token=token, text=lm.decode([token]), verified=verified, residual=res_tok,
+                 ties=ties, candidates=len(ids))
+    if others.any():
+        j = int(res.masked_fill(~others, float("inf")).argmin())
+        entry.update(runner_up=int(ids[j]), runner_up_text=lm.decode([int(ids[j])]), runner_up_residual=float(res[j]))
+    else:
+        entry.update(runner_up=None, runner_up_text=None, runner_up_residual=None)
+    if not verified:
+        best = res.argsort()[:CLOSEST]
+        entry["closest"] = [dict(token=int(ids[j]), text=lm.decode([int(ids[j])]), residual=float(res[j]))
+                            for j in best]
+    return entry
+
+
+@register_method("exact")
+def invert_exact(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
+    """Each prompt's layer output (one full forward pass) inverted by ``invert_outputs``."""
+    if not isinstance(target, LayerModel):
+        raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
+    lm = target.lm
+    for ids in prompts:
+        with torch.no_grad():
+            outputs = target(lm.embed(torch.tensor([ids], device=lm.device)))[0]  # (T, D)
+        res = invert_outputs(target, outputs, cfg, progress)
+        tied_ok = sum(int(a == b or a in c["ties"]) for a, b, c in zip(ids, res["recovered_ids"], res["certificate"]))
+        yield record(target, cfg, ids, res.pop("recovered_ids"), token_accuracy_with_ties=tied_ok / len(ids), **res)

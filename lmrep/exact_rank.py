@@ -1,0 +1,195 @@
+"""Which tokens to verify first at one position of the exact search: a calibrated inverse, corrected by what the
+candidates already verified at that position showed.
+
+Calibration (once per model and layer, memoised): run the layer on random token ids and fit, by ridge regression,
+    first:  output at position 0 -> the token's embedding            (position 0 sees nothing but its token)
+    later:  output at a position > 0 -> the token's embedding         (averaged over random prefixes)
+    secant: output difference -> embedding difference, same prefix   (the prefix's share cancels)
+Search at one position: the first guess of the embedding is ``first`` or ``later`` of the target; every verified
+batch adds pairs (embedding, output) from this very prefix, and the guess becomes the best candidate's embedding
+plus ``secant`` applied to its output's miss, with ``secant`` corrected to agree with all the pairs seen
+(a multi-secant quasi-Newton step). The tokens to verify next are the unverified ones nearest the guess.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from transformers import DynamicCache
+
+from .layers import LayerModel
+
+RIDGE = 1e-3  # ridge penalty per sample, on standardised features
+SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean squared output difference
+SECANT_PAIRS = 64  # evaluated points kept for the correction: those whose outputs came nearest the target
+
+
+def output_features(target: LayerModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Layer outputs (..., D) -> features (..., d) that a linear map can invert: the outputs themselves, or for
+    the logits heads their least-squares preimage through the LM head (the normed or raw residual stream)."""
+    if target.spec.head not in ("logits", "logits_nonorm"):
+        return lambda h: h
+    lm = target.lm
+    head = lm.lm_head
+    W_U = head.weight.detach()  # (V, d)
+    P = lm.memo("lm_head_pinv", lambda: torch.linalg.pinv(W_U.double()).to(W_U.dtype))  # (d, V)
+    bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
+    return lambda h: (h if bias is None else h - bias) @ P.T
+
+
+@dataclass
+class LinearMap:
+    """x = (f - mu) @ A + x_mu: output features (..., F) -> embeddings (..., d)."""
+    A: torch.Tensor  # (F, d)
+    mu: torch.Tensor  # (F,)
+    x_mu: torch.Tensor  # (d,)
+
+    def __call__(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.mu) @ self.A + self.x_mu
+
+
+def ridge(F: torch.Tensor, X: torch.Tensor) -> LinearMap:
+    """Least squares X ~ F with a small ridge penalty on standardised features; solved in float64."""
+    Fd, Xd = F.double(), X.double()
+    mu, x_mu = Fd.mean(0), Xd.mean(0)
+    sd = Fd.std(0) + 1e-12
+    Z = (Fd - mu) / sd  # (n, F)
+    gram = Z.T @ Z + RIDGE * len(Z) * torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
+    A = torch.linalg.solve(gram, Z.T @ (Xd - x_mu)) / sd[:, None]  # (F, d)
+    return LinearMap(A.to(F.dtype), mu.to(F.dtype), x_mu.to(F.dtype))
+
+
+@dataclass
+class Calibration:
+    first: LinearMap  # position 0
+    later: LinearMap  # positions >= 1
+    secant: torch.Tensor  # (F, d): output difference -> embedding difference under one prefix
+    seconds: float  # time it took to fit (paid once per model and layer)
+    forward_calls: int
+
+
+@torch.no_grad()
+def calibrate(target: LayerModel, contexts: int = 128, per_context: int = 32, seed: int = 0) -> Calibration:
+    """Fit the three maps on random token ids; memoised per model, layer, sizes and seed."""
+    lm = target.lm
+    return lm.memo(("exact-calibration", target.name, contexts, per_context, seed),
+                   lambda: _calibrate(target, contexts, per_context, seed))
+
+
+def _calibrate(target: LayerModel, contexts: int, per_context: int, seed: int) -> Calibration:
+    t0 = time.perf_counter()
+    lm, feat = target.lm, output_features(target)
+    W, V, dev = lm.embedding_matrix.detach(), lm.vocab_size, lm.device
+    gen = torch.Generator().manual_seed(seed)
+    group, K = 8, per_context
+    max_len = max(1, min(31, lm.max_positions - 1))
+    X, F, ctx, calls = [], [], [], 0
+    for g in range(0, contexts, group):
+        T = int(torch.randint(1, max_len + 1, (1,), generator=gen))
+        prefix = torch.randint(0, V, (group, T), generator=gen).to(dev)  # (G, T)
+        cache = DynamicCache()
+        target(lm.embed(prefix), past_key_values=cache, use_cache=True)
+        rows = DynamicCache([(layer.keys.repeat_interleave(K, 0), layer.values.repeat_interleave(K, 0))
+                             for layer in cache.layers[: target.spec.depth]]) if target.spec.depth else DynamicCache()
+        toks = torch.randint(0, V, (group * K,), generator=gen).to(dev)
+        pos = torch.full((group * K, 1), T, dtype=torch.long, device=dev)
+        out = target(W[toks][:, None], past_key_values=rows, use_cache=True, position_ids=pos)[:, 0]  # (G*K, D)
+        X.append(W[toks])
+        F.append(feat(out))
+        ctx.append(torch.arange(group, device=dev).repeat_interleave(K) + g)
+        calls += 2
+    X, F, ctx = torch.cat(X), torch.cat(F), torch.cat(ctx)  # (n, d), (n, F), (n,)
+    n_ctx = int(ctx.max()) + 1
+    counts = torch.bincount(ctx, minlength=n_ctx)[:, None].to(X.dtype)
+    Xc = X - (torch.zeros(n_ctx, X.shape[1], dtype=X.dtype, device=dev).index_add_(0, ctx, X) / counts)[ctx]
+    Fc = F - (torch.zeros(n_ctx, F.shape[1], dtype=F.dtype, device=dev).index_add_(0, ctx, F) / counts)[ctx]
+    toks0 = torch.randint(0, V, (max(4 * lm.d_model, 512),), generator=gen).to(dev)
+    out0 = target(W[toks0][:, None])[:, 0]  # (n0, D): each token alone at position 0
+    calls += 1
+    return Calibration(first=ridge(feat(out0), W[toks0]), later=ridge(F, X), secant=ridge(Fc, Xc).A,
+                       seconds=time.perf_counter() - t0, forward_calls=calls)
+
+
+class Guess:
+    """The running estimate of one position's input embedding, and the order in which to verify tokens."""
+
+    def __init__(self, W: torch.Tensor, sqnorm: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor,
+                 secant: torch.Tensor):
+        self.W, self.sqnorm = W, sqnorm  # (V, d), (V,): the rows and their squared norms
+        self.f, self.x, self.secant = target_feat, start, secant  # (F,), (d,), (F, d)
+        self.X: list[torch.Tensor] = []
+        self.F: list[torch.Tensor] = []
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        """The n untried token ids nearest the guess, nearest first."""
+        dist = (self.sqnorm - 2 * (self.W @ self.x)).masked_fill(tried, float("inf"))  # (V,): ||W_v - x||^2 - ||x||^2
+        return dist.topk(n, largest=False).indices
+
+    def probes(self) -> torch.Tensor | None:
+        """Points worth evaluating besides candidates, (p, d): the guess itself, so the guess can converge
+        between tokens instead of hopping from token to token."""
+        return self.x[None]
+
+    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+        """Evaluated points: embeddings (k, d) and their output features (k, F); moves the guess."""
+        self.X.append(x)
+        self.F.append(f)
+        X, F = torch.cat(self.X), torch.cat(self.F)
+        miss = ((F - self.f) ** 2).sum(-1)  # (k,)
+        if len(miss) > SECANT_PAIRS:  # the nearest pairs describe the map where the answer is
+            keep = miss.topk(SECANT_PAIRS, largest=False).indices
+            X, F, miss = X[keep], F[keep], miss[keep]
+            self.X, self.F = [X], [F]
+        best = int(miss.argmin())
+        dX, dF = X - X[best], F - F[best]  # (k, d), (k, F)
+        keep = dF.abs().amax(-1) > 0  # the best itself, and duplicates of it, say nothing about the slope
+        A = self.secant
+        if keep.any():
+            dX, dF = dX[keep].double(), dF[keep].double()
+            gram = dF @ dF.T  # (k, k)
+            damp = SECANT_DAMPING * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+            A = A + (dF.T @ torch.linalg.solve(gram + damp, dX - dF @ A.double())).to(A.dtype)  # agrees with pairs
+        self.x = X[best] + (self.f - F[best]) @ A
+
+
+class VocabOrder:
+    """Brute force: tokens in vocabulary order, ignoring all evidence."""
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        return torch.nonzero(~tried).flatten()[:n]
+
+    def probes(self) -> torch.Tensor | None:
+        return None
+
+    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+        pass
+
+
+class TableOrder:
+    """Position 0 from a table of every token's output there (position 0 sees only its own token): tokens in
+    order of their tabled output's distance to the target."""
+
+    def __init__(self, table: torch.Tensor, target_feat: torch.Tensor):
+        self.dist = ((table - target_feat) ** 2).sum(-1)  # (V,)
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
+
+    def probes(self) -> torch.Tensor | None:
+        return None
+
+    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+        pass
+
+
+@torch.no_grad()
+def first_token_table(target: LayerModel, batch: int = 1024) -> tuple[torch.Tensor, float]:
+    """Output features (V, F) of every token alone at position 0, and the seconds it took; memoised."""
+    def build():
+        t0, lm, feat = time.perf_counter(), target.lm, output_features(target)
+        W = lm.embedding_matrix.detach()
+        rows = [feat(target(W[i:i + batch][:, None])[:, 0]) for i in range(0, lm.vocab_size, batch)]
+        return torch.cat(rows), time.perf_counter() - t0
+    return target.lm.memo(("exact-first-token-table", target.name), build)

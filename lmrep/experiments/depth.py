@@ -1,0 +1,138 @@
+"""Representational accuracy vs depth: how much of the prompt each layer gives back, per method and decoder.
+
+For every layer of the trained model and of the untrained GPT-2 (the residual stream after k blocks, no head),
+every registered inversion method recovers the prompts; gradient descent is scored under each decoder (pinv,
+L2-nearest, cosine-nearest) from one run, other methods by their own output. The figure is the report's headline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..decode import DECODERS
+from ..invert import load_methods
+from ..layers import layer_model
+from ..runs import RunDir
+from . import figures
+from .config import ReproduceConfig
+from .inversion import invert_items
+from .items import ItemLog, Progress, fmt, mean_sem
+from .pool import ModelPool
+from .reporting import Claim, claims_table, figure, greater, header, load_run, table, verdict
+
+NAME = "depth"
+ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
+QUICK_STEPS = 60
+QUICK_LAYERS = (1, 2)  # the full profile runs every layer
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model whose every layer is inverted."""
+
+    label: str
+    name: str
+    trained: bool
+
+
+def layers_for(n_layers: int, quick: bool) -> list[int]:
+    """Every depth 0..n (full), or the first two blocks (quick: exact search at the last layer takes minutes)."""
+    return list(QUICK_LAYERS) if quick else list(range(n_layers + 1))
+
+
+def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
+    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
+    pool = pool or ModelPool(cfg.device)
+    setting, log = cfg.get_setting(), ItemLog(run_dir)
+    models = [ModelSpec(cfg.model, cfg.model, True), ModelSpec("gpt2 untrained", "gpt2", False)]
+    n_layers = {m.label: pool.model(m.name, untrained=not m.trained).n_layers for m in models}
+    methods = sorted(load_methods())
+    prompts = list(cfg.prompts[:1] if cfg.quick else cfg.prompts)
+    plan = [(m, k, meth, s) for m in models for k in layers_for(n_layers[m.label], cfg.quick) for meth in methods
+            for s in range(cfg.seeds)]
+    bar = Progress(len(plan) * len(prompts), len(log.done), NAME, progress)
+    try:
+        for model, k, method, seed in plan:
+            steps = QUICK_STEPS if cfg.quick else setting.steps(model.trained)
+            inv = setting.invert_config(steps, seed, method=method)
+
+            def make(prompt: str, model=model, k=k):
+                return layer_model(pool.model(model.name, untrained=not model.trained), k, "none")
+            invert_items(log, bar, f"{model.label} | layer {k} | {method}", make, prompts, inv,
+                         dict(label=model.label, depth=k, method=method, setting=setting.name), keep_curve=False)
+    finally:
+        bar.close()
+
+
+def _accuracy(rec: dict, decoder: str) -> float:
+    """Top-1 accuracy under ``decoder`` from the true token's ranks; a method without ranks scores itself."""
+    ranks = (rec.get("true_rank") or {}).get(decoder)
+    if ranks is None:
+        return rec["token_accuracy"]
+    return sum(r == 1 for r in ranks) / len(ranks)
+
+
+def summarize(items: list[dict]) -> dict:
+    """Means and standard errors of the items, per condition: what summary.json holds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in items:
+        groups.setdefault((r["label"], r["method"]), []).append(r)
+    series = []
+    for (label, method), rs in groups.items():
+        decoders = DECODERS if all(r.get("true_rank") for r in rs) else ("own",)
+        depths = sorted({r["depth"] for r in rs})
+        for dec in decoders:
+            series.append(dict(label=label, method=method, decoder=dec, layers=depths,
+                               token_accuracy=[mean_sem(_accuracy(r, dec) for r in rs if r["depth"] == k)
+                                               for k in depths],
+                               exact_match=[mean_sem(float(r["exact_match"]) for r in rs if r["depth"] == k)
+                                            for k in depths]))
+    return dict(series=series)
+
+
+def report(run_dir: RunDir) -> str:
+    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
+    config, items = load_run(run_dir)
+    summary = summarize(items)
+    run_dir.write_json("summary.json", summary)
+    series = summary["series"]
+    figures.lines({f"{s['label']}, {s['method']}, {s['decoder']}": (s["layers"], s["token_accuracy"])
+                   for s in series}, run_dir / "depth.png", "Representational accuracy vs depth",
+                  "layer (blocks run)", "token accuracy (mean ± sem)")
+    rows = [[s["label"], s["method"], s["decoder"], k, fmt(a), fmt(e)]
+            for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
+    md = [header("Representational accuracy vs depth", config, items), claims_table(_claims(series)),
+          figure("depth.png", "token accuracy per layer, per model, method and decoder"),
+          "## Per layer\n",
+          table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
+    text = "\n".join(md)
+    (run_dir / "report.md").write_text(text)
+    return text
+
+
+def _claims(series: list[dict]) -> list[Claim]:
+    def gd_pinv(label_trained: bool) -> dict | None:
+        return next((s for s in series if s["method"] == "gd" and s["decoder"] == "pinv"
+                     and (s["label"] != "gpt2 untrained") == label_trained), None)
+    claims = []
+    for trained in (False, True):
+        s = gd_pinv(trained)
+        if s and len(s["layers"]) >= 2:
+            first, last = s["token_accuracy"][0], s["token_accuracy"][-1]
+            claims.append(Claim(f"Deeper layers keep less of the input ({s['label']}, gradient descent + pinv)",
+                                f"layer {s['layers'][0]}: {fmt(first)}; layer {s['layers'][-1]}: {fmt(last)}",
+                                verdict(greater(first, last))))
+    u, t = gd_pinv(False), gd_pinv(True)
+    if u and t:
+        claims.append(Claim("Training makes the first layer harder to invert by gradient descent",
+                            f"after {u['layers'][0]} block(s): untrained {fmt(u['token_accuracy'][0])}, "
+                            f"trained {fmt(t['token_accuracy'][0])}",
+                            verdict(greater(u["token_accuracy"][0], t["token_accuracy"][0]))))
+    for s in series:
+        if s["method"] != "gd" and s["decoder"] in ("pinv", "own"):
+            worst = min((a["mean"] for a in s["token_accuracy"] if a["mean"] is not None), default=None)
+            claims.append(Claim(f"(not on the page) Method {s['method']} recovers the prompt at every layer tried "
+                                f"({s['label']})",
+                                f"lowest token accuracy over the layers tried: "
+                                f"{'-' if worst is None else f'{worst:.3f}'}",
+                                verdict(None if worst is None else worst >= 0.99)))
+    return claims

@@ -1,0 +1,198 @@
+"""Nonsense into sense: inputs unlike the prompt whose next-token prediction equals the prompt's.
+
+For "The sky is" (-> " blue") and other prompts, two ways to find such inputs for the first k blocks + LM head:
+gradient descent on the embedding + pseudo-inverse (the page's way: match the whole output, then decode), and a
+discrete search over real tokens (GCG-style swaps, scored exactly) aiming at the next token directly. For each input
+found: is the target's next token kept, how much of the prompt it shares (same token at the same position, and
+token-set overlap), and how fluent it is (perplexity of its text under the trained model, next to the prompt's own).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import LmrepError
+from ..layers import LayerModel, layer_model
+from ..models import LoadedModel
+from ..runs import RunDir
+from . import figures
+from .config import ReproduceConfig
+from .inversion import invert_items
+from .items import ItemLog, Progress, fmt, group_stats, item_id, mean_sem, run_group
+from .pool import ModelPool
+from .reporting import Claim, above, all_of, below, claims_table, figure, header, load_run, quote, table, verdict
+from .swap_search import SwapSearchConfig, next_logits, search
+
+NAME = "nonsense"
+ABOUT = "inputs unlike the prompt with the same next token: gradient descent + pinv vs a discrete swap search"
+SKY = "The sky is"  # the page's example (-> " blue")
+QUICK_STEPS, QUICK_ROUNDS, FULL_ROUNDS = 100, 30, 500  # swap rounds: the search's budget
+FIELDS = ("kept", "overlap", "jaccard", "log10_ppl", "log10_ppl_prompt", "forward_passes", "seconds")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One target the experiment inverts."""
+
+    label: str
+    model: str
+    trained: bool
+    depth: int
+
+
+def conditions(cfg: ReproduceConfig, n_trained_layers: int) -> list[Condition]:
+    """The page's untrained GPT-2 with one block + head, and the trained model (whole, in the quick profile)."""
+    depths = {False: (1,) if cfg.quick else (1, 2, 12),
+              True: (n_trained_layers,) if cfg.quick else (1, 2, n_trained_layers)}
+    out = []
+    for model, trained in (("gpt2", False), (cfg.model, True)):
+        for k in depths[trained]:
+            out.append(Condition(f"{model}{'' if trained else ' untrained'}, {k} block{'s' * (k > 1)} + head",
+                                 model, trained, k))
+    return out
+
+
+def head_for(setting_head: str, depth: int, n_layers: int) -> str:
+    """The whole model predicts with its final norm (its real next token); truncated ones follow the setting."""
+    return "logits" if depth == n_layers else setting_head
+
+
+def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
+    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
+    pool = pool or ModelPool(cfg.device)
+    setting, log = cfg.get_setting(), ItemLog(run_dir)
+    judge = pool.model(cfg.model)  # the trained model whose perplexity measures fluency
+    prompts = [SKY] if cfg.quick else list(dict.fromkeys([SKY, *cfg.prompts]))
+    plan = [(c, s) for c in conditions(cfg, judge.n_layers) for s in range(cfg.seeds)]
+    bar = Progress(2 * len(plan) * len(prompts), len(log.done), NAME, progress)
+    try:
+        for cond, seed in plan:
+            def target(prompt: str = "", cond=cond) -> LayerModel:
+                lm = pool.model(cond.model, untrained=not cond.trained)
+                return layer_model(lm, cond.depth, head_for(setting.head, cond.depth, lm.n_layers))
+            tags = dict(label=cond.label, depth=cond.depth, setting=setting.name)
+            steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained)
+            invert_items(log, bar, f"{cond.label} | gd+pinv", target, prompts,
+                         setting.invert_config(steps, seed), dict(tags, method="gd+pinv"),
+                         post=lambda t, rec: measure(t, judge, rec["target_ids"], rec["recovered_ids"], rec))
+            swap_items(log, bar, target, prompts, judge, tags, seed, QUICK_ROUNDS if cfg.quick else FULL_ROUNDS)
+    finally:
+        bar.close()
+
+
+def swap_items(log: ItemLog, bar: Progress, make_target, prompts: list[str], judge: LoadedModel, tags: dict,
+               seed: int, rounds: int) -> list[dict]:
+    """The swap search on each prompt of one target (skipping finished ones), measured like gradient descent."""
+    condition = f"{tags['label']} | swap search"
+
+    def solve(indices: list[int]):
+        target = make_target()
+        for i in indices:
+            start = time.perf_counter()
+            ids = target.lm.encode(prompts[i])
+            found = search(target, len(ids), predicted(target, ids), SwapSearchConfig(iterations=rounds, seed=seed))
+            yield dict(condition=condition, seed=seed, **tags, method="swap search", prompt=prompts[i],
+                       target_ids=ids, recovered_ids=found["ids"], recovered_text=target.lm.decode(found["ids"]),
+                       rounds=found["rounds"], goal_logprob=found["goal_logprob"],
+                       **measure(target, judge, ids, found["ids"]), forward_passes=found["forward_passes"],
+                       seconds=time.perf_counter() - start)
+    return list(run_group(log, [item_id(condition, f"seed={seed}", p) for p in prompts], solve, bar))
+
+
+@torch.no_grad()
+def predicted(target: LayerModel, ids: list[int]) -> int:
+    """The target's next token after ``ids``."""
+    return int(next_logits(target, target.lm.embed(torch.tensor([ids], device=target.lm.device))).argmax())
+
+
+def measure(target: LayerModel, judge: LoadedModel, ids: list[int], found: list[int], rec: dict | None = None
+            ) -> dict:
+    """Kept next token (under the target), overlap with the prompt, and perplexities under the judge model."""
+    lm = target.lm
+    goal, got = predicted(target, ids), predicted(target, found)
+    out = dict(goal_token=lm.decode([goal]), found_token=lm.decode([got]), kept=goal == got,
+               overlap=sum(a == b for a, b in zip(ids, found)) / len(ids),
+               jaccard=len(set(ids) & set(found)) / len(set(ids) | set(found)),
+               log10_ppl=log10_perplexity(judge, lm.decode(found)),
+               log10_ppl_prompt=log10_perplexity(judge, lm.decode(ids)))
+    if rec is not None:  # gradient descent: its cost in passes (a step is a forward and a backward)
+        out["forward_passes"] = 2 * rec["steps"] + 1
+    return out
+
+
+@torch.no_grad()
+def log10_perplexity(lm: LoadedModel, text: str) -> float | None:
+    """log10 of the per-token perplexity of ``text`` under ``lm`` (tokens 2..T given the ones before)."""
+    try:
+        ids = lm.encode(text)
+    except LmrepError:
+        return None  # nothing but whitespace: no perplexity
+    if len(ids) < 2:
+        return None
+    x = torch.tensor([ids], device=lm.device)
+    logits = lm.model(input_ids=x).logits[0, :-1].double()  # (T-1, V)
+    nll = torch.nn.functional.cross_entropy(logits, x[0, 1:])
+    return float(nll) / math.log(10)
+
+
+def summarize(items: list[dict]) -> dict:
+    """Means and standard errors of the items, per condition: what summary.json holds."""
+    for_ppl = [r for r in items if r["log10_ppl"] is not None and r["log10_ppl_prompt"] is not None]
+    pooled = {m: dict(kept=mean_sem(r["kept"] for r in items if r["method"] == m),
+                      overlap=mean_sem(r["overlap"] for r in items if r["method"] == m),
+                      ppl_gap=mean_sem(r["log10_ppl"] - r["log10_ppl_prompt"] for r in for_ppl if r["method"] == m))
+              for m in dict.fromkeys(r["method"] for r in items)}
+    return dict(conditions=group_stats(items, ("label", "method"), FIELDS), pooled=pooled,
+                examples=[dict(label=r["label"], method=r["method"], prompt=r["prompt"], found=r["recovered_text"],
+                               goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0])
+
+
+def report(run_dir: RunDir) -> str:
+    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
+    config, items = load_run(run_dir)
+    summary = summarize(items)
+    run_dir.write_json("summary.json", summary)
+    rows = summary["conditions"]
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["label"], r["method"]): r for r in rows}
+    figures.grouped_bars(labels, {m: [by.get((lab, m), {}).get("kept") for lab in labels] for m in methods},
+                         run_dir / "nonsense.png", "Next token kept by the inputs found (mean ± sem)", "rate")
+    md = [header("Nonsense into sense", config, items), claims_table(_claims(summary["pooled"])),
+          figure("nonsense.png", "how often the input found keeps the prompt's next token"),
+          "## Per target and method\n",
+          table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
+                 "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
+                [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]), fmt(r["forward_passes"], 0),
+                  fmt(r["seconds"], 1)] for r in rows]),
+          "## Inputs found (seed 0)\n",
+          table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
+                [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
+                  f"{quote(e['goal'])} -> {quote(e['got'])}"] for e in summary["examples"]])]
+    text = "\n".join(md)
+    (run_dir / "report.md").write_text(text)
+    return text
+
+
+def _claims(pooled: dict) -> list[Claim]:
+    """Pooled over targets: the page's claim for gradient descent, the same question for the swap search."""
+    def found(method: str) -> tuple[str, bool | None]:
+        p = pooled.get(method)
+        if not p:
+            return f"{method}: not run", None
+        return (f"{method}: next token kept {fmt(p['kept'])}, same token at the same place {fmt(p['overlap'])}",
+                all_of(above(p["kept"], 0.5), below(p["overlap"], 0.5)))
+    (gd_text, gd_holds), (sw_text, sw_holds) = found("gd+pinv"), found("swap search")
+    gaps = {m: p["ppl_gap"] for m, p in pooled.items()}
+    return [
+        Claim("Inputs far from the prompt (gibberish) give the same next token (gradient descent + pinv)", gd_text,
+              verdict(gd_holds)),
+        Claim("(not on the page) A discrete search finds such inputs directly", sw_text, verdict(sw_holds)),
+        Claim("The model cannot tell English from gibberish: inputs it finds far less likely than the prompt "
+              "(>= 10x perplexity) still predict the same next token",
+              "log10 perplexity above the prompt's: " + "; ".join(f"{m} {fmt(g)}" for m, g in gaps.items()),
+              verdict(above(gaps.get("swap search"), 1.0))),
+    ]

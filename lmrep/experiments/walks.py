@@ -1,0 +1,157 @@
+"""Manifold walks, measured: r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1 of the clamped walk against inner steps, and
+the Jacobian walk against the page's tangent walk at equal output change.
+
+Subjects: 12 untrained GPT-2 blocks without head (the page's "12-block transformer"), the page's MLP mimic over the
+same embeddings, and 12 blocks of the trained default model. Per subject the clamped walk's learning rate is first
+tuned on a small grid (the page tunes eta, epsilon and N; the grid and its results are recorded), then held fixed
+while the inner steps vary. Every walk is one JSON line in items.jsonl (resumable); the report is built from them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from ..runs import RunDir
+from ..walk import WalkConfig, make_target, walk_items
+from .items import ItemLog, Progress, item_id
+
+NAME = "walks"
+ABOUT = "manifold walks: r against inner steps (clamped walk); Jacobian walk against the page's tangent walk"
+DEFAULT_PROMPTS = ("The sky is blue.", "This is a prompt sentence.", "The cat sat on the mat.",
+                   "Water boils at one hundred degrees.", "She opened the door slowly.",
+                   "Paris is the capital of France.", "The train leaves at noon.", "Birds fly south in winter.",
+                   "He plays the guitar every day.", "The market closed early today.")
+
+
+@dataclass(frozen=True)
+class Subject:
+    key: str
+    name: str
+    model: str
+    untrained: bool
+    toy: str | None = None  # None: the first ``Profile.depth`` blocks of the model, no head
+
+    def label(self, depth: int) -> str:
+        return self.name if self.toy else f"{self.name}, {depth} blocks"
+
+
+SUBJECTS = (Subject("gpt2-untrained", "GPT-2 untrained", "gpt2", True),
+            Subject("mlp-mimic", "MLP mimic d->4d->d", "gpt2", True, "mlp"),
+            Subject("smollm2", "SmolLM2-135M trained", "smollm2-135m", False))
+
+
+@dataclass(frozen=True)
+class Profile:
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    depth: int  # blocks of the transformers (the page's 12; the quick profile runs 2)
+    rounds: int  # clamped-walk rounds N
+    inner: tuple[int, ...]  # inner steps swept
+    lr_grid: tuple[float, ...]  # clamped-walk lr candidates (the scripts' 2e-5 and smaller)
+    tune_prompts: int  # prompts (seed 0) the lr is tuned on, with inner = tune_inner
+    tune_inner: int
+    compare_steps: int  # moves of the tangent and Jacobian walks
+    compare_prompts: int  # prompts for the comparison on transformers (all for the MLP), every seed
+    directions: int
+    krylov: int
+    batch_size: int
+    long_steps: int  # a long Jacobian walk on the trained model (first prompts, seed 0), decoded as it goes
+    long_step_size: float
+    long_prompts: int
+
+
+def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
+    """quick: a few minutes on two CPU cores; full: >= 10 prompts x 3 seeds (at most 10 prompts are used)."""
+    prompts = tuple(prompts or DEFAULT_PROMPTS)
+    if quick:
+        return Profile(prompts[:2], tuple(range(seeds or 1)), depth=2, rounds=2, inner=(1, 5), lr_grid=(2e-5,),
+                       tune_prompts=1, tune_inner=1, compare_steps=2, compare_prompts=2, directions=2, krylov=2,
+                       batch_size=8, long_steps=2, long_step_size=0.05, long_prompts=1)
+    return Profile(prompts[:10], tuple(range(seeds or 3)), depth=12, rounds=2, inner=(1, 10, 50),
+                   lr_grid=(2e-10, 2e-9, 2e-8, 2e-7, 2e-6, 2e-5), tune_prompts=2, tune_inner=10, compare_steps=6,
+                   compare_prompts=4, directions=4, krylov=3, batch_size=30, long_steps=12, long_step_size=0.05,
+                   long_prompts=2)
+
+
+class _Targets:
+    """Each subject's target, built on first use; untrained GPT-2 is shared by the two subjects over it."""
+
+    def __init__(self, depth: int):
+        self.depth, self.models, self.targets = depth, {}, {}
+
+    def get(self, s: Subject):
+        if s.key not in self.targets:
+            from ..models import load_model
+            key = (s.model, s.untrained)
+            if key not in self.models:
+                self.models[key] = load_model(s.model, untrained=s.untrained)
+            self.targets[s.key] = make_target(self.models[key], self.depth, toy=s.toy)
+        return self.targets[s.key]
+
+
+def _run_condition(log: ItemLog, bar: Progress, targets: _Targets, s: Subject, kind: str, tag: str,
+                   cfg: WalkConfig, prompts: tuple[str, ...], seeds: tuple[int, ...]) -> list[dict]:
+    """Walk every (prompt, seed) not finished yet under cfg, batched; returns every item's record."""
+    keys = [(item_id(kind, s.key, tag, seed, p), p, seed) for seed in seeds for p in prompts]
+    pending = [(k, p, seed) for k, p, seed in keys if k not in log.done]
+    if pending:
+        target = targets.get(s)
+        items = [(target.lm.encode(p), seed) for _, p, seed in pending]
+        for (k, _, _), res in zip(pending, walk_items(target, items, cfg)):
+            log.add(k, dict(kind=kind, subject=s.key, subject_label=s.label(targets.depth), tag=tag, **res.record))
+            bar.step(k)
+    return [log.done[k] for k, _, _ in keys]
+
+
+def _score(records: list[dict]) -> float:
+    """Geometric mean of r (walks whose output never moved are left out); -inf if none."""
+    rs = [r["r"] for r in records if r.get("r") and r["r"] > 0]
+    return sum(math.log(x) for x in rs) / len(rs) if rs else -math.inf
+
+
+def run(run_dir: RunDir, quick: bool, seeds: int, prompts: list[str], progress: bool = True) -> None:
+    """Run (or resume) the whole experiment into run_dir/items.jsonl."""
+    prof = profile(quick, seeds, prompts)
+    run_dir.write_json("profile.json", asdict(prof))
+    log = ItemLog(run_dir)
+    n_tune = len(prof.lr_grid) * prof.tune_prompts
+    n_sweep = len(prof.inner) * len(prof.prompts) * len(prof.seeds)
+    n_cmp = 2 * len(prof.seeds) * (2 * min(prof.compare_prompts, len(prof.prompts)) + len(prof.prompts))
+    n_long = prof.long_prompts * sum(not s.untrained for s in SUBJECTS)
+    bar = Progress(len(SUBJECTS) * (n_tune + n_sweep) + n_cmp + n_long, len(log.done), "walks", progress)
+    targets = _Targets(prof.depth)
+    base = dict(steps=prof.rounds, convention="scripts", noise=2e-4, batch_size=prof.batch_size, topk=5)
+    try:
+        for s in SUBJECTS:
+            scores = {}
+            for lr in prof.lr_grid:
+                recs = _run_condition(log, bar, targets, s, "tune", f"lr={lr:g} rounds={prof.rounds}",
+                                      WalkConfig(method="clamped", inner_steps=prof.tune_inner, lr=lr, **base),
+                                      prof.prompts[:prof.tune_prompts], (0,))
+                scores[lr] = _score(recs)
+            lr = max(prof.lr_grid, key=lambda x: scores[x])
+            for inner in prof.inner:
+                _run_condition(log, bar, targets, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
+                               WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
+                               prof.seeds)
+            n = len(prof.prompts) if s.toy else prof.compare_prompts
+            for method in ("tangent", "jacobian"):
+                cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
+                                 directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
+                tag = f"{method} steps={prof.compare_steps} k={prof.directions}x{prof.krylov}"
+                _run_condition(log, bar, targets, s, "compare", tag, cfg, prof.prompts[:n], prof.seeds)
+        trained = [s for s in SUBJECTS if not s.untrained]
+        for s in trained:
+            cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
+                             directions=prof.directions, krylov=prof.krylov, topk=5,
+                             snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
+            tag = f"jacobian steps={prof.long_steps} size={prof.long_step_size:g}"
+            _run_condition(log, bar, targets, s, "long", tag, cfg, prof.prompts[:prof.long_prompts], (0,))
+    finally:
+        bar.close()
+
+
+def report(run_dir: RunDir) -> str:
+    """summary.json, r_vs_inner.png, compare.png and report.md from the run folder's JSON alone."""
+    from .walks_report import write_report
+    return write_report(run_dir)

@@ -1,0 +1,157 @@
+"""Exact inversion: left-to-right search with a key/value cache, verified token by token.
+
+Recovery at the first, a middle and the last layer (and the heads) of tiny GPT-2- and Llama-style models and of
+the trained default model; the certificate separates the true input from a one-token change; a noisy target is
+reported unverified instead of a false success; random ids, duplicate embedding rows and float64 behave."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lmrep import InvertConfig, LmrepError, invert, layer_model
+from lmrep.exact import invert_outputs, relative_tolerance, residuals
+from lmrep.kvcache import Prefix
+
+PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions spread across Europe."]
+
+
+def _exact(lm, prompts, layer, head="none", **cfg):
+    return list(invert(layer_model(lm, layer, head), prompts, InvertConfig(method="exact", **cfg), progress=False))
+
+
+def _check_recovered(rec):
+    assert rec["exact_match"] and rec["token_accuracy"] == 1.0 and rec["verified"]
+    assert rec["max_residual"] <= rec["tolerance"]
+    assert rec["candidates_max"] >= 1 and 1 <= rec["candidates_per_token"] <= rec["candidates_max"]
+    for c in rec["certificate"]:
+        assert c["verified"] and c["residual"] <= rec["tolerance"]
+        assert c["runner_up_residual"] is None or c["runner_up_residual"] > rec["tolerance"]
+
+
+@pytest.mark.parametrize("layer,head", [(1, "none"), (2, "none"), (3, "none"), (3, "norm"), (3, "logits"),
+                                        (2, "logits_nonorm"), (0, "none")])
+@pytest.mark.parametrize("model", ["tiny_gpt2", "tiny_llama"])
+def test_tiny_models_recover_exactly_at_every_kind_of_layer(model, layer, head, request):
+    lm = request.getfixturevalue(model)
+    for rec in _exact(lm, PROMPTS, layer, head):
+        _check_recovered(rec)
+
+
+@pytest.mark.parametrize("layer", [1, 15, 30])
+def test_default_model_recovers_exactly_at_first_middle_last_layer(smol, layer):
+    (rec,) = _exact(smol, ["Paris is the capital of France."], layer)
+    _check_recovered(rec)
+
+
+def test_random_ids_recover(tiny_llama, smol):
+    g = torch.Generator().manual_seed(3)
+    for lm, layer in ((tiny_llama, 2), (smol, 1)):
+        ids = torch.randint(0, lm.vocab_size, (10,), generator=g).tolist()
+        O = layer_model(lm, layer)
+        with torch.no_grad():
+            outputs = O(lm.embed(torch.tensor([ids])))  # (1, T, D): a target given as a tensor
+        res = invert_outputs(O, outputs)
+        assert res["verified"] and res["recovered_ids"] == ids
+
+
+def test_certificate_separates_the_input_from_a_one_token_change(tiny_gpt2):
+    O = layer_model(tiny_gpt2, 2)
+    ids = tiny_gpt2.encode(PROMPTS[0])
+    changed = list(ids)
+    changed[4] = (ids[4] + 1) % tiny_gpt2.vocab_size
+    with torch.no_grad():
+        out = O(tiny_gpt2.embed(torch.tensor([ids, changed])))  # (2, T, D)
+    tol = relative_tolerance(O)
+    prefix = Prefix(O)
+    for t, token in enumerate(ids):  # the true input, position by position through the cache
+        got, cache = prefix.step(tiny_gpt2.embed(torch.tensor([token])))
+        assert residuals(got, out[0, t]) <= tol
+        prefix = prefix.extend(cache, 0)
+    per_position = torch.stack([residuals(out[1, t][None], out[0, t]) for t in range(len(ids))]).flatten()
+    assert (per_position[:4] <= tol).all()  # causality: positions before the change are untouched
+    assert (per_position[4:] > 100 * tol).all()  # from the change on, far outside tolerance
+
+
+def test_noisy_target_is_reported_unverified(tiny_llama):
+    O = layer_model(tiny_llama, 2)
+    ids = tiny_llama.encode(PROMPTS[1])
+    with torch.no_grad():
+        out = O(tiny_llama.embed(torch.tensor([ids])))[0]
+    noisy = out + 1e-3 * out.abs().amax(-1, keepdim=True) * torch.randn(out.shape, generator=torch.Generator()
+                                                                         .manual_seed(0))
+    res = invert_outputs(O, noisy, InvertConfig(method="exact", max_candidates=32))
+    assert not res["verified"] and res["max_residual"] > res["tolerance"]
+    for c in res["certificate"]:
+        assert not c["verified"] and c["residual"] > res["tolerance"]
+        assert 1 <= len(c["closest"]) <= 5 and c["closest"][0]["residual"] == c["residual"]
+        assert c["candidates"] <= 32
+    # a tolerance wide enough for the noise accepts it again, and says how far off it was
+    loose = invert_outputs(O, noisy, InvertConfig(method="exact", tolerance=0.05))
+    assert loose["verified"] and loose["recovered_ids"] == ids and loose["max_residual"] > res["tolerance"]
+
+
+def test_duplicate_rows_are_reported_as_ties(smol):
+    W = smol.embedding_matrix
+    a, b = 7, 8
+    assert torch.equal(W[a], W[b])  # the default model has identical rows for some ids
+    ids = smol.encode("The sky is") + [a] + smol.encode(" blue")
+    (rec,) = list(invert(layer_model(smol, 1), [smol.decode(ids)], InvertConfig(method="exact"), progress=False)) \
+        if smol.encode(smol.decode(ids)) == ids else [None]
+    O = layer_model(smol, 1)
+    with torch.no_grad():
+        res = invert_outputs(O, O(smol.embed(torch.tensor([ids]))))
+    entry = res["certificate"][3]
+    assert res["verified"] and entry["verified"] and {a, b} <= set(entry["ties"]) | {entry["token"]}
+    assert [t for i, t in enumerate(res["recovered_ids"]) if i != 3] == [t for i, t in enumerate(ids) if i != 3]
+    assert rec is None or rec["token_accuracy_with_ties"] == 1.0
+
+
+def test_float64_and_brute_force(tiny_llama_dir):
+    from lmrep import load_model
+    lm = load_model(str(tiny_llama_dir), dtype="float64")
+    (rec,) = _exact(lm, [PROMPTS[0]], 2)
+    _check_recovered(rec)
+    assert rec["tolerance"] < 1e-12  # scaled by float64's epsilon
+    (brute,) = _exact(lm, [PROMPTS[0]], 2, ranking="vocab", candidate_batch=4096)
+    _check_recovered(brute)
+    assert brute["candidates_per_token"] > rec["candidates_per_token"]
+
+
+def test_first_token_table(tiny_gpt2):
+    (rec,) = _exact(tiny_gpt2, [PROMPTS[1]], 3, first_token="table")
+    _check_recovered(rec)
+    assert rec["table_seconds"] > 0 and rec["certificate"][0]["candidates"] <= 2
+
+
+def test_cache_is_not_corrupted_by_steps(tiny_llama):
+    O = layer_model(tiny_llama, 3)
+    ids = tiny_llama.encode(PROMPTS[0])
+    prefix = Prefix.of(O, ids[:5])
+    cand = tiny_llama.embed(torch.tensor([ids[5], 11, 12]))
+    first, _ = prefix.step(cand)
+    prefix.step(tiny_llama.embed(torch.tensor(list(range(20)))))
+    again, _ = prefix.step(cand)
+    with torch.no_grad():
+        full = O(tiny_llama.embed(torch.tensor([ids[:6]])))[0, 5]
+    assert torch.equal(first, again) and residuals(first[:1], full) <= relative_tolerance(O)
+
+
+def test_bad_inputs_say_what_to_do(tiny_gpt2):
+    O = layer_model(tiny_gpt2, 1)
+    with pytest.raises(LmrepError, match="shape"):
+        invert_outputs(O, torch.zeros(2, 3, 4, 5))
+    with pytest.raises(LmrepError, match="tolerance"):
+        InvertConfig(method="exact", tolerance=-1.0).check()
+
+
+def test_cli_exact_json(tiny_gpt2_dir):
+    out = subprocess.run([sys.executable, "-m", "lmrep", "invert", "--model", str(tiny_gpt2_dir), "--layer", "2",
+                          "--method", "exact", "--json", "--out", str(tiny_gpt2_dir / "run"), PROMPTS[0]],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout.splitlines()[0])
+    assert rec["exact_match"] and rec["verified"] and rec["method"] == "exact"
+    for key in ("candidates_per_token", "candidates_max", "max_residual", "certificate"):
+        assert key in rec
