@@ -66,6 +66,7 @@ class Calibration:
     first: LinearMap  # position 0
     later: LinearMap  # positions >= 1
     secant: torch.Tensor  # (F, d): output difference -> embedding difference under one prefix
+    forward: torch.Tensor  # (d, F): embedding difference -> output difference under one prefix
     seconds: float  # time it took to fit (paid once per model and layer)
     forward_calls: int
 
@@ -109,7 +110,7 @@ def _calibrate(target: LayerModel, contexts: int, per_context: int, seed: int) -
     out0 = target(W[toks0][:, None])[:, 0]  # (n0, D): each token alone at position 0
     calls += 1
     return Calibration(first=ridge(feat(out0), W[toks0]), later=ridge(F, X), secant=ridge(Fc, Xc).A,
-                       seconds=time.perf_counter() - t0, forward_calls=calls)
+                       forward=ridge(Xc, Fc).A, seconds=time.perf_counter() - t0, forward_calls=calls)
 
 
 class Guess:
@@ -193,3 +194,57 @@ def first_token_table(target: LayerModel, batch: int = 1024) -> tuple[torch.Tens
         rows = [feat(target(W[i:i + batch][:, None])[:, 0]) for i in range(0, lm.vocab_size, batch)]
         return torch.cat(rows), time.perf_counter() - t0
     return target.lm.memo(("exact-first-token-table", target.name), build)
+
+
+class Predict:
+    """Rank tokens by their predicted output: the best evaluated point's output plus the calibrated forward
+    slope times the step to the token; the slope is corrected by every pair evaluated at this position."""
+
+    def __init__(self, W: torch.Tensor, WJ: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor,
+                 J: torch.Tensor, local: bool = True, shortlist: int = 4096):
+        self.W, self.WJ, self.J = W, WJ, J  # (V, d), (V, F) = W @ J, (d, F)
+        self.WJ_sq = (WJ * WJ).sum(-1)
+        self.f, self.x, self.local, self.shortlist = target_feat, start, local, shortlist
+        self.X: list[torch.Tensor] = []
+        self.F: list[torch.Tensor] = []
+        self.anchor = None
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        if self.anchor is None:
+            dist = ((self.W - self.x) ** 2).sum(-1)
+            return dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
+        x_b, f_b = self.anchor
+        c = self.f - f_b + x_b @ self.J  # (F,): the predicted output of W_v is W_v @ J + (f_b - x_b @ J)
+        score = (self.WJ_sq - 2 * (self.WJ @ c)).masked_fill(tried, float("inf"))  # (V,)
+        if not self.local or len(self.X) == 0:
+            return score.topk(n, largest=False).indices
+        X, F = torch.cat(self.X), torch.cat(self.F)
+        dX, dF = (X - x_b).double(), (F - f_b).double()
+        keep = dX.abs().amax(-1) > 0
+        if not keep.any():
+            return score.topk(n, largest=False).indices
+        dX, dF = dX[keep], dF[keep]
+        gram = dX @ dX.T
+        damp = SECANT_DAMPING * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        C = torch.linalg.solve(gram + damp, dF - dX @ self.J.double())  # (k, F): J_loc = J + dX^T C
+        short = score.topk(min(self.shortlist, int((~tried).sum())), largest=False).indices
+        Ws = self.W[short].double()
+        pred = self.WJ[short].double() + (Ws @ dX.T) @ C  # (s, F) = W_s @ J_loc
+        c_loc = self.f.double() - f_b.double() + x_b.double() @ self.J.double() + (x_b.double() @ dX.T) @ C
+        d = ((pred - c_loc) ** 2).sum(-1)
+        return short[d.topk(min(n, len(short)), largest=False).indices]
+
+    def probes(self):
+        return None
+
+    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+        self.X.append(x)
+        self.F.append(f)
+        X, F = torch.cat(self.X), torch.cat(self.F)
+        miss = ((F - self.f) ** 2).sum(-1)
+        if len(miss) > SECANT_PAIRS:
+            keep = miss.topk(SECANT_PAIRS, largest=False).indices
+            X, F, miss = X[keep], F[keep], miss[keep]
+            self.X, self.F = [X], [F]
+        b = int(miss.argmin())
+        self.anchor = (X[b], F[b])

@@ -161,8 +161,9 @@ def _claims(summary: dict) -> list[Claim]:
                                 "roughly holds (r ~ 1)" if r is not None and 0.5 <= r <= 2 else "does not hold"))
     for g in summary["gain"]:
         claims.append(Claim("(ours) the Jacobian walk beats the tangent walk at equal output change",
-                            f"{g['label']}: input distance x{fmt(g['gain'], 2)} (median x{g['gain_median']:.3g}, "
-                            f"n = {g['n']})", "holds" if g["gain_median"] > 1 else "does not hold"))
+                            f"{g['label']}: input distance x{fmt(g['gain'], 2)} in L1 (median x{g['gain_median']:.3g}"
+                            f"), x{fmt(g.get('gain_l2'), 2)} in L2; n = {g['n']}",
+                            "holds" if g["gain_median"] > 1 else "does not hold"))
     return claims
 
 
@@ -219,7 +220,8 @@ def _compare_section(run_dir: RunDir, summary: dict, records: list[dict]) -> lis
              f"least {fmt(c.get('gain_least_last'), 3)} vs random {fmt(c.get('gain_random'), 3)}"]
             for c in summary["compare"]]
     out.append(table(["subject", "method", "r", "r of a random move", "input L1", "output L1",
-                      "check (tangent: max |gradient @ perp| / |gradient|; jacobian: gain ||Jv|| / ||v||)"], rows))
+                      "check (tangent: largest gradient @ perp relative to the gradient; jacobian: least gain "
+                      "against a random direction's)"], rows))
     out.append(table(["subject", "input distance gain at equal output change, L1 (mean ± sem)", "median",
                       "geometric mean", "the same in L2 (mean ± sem)", "pairs"],
                      [[g["label"], fmt(g["gain"], 2), f"{g['gain_median']:.3g}", f"{g['gain_geo']:.3g}",
