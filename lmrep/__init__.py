@@ -6,12 +6,15 @@ The public API, in the order a researcher meets it::
     O = layer_model(lm, 3)                                # O_l: embeddings (B, T, d) -> layer output
     recs = list(invert(O, ["The sky is blue."], InvertConfig(steps=500)))
     Decoder(lm, "pinv")(embeddings)                       # embeddings -> token ids
+    list(invert(O, prompts, InvertConfig(method="exact")))  # left-to-right search with a certificate
+    walk(O, ["The sky is blue."], WalkConfig(method="jacobian"))  # inputs that leave O's output unchanged
 """
 from .decode import Decoder
 from .errors import LmrepError
 from .invert import InvertConfig, invert, summarize
 from .layers import LayerModel, layer_model, resolve_layer
 from .models import LoadedModel, load_model
+from .walk import WalkConfig, walk
 
 __all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "layer_model",
-           "load_model", "resolve_layer", "summarize"]
+           "load_model", "resolve_layer", "summarize", "walk", "WalkConfig"]

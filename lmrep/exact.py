@@ -2,7 +2,8 @@
 
 Causality makes this a sequence of small searches: the layer's output at position t depends only on tokens
 0..t, so once tokens 0..t-1 are known, token t is the vocabulary entry whose output at t equals the target there.
-For each position, candidates are ranked (lmrep.exact_rank) and verified in batches by one forward pass of single
+For each position, candidates are ranked (lmrep.exact_rank: by default the model's own next-token expectation
+merged with a continuous guess of the embedding that secant and then gradient steps refine) and verified in batches by one forward pass of single
 positions that reuse the known prefix's key/value cache (lmrep.kvcache); the first batch with a candidate within
 tolerance ends the search at that position.
 
@@ -25,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import LmrepError
-from .exact_rank import Guess, TableOrder, VocabOrder, calibrate, first_token_table, output_features
+from .exact_rank import (Descent, Guess, Guided, NextTokenPrior, TableOrder, VocabOrder, calibrate, first_token_table,
+                         output_features)
 from .invert import InvertConfig, Target, record, register_method
 from .kvcache import Prefix
 from .layers import LayerModel
@@ -52,15 +54,17 @@ def duplicate_groups(lm) -> torch.Tensor:
 
 
 def _sizes(cfg: InvertConfig):
-    """Batch sizes: 2 (a candidate and a runner-up), 2, 4, 8, ... up to cfg.candidate_batch; brute force
-    goes straight to full batches."""
-    size = cfg.candidate_batch if cfg.ranking == "vocab" else min(2, cfg.candidate_batch)
-    first = True
+    """Batch sizes: 2 (a candidate and a runner-up), then 6, then doubling up to cfg.candidate_batch (a batch of
+    a few costs about one of one: the cost is per pass); brute force goes straight to full batches."""
+    if cfg.ranking == "vocab":
+        while True:
+            yield cfg.candidate_batch
+    size = 2
+    yield min(size, cfg.candidate_batch)
+    size = 6
     while True:
-        yield size
-        if not first:
-            size = min(2 * size, cfg.candidate_batch)
-        first = False
+        yield min(size, cfg.candidate_batch)
+        size = min(2 * size + 4, cfg.candidate_batch)
 
 
 @torch.no_grad()
@@ -84,14 +88,15 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
         raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
     t0 = time.perf_counter()
     W, feat, groups = lm.embedding_matrix.detach(), output_features(target), duplicate_groups(lm)
-    cal = calibrate(target, seed=cfg.seed) if cfg.ranking == "secant" else None
+    cal = calibrate(target, seed=cfg.seed) if cfg.ranking != "vocab" else None
+    prior = NextTokenPrior(lm)
     tol = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
     table_seconds = first_token_table(target)[1] if cfg.first_token == "table" else None
-    prefix, tokens, cert, calls, rows = Prefix(target), [], [], 0, 0
+    prefix, tokens, cert, calls, rows, steps, guess_hits = Prefix(target), [], [], 0, 0, 0, 0
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
         h = h_all[t]
-        order = _order(target, cfg, cal, W, feat(h), t)
+        order = _order(target, cfg, cal, W, feat(h), t, prefix, h, lambda: prior(tokens), 2 * guess_hits < t)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         seen_ids, seen_res, hit = [], [], None
         for size in _sizes(cfg):
@@ -122,24 +127,32 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
             out, cache = prefix.step(W[token][None])
             calls, rows = calls + 1, rows + 1
             prefix = prefix.extend(cache, 0)
+        steps += getattr(order, "gradient_steps", 0)
+        guess_hits += hit is not None and token == getattr(order, "guess_top", None)
         tokens.append(token)
         cert.append(_entry(lm, t, token, ids_all, res_all, tol, groups, verified=hit is not None))
     counts = [c["candidates"] for c in cert]
     return dict(recovered_ids=tokens, verified=all(c["verified"] for c in cert),
                 candidates_per_token=sum(counts) / len(counts), candidates_max=max(counts),
                 max_residual=max(c["residual"] for c in cert), tolerance=tol, certificate=cert,
-                seconds=time.perf_counter() - t0, forward_calls=calls, rows=rows,
+                seconds=time.perf_counter() - t0, forward_calls=calls, rows=rows, gradient_steps=steps,
+                prior_positions=prior.positions,
                 calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
 
 
-def _order(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int):
+def _order(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int, prefix: Prefix,
+           h: torch.Tensor, prior, prior_first: bool):
     """What proposes the candidates at position t."""
     if cfg.ranking == "vocab":
         return VocabOrder()
     if t == 0 and cfg.first_token == "table":
         return TableOrder(first_token_table(target)[0], f)
     sqnorm = target.lm.memo("sqnorm", lambda: (W * W).sum(-1))  # (V,)
-    return Guess(W, sqnorm, f, (cal.first if t == 0 else cal.later)(f), cal.secant)
+    start = (cal.first if t == 0 else cal.later)(f)
+    if cfg.ranking == "secant":
+        return Guess(W, sqnorm, f, start, cal.secant)
+    guess = Guess(W, sqnorm, f, start, cal.secant)
+    return Guided(guess, lambda: Descent(prefix, W, sqnorm, h, start), prior, prior_first)
 
 
 def _entry(lm, t: int, token: int, ids: torch.Tensor, res: torch.Tensor, tol: float, groups: torch.Tensor,

@@ -1,5 +1,12 @@
-"""Which tokens to verify first at one position of the exact search: a calibrated inverse, corrected by what the
-candidates already verified at that position showed.
+"""Which tokens to verify first at one position of the exact search.
+
+``guided`` (the default) merges two proposals. The model's own next-token distribution given the recovered prefix
+(one full-depth position per token, computed only when the first guess misses): in trained models the frequent
+words that a layer's geometry hides best are the ones the model expects. And a continuous guess of the
+embedding, from the calibrated inverse below and then refined by gradient steps on the residual at this position
+through the prefix's cache: the content words and random ids that the model does not expect lie nearest it.
+
+``secant`` refines the calibrated guess instead by what the verified candidates showed (below).
 
 Calibration (once per model and layer, memoised): run the layer on random token ids and fit, by ridge regression,
     first:  output at position 0 -> the token's embedding            (position 0 sees nothing but its token)
@@ -24,6 +31,9 @@ from .layers import LayerModel
 RIDGE = 1e-3  # ridge penalty per sample, on standardised features
 SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean squared output difference
 SECANT_PAIRS = 64  # evaluated points kept for the correction: those whose outputs came nearest the target
+SECANT_BATCHES = 3  # guided: batches whose misses move the guess by secant steps before gradient steps take over
+DESCENT_STEPS = 10  # gradient steps on the continuous guess after each batch that missed
+DESCENT_LR = 0.1  # Adam's step, relative to the mean size of one coordinate of an embedding row
 
 
 def output_features(target: LayerModel) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -196,55 +206,102 @@ def first_token_table(target: LayerModel, batch: int = 1024) -> tuple[torch.Tens
     return target.lm.memo(("exact-first-token-table", target.name), build)
 
 
-class Predict:
-    """Rank tokens by their predicted output: the best evaluated point's output plus the calibrated forward
-    slope times the step to the token; the slope is corrected by every pair evaluated at this position."""
+class Descent:
+    """The guess of one position's embedding, moved by Adam steps on ``||O(x) - h||^2 / ||h||^2`` through the
+    prefix's cache after each batch that missed; tokens are verified in order of distance to it."""
 
-    def __init__(self, W: torch.Tensor, WJ: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor,
-                 J: torch.Tensor, local: bool = True, shortlist: int = 4096):
-        self.W, self.WJ, self.J = W, WJ, J  # (V, d), (V, F) = W @ J, (d, F)
-        self.WJ_sq = (WJ * WJ).sum(-1)
-        self.f, self.x, self.local, self.shortlist = target_feat, start, local, shortlist
-        self.X: list[torch.Tensor] = []
-        self.F: list[torch.Tensor] = []
-        self.anchor = None
+    def __init__(self, prefix, W: torch.Tensor, sqnorm: torch.Tensor, h: torch.Tensor, start: torch.Tensor,
+                 steps: int = DESCENT_STEPS, lr: float = DESCENT_LR):
+        self.prefix, self.W, self.sqnorm, self.h, self.steps = prefix, W, sqnorm, h, steps
+        self.x = start.detach().clone().requires_grad_(True)  # (d,)
+        self.opt = torch.optim.Adam([self.x], lr=lr * float(W.norm(dim=-1).mean()) / W.shape[1] ** 0.5)
+        self.gradient_steps = 0
 
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
-        if self.anchor is None:
-            dist = ((self.W - self.x) ** 2).sum(-1)
-            return dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
-        x_b, f_b = self.anchor
-        c = self.f - f_b + x_b @ self.J  # (F,): the predicted output of W_v is W_v @ J + (f_b - x_b @ J)
-        score = (self.WJ_sq - 2 * (self.WJ @ c)).masked_fill(tried, float("inf"))  # (V,)
-        if not self.local or len(self.X) == 0:
-            return score.topk(n, largest=False).indices
-        X, F = torch.cat(self.X), torch.cat(self.F)
-        dX, dF = (X - x_b).double(), (F - f_b).double()
-        keep = dX.abs().amax(-1) > 0
-        if not keep.any():
-            return score.topk(n, largest=False).indices
-        dX, dF = dX[keep], dF[keep]
-        gram = dX @ dX.T
-        damp = SECANT_DAMPING * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
-        C = torch.linalg.solve(gram + damp, dF - dX @ self.J.double())  # (k, F): J_loc = J + dX^T C
-        short = score.topk(min(self.shortlist, int((~tried).sum())), largest=False).indices
-        Ws = self.W[short].double()
-        pred = self.WJ[short].double() + (Ws @ dX.T) @ C  # (s, F) = W_s @ J_loc
-        c_loc = self.f.double() - f_b.double() + x_b.double() @ self.J.double() + (x_b.double() @ dX.T) @ C
-        d = ((pred - c_loc) ** 2).sum(-1)
-        return short[d.topk(min(n, len(short)), largest=False).indices]
+        dist = (self.sqnorm - 2 * (self.W @ self.x.detach())).masked_fill(tried, float("inf"))  # (V,)
+        return dist.topk(n, largest=False).indices
 
-    def probes(self):
+    def probes(self) -> torch.Tensor | None:
         return None
 
     def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
-        self.X.append(x)
-        self.F.append(f)
-        X, F = torch.cat(self.X), torch.cat(self.F)
-        miss = ((F - self.f) ** 2).sum(-1)
-        if len(miss) > SECANT_PAIRS:
-            keep = miss.topk(SECANT_PAIRS, largest=False).indices
-            X, F, miss = X[keep], F[keep], miss[keep]
-            self.X, self.F = [X], [F]
-        b = int(miss.argmin())
-        self.anchor = (X[b], F[b])
+        scale = (self.h * self.h).sum()
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                out, _ = self.prefix.step(self.x[None].to(self.W.dtype))
+                loss = ((out[0] - self.h) ** 2).sum() / scale
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+        self.gradient_steps += self.steps
+
+
+class NextTokenPrior:
+    """The full model's next-token logits after the tokens recovered so far, with its own key/value cache, fed
+    only when asked (a layer that the geometric guess inverts never pays for it)."""
+
+    def __init__(self, lm):
+        self.lm, self.cache, self.fed, self.logits = lm, DynamicCache(), 0, None
+        self.positions = 0  # full-depth positions run
+
+    @torch.no_grad()
+    def __call__(self, tokens: list[int]) -> torch.Tensor | None:
+        """(V,) logits for the token after ``tokens``; None at position 0 (nothing to condition on)."""
+        if not tokens:
+            return None
+        new = tokens[self.fed:]
+        if new:
+            ids = torch.tensor([new], device=self.lm.device)
+            pos = torch.arange(self.fed, len(tokens), device=self.lm.device)[None]
+            self.logits = self.lm.model(input_ids=ids, past_key_values=self.cache, use_cache=True,
+                                        position_ids=pos).logits[0, -1]
+            self.fed, self.positions = len(tokens), self.positions + len(new)
+        return self.logits
+
+
+class Guided:
+    """Batch 1: the model's most expected token and the guess's nearest (``prior_first``), or the guess's nearest
+    alone; later batches: half the most expected untried tokens, half the nearest untried ones to the guess. The
+    guess moves by secant steps (free: they use the verified outputs) for ``SECANT_BATCHES`` batches, then by
+    gradient steps through the prefix's cache, which cost a backward pass each but reach deep layers."""
+
+    def __init__(self, guess: Guess, descent: Callable[[], Descent],
+                 prior: Callable[[], torch.Tensor | None], prior_first: bool):
+        self.guess, self.make_descent, self.descent = guess, descent, None
+        self.prior, self.prior_first, self.scores, self.batches = prior, prior_first, None, 0
+        self.guess_top: int | None = None  # the guess's first choice before any step: was the guess enough?
+
+    def _geometric(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        return (self.descent or self.guess).next(n, tried)
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        self.batches += 1
+        if self.batches == 1:
+            self.guess_top = int(self.guess.next(1, tried)[0])
+        if self.batches == 1 and not self.prior_first:
+            return self._geometric(n, tried)
+        if self.scores is None:
+            self.scores = self.prior()
+        if self.scores is None:
+            return self._geometric(n, tried)
+        take = (n + 1) // 2
+        a = self.scores.masked_fill(tried, float("-inf")).topk(take).indices
+        seen = tried.clone()
+        seen[a] = True
+        rest = min(n - take, int((~seen).sum()))
+        return torch.cat([a, self._geometric(rest, seen)]) if rest > 0 else a
+
+    def probes(self) -> torch.Tensor | None:
+        return None if self.descent else self.guess.probes()
+
+    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+        if self.descent is None:
+            self.guess.observe(x, f)
+            if self.batches >= SECANT_BATCHES:
+                self.descent = self.make_descent()  # from the calibrated start: secant steps stray at depth
+        if self.descent is not None:
+            self.descent.observe(x, f)
+
+    @property
+    def gradient_steps(self) -> int:
+        return self.descent.gradient_steps if self.descent else 0

@@ -19,7 +19,7 @@ from .losses import check_loss
 INITS = ("text", "original", "mix")
 OPTIMIZERS = ("adam", "sgd")
 FIRST_TOKEN = ("search", "table")
-RANKINGS = ("secant", "vocab")
+RANKINGS = ("guided", "secant", "vocab")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class InvertConfig:
     candidate_batch: int = 64  # exact: most candidates verified in one forward pass
     max_candidates: int = 4096  # exact: candidates tried at one position before it is reported unverified
     first_token: str = "search"  # exact: search, or table (every token's output at position 0, once per layer)
-    ranking: str = "secant"  # exact: secant (calibrated inverse + verified pairs), vocab (brute force)
+    ranking: str = "guided"  # exact: guided (model's expectation + refined guess), secant, vocab (brute force)
 
     def check(self, vocab_size: int | None = None) -> "InvertConfig":
         if self.method not in METHODS:

@@ -19,9 +19,20 @@ def projector(decoder: Decoder):
     lm = decoder.lm
 
     def project(e: torch.Tensor) -> torch.Tensor:
-        hard = lm.embed(decoder(e)).to(e.dtype)  # (B, T, d)
-        return e + (hard - e).detach()
+        return _StraightThrough.apply(e, lm.embed(decoder(e.detach())).to(e.dtype))  # (B, T, d)
     return project
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the hard value exactly (``e + (hard - e).detach()`` rounds); backward: the gradient to ``e``."""
+
+    @staticmethod
+    def forward(ctx, e: torch.Tensor, hard: torch.Tensor) -> torch.Tensor:
+        return hard.detach().clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
 
 
 @register_method("nearest")

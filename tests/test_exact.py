@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
-from lmrep.exact import invert_outputs, relative_tolerance, residuals
+from lmrep.exact import duplicate_groups, invert_outputs, relative_tolerance, residuals
 from lmrep.kvcache import Prefix
 
 PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions spread across Europe."]
@@ -93,9 +93,11 @@ def test_noisy_target_is_reported_unverified(tiny_llama):
 
 
 def test_duplicate_rows_are_reported_as_ties(smol):
-    W = smol.embedding_matrix
-    a, b = 7, 8
-    assert torch.equal(W[a], W[b])  # the default model has identical rows for some ids
+    W, groups = smol.embedding_matrix, duplicate_groups(smol)
+    counts = torch.bincount(groups)
+    a = int(torch.nonzero(counts[groups] > 1)[0])
+    b = int(torch.nonzero((groups == groups[a]) & (torch.arange(len(groups)) != a))[0])
+    assert torch.equal(W[a], W[b])  # the default model has identical rows for some ids (11 pairs' worth)
     ids = smol.encode("The sky is") + [a] + smol.encode(" blue")
     (rec,) = list(invert(layer_model(smol, 1), [smol.decode(ids)], InvertConfig(method="exact"), progress=False)) \
         if smol.encode(smol.decode(ids)) == ids else [None]
@@ -114,7 +116,7 @@ def test_float64_and_brute_force(tiny_llama_dir):
     (rec,) = _exact(lm, [PROMPTS[0]], 2)
     _check_recovered(rec)
     assert rec["tolerance"] < 1e-12  # scaled by float64's epsilon
-    (brute,) = _exact(lm, [PROMPTS[0]], 2, ranking="vocab", candidate_batch=4096)
+    (brute,) = _exact(lm, [PROMPTS[0]], 2, ranking="vocab", candidate_batch=4096, max_candidates=lm.vocab_size)
     _check_recovered(brute)
     assert brute["candidates_per_token"] > rec["candidates_per_token"]
 
@@ -155,3 +157,23 @@ def test_cli_exact_json(tiny_gpt2_dir):
     assert rec["exact_match"] and rec["verified"] and rec["method"] == "exact"
     for key in ("candidates_per_token", "candidates_max", "max_residual", "certificate"):
         assert key in rec
+
+
+@pytest.mark.parametrize("ranking", ["secant", "guided"])
+def test_rankings_recover_and_count_their_costs(tiny_llama, ranking):
+    (rec,) = _exact(tiny_llama, [PROMPTS[1]], 3, ranking=ranking)
+    _check_recovered(rec)
+    assert rec["gradient_steps"] >= 0 and rec["prior_positions"] <= len(rec["certificate"])
+    assert rec["forward_calls"] >= len(rec["certificate"]) and rec["rows"] >= rec["candidates_per_token"]
+
+
+def test_exact_from_the_command_line(tiny_gpt2_dir, tmp_path, capsys):
+    from lmrep.cli import main
+    assert main(["invert", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "2", "--method", "exact",
+                 "--ranking", "secant", "--max-candidates", "512", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "verified   yes" in out and "exact yes" in out
+    rec = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["verified"] and rec["certificate"][0]["verified"]
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "secant" in json.dumps(cfg) and "512" in json.dumps(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..decode import DECODERS
-from ..invert import INITS, METHODS, OPTIMIZERS, InvertConfig, config_dict, invert, load_methods, summarize
+from ..invert import FIRST_TOKEN, INITS, METHODS, OPTIMIZERS, RANKINGS, InvertConfig, config_dict, invert, load_methods, summarize
 from ..layers import layer_model
 from ..losses import LOSSES
 from ..plots import loss_curves
@@ -37,6 +37,16 @@ def register(sub) -> None:
     g.add_argument("--sigma", type=positive_float, default=d.sigma, help="eq. 4: e' = e + N(0, sigma)")
     g.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     g.add_argument("--snapshots", type=int, nargs="*", default=[], help="steps at which to decode")
+    x = p.add_argument_group("exact method (docs/exact.md)")
+    x.add_argument("--ranking", default=d.ranking, choices=RANKINGS,
+                   help="which candidates to verify first; vocab: brute force in vocabulary order")
+    x.add_argument("--tolerance", type=positive_float, default=None,
+                   help="largest relative residual counted as a match (default: from dtype and depth)")
+    x.add_argument("--candidate-batch", type=positive_int, default=d.candidate_batch)
+    x.add_argument("--max-candidates", type=positive_int, default=d.max_candidates,
+                   help="candidates verified at one position before it is reported unverified")
+    x.add_argument("--first-token", default=d.first_token, choices=FIRST_TOKEN,
+                   help="table: every token's output at position 0, computed once per layer")
     o = p.add_argument_group("output")
     o.add_argument("--out", help="run folder (default runs/invert-<config hash>)")
     o.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON Lines)")
@@ -47,7 +57,9 @@ def run(args) -> int:
     prompts = read_prompts(args.text, args.prompts_file)
     cfg = InvertConfig(method=args.method, steps=args.steps, lr=args.lr, optimizer=args.optimizer, init=args.init,
                        mix=tuple(args.mix), loss=args.loss, decoder=args.decoder, topk=args.topk, sigma=args.sigma,
-                       batch_size=args.batch_size, snapshots=tuple(args.snapshots), seed=args.seed)
+                       batch_size=args.batch_size, snapshots=tuple(args.snapshots), seed=args.seed,
+                       ranking=args.ranking, tolerance=args.tolerance, candidate_batch=args.candidate_batch,
+                       max_candidates=args.max_candidates, first_token=args.first_token)
     cfg.check()
     lm = model_from_args(args)
     target = layer_model(lm, args.layer, args.head)
@@ -93,6 +105,10 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
             print(f"  step {s['step']:>5}  {s['text']!r}  (acc {s['token_accuracy']:.2f})")
         within = {True: "yes", False: "no", None: "-"}[r.get("within_threshold")]
         print(f"  recovered  {r['recovered_text']!r}")
+        if "verified" in r:
+            print(f"  verified   {'yes' if r['verified'] else 'NO'}: max residual {r['max_residual']:.2e} "
+                  f"(tolerance {r['tolerance']:.2e}), {r['candidates_per_token']:.1f} candidates/token "
+                  f"(max {r['candidates_max']}), {r['seconds']:.1f} s")
         print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  "
               f"m_g {_num(r.get('output_distance'))} < m {_num(r.get('threshold'))}: {within}  "
               f"next token kept: {'yes' if r.get('next_token_match') else 'no'}")
