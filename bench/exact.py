@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--methods", default="gd,nearest,exact")
     ap.add_argument("--brute", type=int, default=1, help="prompts brute-forced per model (at its first layer)")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--layers", help="only these layers (comma-separated), where a model has them")
     ap.add_argument("--out", help="run folder (default runs/bench-exact-<config hash>)")
     args = ap.parse_args()
     if args.quick:
@@ -108,13 +109,16 @@ def main() -> None:
         untrained, layers = MODELS[name]
         lm = load_model(name, untrained=untrained)
         prompts = prompt_sets(lm, args.english, args.random)
-        for layer in QUICK_LAYERS[name] if args.quick else layers:
+        layers = QUICK_LAYERS[name] if args.quick else layers
+        if args.layers:
+            layers = tuple(int(x) for x in args.layers.split(",") if int(x) <= lm.n_layers)
+        for layer in layers:
             O = layer_model(lm, layer)
             fwd = {tuple(ids): forward_seconds(O, ids) for _, ids in prompts}
             cal = calibrate(O) if "exact" in methods else None
             groups = [(m, InvertConfig(method=m, steps=args.steps, lr=0.01 if m == "gd" else 0.1,
                                        decoder="cosine" if m == "nearest" else "pinv"), prompts) for m in methods]
-            if layer == (QUICK_LAYERS[name] if args.quick else layers)[0] and args.brute:
+            if layer == layers[0] and args.brute:
                 groups.append(("brute", InvertConfig(method="exact", ranking="vocab", candidate_batch=1024,
                                                      max_candidates=lm.vocab_size), prompts[: args.brute]))
             for label, cfg, ps in groups:
