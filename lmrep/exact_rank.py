@@ -33,6 +33,7 @@ SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean sq
 SECANT_PAIRS = 64  # evaluated points kept for the correction: those whose outputs came nearest the target
 SECANT_BATCHES = 3  # guided: batches whose misses move the guess by secant steps before gradient steps take over
 DESCENT_STEPS = 10  # gradient steps on the continuous guess after each batch that missed
+DESCENT_MAX_STEPS = 100  # per position: past this the guess stays put (bounds the time a hopeless position costs)
 DESCENT_LR = 0.1  # Adam's step, relative to the mean size of one coordinate of an embedding row
 
 
@@ -226,14 +227,17 @@ class Descent:
 
     def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
         scale = (self.h * self.h).sum()
+        steps = min(self.steps, DESCENT_MAX_STEPS - self.gradient_steps)
+        if steps <= 0:
+            return
         with torch.enable_grad():
-            for _ in range(self.steps):
+            for _ in range(steps):
                 out, _ = self.prefix.step(self.x[None].to(self.W.dtype))
                 loss = ((out[0] - self.h) ** 2).sum() / scale
                 self.opt.zero_grad()
                 loss.backward()
                 self.opt.step()
-        self.gradient_steps += self.steps
+        self.gradient_steps += steps
 
 
 class NextTokenPrior:
