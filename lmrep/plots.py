@@ -34,3 +34,11 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
 
 def _short(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a figure; the path written."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

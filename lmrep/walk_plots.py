@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from .plots import save_figure  # noqa: E402
 
 
 def _short(s: str, n: int = 32) -> str:
@@ -38,7 +39,7 @@ def walk_figure(records: list[dict], path: str | Path, title: str = "") -> Path:
     if len(records) <= 10:
         a.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sweep_figure(rows: dict[str, tuple[list[int], list[dict]]], path: str | Path, title: str,
@@ -59,7 +60,7 @@ def sweep_figure(rows: dict[str, tuple[list[int], list[dict]]], path: str | Path
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compare_figure(panels: dict[str, dict[str, list[dict]]], path: str | Path, title: str) -> Path:
@@ -81,11 +82,4 @@ def compare_figure(panels: dict[str, dict[str, list[dict]]], path: str | Path, t
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from ..plots import save_figure  # noqa: E402
 
 
 def _mean(stat: dict | None) -> float:
@@ -38,7 +39,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | P
     if n > 1:
         ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, title: str, xlabel: str,
@@ -61,7 +62,7 @@ def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, t
         ax.set_xscale("log")
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def curves(series: dict[str, tuple[list[int], list[float]]], path: str | Path, title: str, ylabel: str,
@@ -79,11 +80,4 @@ def curves(series: dict[str, tuple[list[int], list[float]]], path: str | Path, t
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
