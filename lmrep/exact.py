@@ -3,9 +3,10 @@
 Causality makes this a sequence of small searches: the layer's output at position t depends only on tokens
 0..t, so once tokens 0..t-1 are known, token t is the vocabulary entry whose output at t equals the target there.
 For each position, candidates are ranked (lmrep.exact_rank: by default the model's own next-token expectation
-merged with a continuous guess of the embedding that secant and then gradient steps refine) and verified in batches by one forward pass of single
-positions that reuse the known prefix's key/value cache (lmrep.kvcache); the first batch with a candidate within
-tolerance ends the search at that position.
+merged with a continuous guess of the embedding that secant and then gradient steps refine; lmrep.exact_table:
+tables of every token's output at the layer) and verified in batches by one forward pass of single positions
+that reuse the known prefix's key/value cache (lmrep.kvcache); the first batch with a candidate within tolerance
+ends the search at that position.
 
 Tolerance, per position t: ``residual = max_i |out_i - target_i| / max_i |target_i|`` must not exceed
 ``eps(dtype) * sqrt(d_model) * stages`` (stages = blocks run + 1, + 1 more for an LM head): rounding error of
@@ -26,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import LmrepError
-from .exact_rank import (Descent, Guess, Guided, NextTokenPrior, TableOrder, VocabOrder, calibrate, first_token_table,
-                         output_features)
+from .exact_rank import Descent, Guess, Guided, NextTokenPrior, VocabOrder, calibrate, output_features
+from .exact_table import TABLE_CONTEXTS, ContextTable, TableThenDescent, vocab_table
 from .invert import InvertConfig, Target, record, register_method
 from .kvcache import Prefix
 from .layers import LayerModel
@@ -91,7 +92,7 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
     cal = calibrate(target, seed=cfg.seed) if cfg.ranking != "vocab" else None
     prior = NextTokenPrior(lm)
     tol = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
-    table_seconds = first_token_table(target)[1] if cfg.first_token == "table" else None
+    table_seconds = _tables(target, cfg, progress)
     prefix, tokens, cert, calls, rows, steps, guess_hits = Prefix(target), [], [], 0, 0, 0, 0
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
@@ -115,7 +116,7 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
             if bool((res <= tol).any()):
                 hit = (ids, res, cache)
                 break
-            order.observe(x, feat(out))
+            order.observe(ids, x, feat(out))
         ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
         if hit is not None:
             ids, res, cache = hit
@@ -140,15 +141,26 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
                 calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
 
 
+def _tables(target: LayerModel, cfg: InvertConfig, progress: bool) -> float | None:
+    """Build (or read) the vocabulary tables the ranking needs; the seconds they took to build, or None."""
+    if cfg.ranking == "table":
+        return (vocab_table(target, progress=progress).seconds
+                + vocab_table(target, TABLE_CONTEXTS, cfg.seed, progress=progress).seconds)
+    return vocab_table(target, progress=progress).seconds if cfg.first_token == "table" else None
+
+
 def _order(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int, prefix: Prefix,
            h: torch.Tensor, prior, prior_first: bool):
     """What proposes the candidates at position t."""
     if cfg.ranking == "vocab":
         return VocabOrder()
-    if t == 0 and cfg.first_token == "table":
-        return TableOrder(first_token_table(target)[0], f)
+    if t == 0 and (cfg.first_token == "table" or cfg.ranking == "table"):
+        return ContextTable(vocab_table(target), f)
     sqnorm = target.lm.memo("sqnorm", lambda: (W * W).sum(-1))  # (V,)
     start = (cal.first if t == 0 else cal.later)(f)
+    if cfg.ranking == "table":
+        table = ContextTable(vocab_table(target, TABLE_CONTEXTS, cfg.seed), f)
+        return Guided(TableThenDescent(table, lambda: Descent(prefix, W, sqnorm, h, start)), None, prior, prior_first)
     if cfg.ranking == "secant":
         return Guess(W, sqnorm, f, start, cal.secant)
     guess = Guess(W, sqnorm, f, start, cal.secant)

@@ -144,8 +144,9 @@ class Guess:
         between tokens instead of hopping from token to token."""
         return self.x[None]
 
-    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
-        """Evaluated points: embeddings (k, d) and their output features (k, F); moves the guess."""
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
+        """Evaluated points: embeddings (k, d) and their output features (k, F), the first len(ids) of them
+        candidate tokens; moves the guess."""
         self.X.append(x)
         self.F.append(f)
         X, F = torch.cat(self.X), torch.cat(self.F)
@@ -175,36 +176,8 @@ class VocabOrder:
     def probes(self) -> torch.Tensor | None:
         return None
 
-    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
         pass
-
-
-class TableOrder:
-    """Position 0 from a table of every token's output there (position 0 sees only its own token): tokens in
-    order of their tabled output's distance to the target."""
-
-    def __init__(self, table: torch.Tensor, target_feat: torch.Tensor):
-        self.dist = ((table - target_feat) ** 2).sum(-1)  # (V,)
-
-    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
-        return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
-
-    def probes(self) -> torch.Tensor | None:
-        return None
-
-    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
-        pass
-
-
-@torch.no_grad()
-def first_token_table(target: LayerModel, batch: int = 1024) -> tuple[torch.Tensor, float]:
-    """Output features (V, F) of every token alone at position 0, and the seconds it took; memoised."""
-    def build():
-        t0, lm, feat = time.perf_counter(), target.lm, output_features(target)
-        W = lm.embedding_matrix.detach()
-        rows = [feat(target(W[i:i + batch][:, None])[:, 0]) for i in range(0, lm.vocab_size, batch)]
-        return torch.cat(rows), time.perf_counter() - t0
-    return target.lm.memo(("exact-first-token-table", target.name), build)
 
 
 class Descent:
@@ -225,7 +198,7 @@ class Descent:
     def probes(self) -> torch.Tensor | None:
         return None
 
-    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
         scale = (self.h * self.h).sum()
         steps = min(self.steps, DESCENT_MAX_STEPS - self.gradient_steps)
         if steps <= 0:
@@ -269,7 +242,7 @@ class Guided:
     guess moves by secant steps (free: they use the verified outputs) for ``SECANT_BATCHES`` batches, then by
     gradient steps through the prefix's cache, which cost a backward pass each but reach deep layers."""
 
-    def __init__(self, guess: Guess, descent: Callable[[], Descent],
+    def __init__(self, guess, descent: Callable[[], Descent] | None,
                  prior: Callable[[], torch.Tensor | None], prior_first: bool):
         self.guess, self.make_descent, self.descent = guess, descent, None
         self.prior, self.prior_first, self.scores, self.batches = prior, prior_first, None, 0
@@ -298,14 +271,14 @@ class Guided:
     def probes(self) -> torch.Tensor | None:
         return None if self.descent else self.guess.probes()
 
-    def observe(self, x: torch.Tensor, f: torch.Tensor) -> None:
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
         if self.descent is None:
-            self.guess.observe(x, f)
-            if self.batches >= SECANT_BATCHES:
+            self.guess.observe(ids, x, f)
+            if self.make_descent is not None and self.batches >= SECANT_BATCHES:
                 self.descent = self.make_descent()  # from the calibrated start: secant steps stray at depth
         if self.descent is not None:
-            self.descent.observe(x, f)
+            self.descent.observe(ids, x, f)
 
     @property
     def gradient_steps(self) -> int:
-        return self.descent.gradient_steps if self.descent else 0
+        return getattr(self.descent or self.guess, "gradient_steps", 0)

@@ -19,7 +19,7 @@ from .losses import check_loss
 INITS = ("text", "original", "mix")
 OPTIMIZERS = ("adam", "sgd")
 FIRST_TOKEN = ("search", "table")
-RANKINGS = ("guided", "secant", "vocab")
+RANKINGS = ("guided", "table", "secant", "vocab")
 
 
 @dataclass

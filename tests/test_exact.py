@@ -12,6 +12,7 @@ import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
 from lmrep.exact import duplicate_groups, invert_outputs, relative_tolerance, residuals
+from lmrep.exact_table import fingerprint, vocab_table
 from lmrep.kvcache import Prefix
 
 PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions spread across Europe."]
@@ -54,6 +55,18 @@ def test_random_ids_recover(tiny_llama, smol):
             outputs = O(lm.embed(torch.tensor([ids])))  # (1, T, D): a target given as a tensor
         res = invert_outputs(O, outputs)
         assert res["verified"] and res["recovered_ids"] == ids
+
+
+def test_table_ranking_finds_random_ids_first_time(smol):
+    """Every token's output after random prefixes, offset by what this prefix adds: on random ids, the first
+    batch of two holds the answer at nearly every position."""
+    ids = torch.randint(0, smol.vocab_size, (12,), generator=torch.Generator().manual_seed(5)).tolist()
+    O = layer_model(smol, 1)
+    with torch.no_grad():
+        outputs = O(smol.embed(torch.tensor([ids])))
+    res = invert_outputs(O, outputs, InvertConfig(method="exact", ranking="table"))
+    assert res["verified"] and res["recovered_ids"] == ids
+    assert res["candidates_per_token"] <= 3 and res["table_seconds"] > 0
 
 
 def test_certificate_separates_the_input_from_a_one_token_change(tiny_gpt2):
@@ -159,7 +172,7 @@ def test_cli_exact_json(tiny_gpt2_dir):
         assert key in rec
 
 
-@pytest.mark.parametrize("ranking", ["secant", "guided"])
+@pytest.mark.parametrize("ranking", ["secant", "guided", "table"])
 def test_rankings_recover_and_count_their_costs(tiny_llama, ranking):
     (rec,) = _exact(tiny_llama, [PROMPTS[1]], 3, ranking=ranking)
     _check_recovered(rec)
@@ -177,3 +190,22 @@ def test_exact_from_the_command_line(tiny_gpt2_dir, tmp_path, capsys):
     assert rec["verified"] and rec["certificate"][0]["verified"]
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "secant" in json.dumps(cfg) and "512" in json.dumps(cfg)
+
+
+def test_vocab_tables_are_cached_on_disk_per_weights(tiny_gpt2, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMREP_CACHE", str(tmp_path))
+    O = layer_model(tiny_gpt2, 1)
+    built = vocab_table(O, 1)
+    assert not built.cached and built.features.shape[0] == tiny_gpt2.vocab_size
+    (path,) = (tmp_path / "tables").glob(f"{fingerprint(tiny_gpt2)}-*-c1-s0.safetensors")
+    tiny_gpt2._memo.clear()  # a new process: the table comes from disk
+    again = vocab_table(O, 1)
+    assert again.cached and torch.equal(again.features, built.features) and again.seconds == built.seconds
+    before = fingerprint(tiny_gpt2)
+    tiny_gpt2._memo.clear()
+    with torch.no_grad():
+        w = next(tiny_gpt2.model.parameters())
+        w[0, 0] += 1.0  # other weights: another table
+        assert fingerprint(tiny_gpt2) != before
+        w[0, 0] -= 1.0
+    tiny_gpt2._memo.clear()

@@ -39,7 +39,9 @@ def register(sub) -> None:
     g.add_argument("--snapshots", type=int, nargs="*", default=[], help="steps at which to decode")
     x = p.add_argument_group("exact method (docs/exact.md)")
     x.add_argument("--ranking", default=d.ranking, choices=RANKINGS,
-                   help="which candidates to verify first; vocab: brute force in vocabulary order")
+                   help="which candidates to verify first: guided (model's expectation + refined guess), table "
+                        "(every token's output at the layer, built once per layer and cached), secant, vocab "
+                        "(brute force in vocabulary order)")
     x.add_argument("--tolerance", type=positive_float, default=None,
                    help="largest relative residual counted as a match (default: from dtype and depth)")
     x.add_argument("--candidate-batch", type=positive_int, default=d.candidate_batch)

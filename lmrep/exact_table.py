@@ -1,0 +1,151 @@
+"""Ranking by tables of every token's output at a layer: what each token looks like there.
+
+Position 0 sees nothing but its own token, so a table of every token's output there is exact: the target's
+nearest row is the answer. At a later position the output depends on the prefix too; the table then holds every
+token's output after a few random prefixes (averaged), and the search adds an offset for what this prefix
+contributes, estimated from the candidates it has verified. On random ids at the middle layers of the default
+model, where the other rankings struggle, the first batch of two holds the answer at nearly every position.
+
+A table costs one pass over the vocabulary per prefix (tens of seconds to minutes on a CPU, per model and layer);
+it is kept in memory and on disk (``cache_dir()/tables``, keyed by a fingerprint of the weights), so a layer
+pays for it once.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .exact_rank import Descent, output_features
+from .kvcache import Prefix
+from .layers import LayerModel
+from .models import cache_dir
+
+TABLE_CONTEXTS = 2  # random prefixes that the context table averages over
+TABLE_NEIGHBOURS = 8  # verified candidates nearest the target that estimate the prefix's offset
+DESCENT_AFTER = 3  # missed batches before half of each batch comes from gradient steps instead
+
+
+class ContextTable:
+    """Tokens in order of ``||table_v + offset - target||``. The table holds every token's output after random
+    prefixes (what the token looks like at this layer), the offset what this prefix adds to it: zero at first,
+    then the mean of ``output - table`` over the ``TABLE_NEIGHBOURS`` verified candidates whose outputs came
+    nearest the target (so that a target in a rare regime, a massive activation, takes its offset from
+    candidates in that regime)."""
+
+    def __init__(self, table: "VocabTable", target_feat: torch.Tensor):
+        self.table, self.sqnorm, self.f = table.features, table.sqnorm, target_feat  # (V, F), (V,), (F,)
+        self.offset = torch.zeros_like(target_feat)
+        self.ids, self.out, self.dist = [], [], None
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        if self.dist is None:  # ||table_v - (f - offset)||^2 less a constant
+            self.dist = self.sqnorm - 2 * (self.table @ (self.f - self.offset))  # (V,)
+        return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
+
+    def probes(self) -> torch.Tensor | None:
+        return None
+
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
+        self.ids.append(ids)
+        self.out.append(f[: len(ids)])
+        ids, out = torch.cat(self.ids), torch.cat(self.out)
+        near = ((out - self.f) ** 2).sum(-1).topk(min(TABLE_NEIGHBOURS, len(ids)), largest=False).indices
+        self.offset, self.dist = (out[near] - self.table[ids[near]]).mean(0), None
+
+
+class TableThenDescent:
+    """The context table's order; once ``DESCENT_AFTER`` batches have missed, half from it and half from a
+    guess moved by gradient steps (``Descent``, from the calibrated start)."""
+
+    def __init__(self, table: ContextTable, descent: Callable[[], "Descent"]):
+        self.table, self.make_descent = table, descent
+        self.descent, self.batches = None, 0
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        if self.descent is None:
+            return self.table.next(n, tried)
+        first = self.table.next((n + 1) // 2, tried)
+        seen = tried.clone()
+        seen[first] = True
+        rest = min(n - len(first), int((~seen).sum()))
+        return torch.cat([first, self.descent.next(rest, seen)]) if rest > 0 else first
+
+    def probes(self) -> torch.Tensor | None:
+        return None
+
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
+        self.table.observe(ids, x, f)
+        self.batches += 1
+        if self.descent is None and self.batches >= DESCENT_AFTER:
+            self.descent = self.make_descent()
+        if self.descent is not None:
+            self.descent.observe(ids, x, f)
+
+    @property
+    def gradient_steps(self) -> int:
+        return getattr(self.descent, "gradient_steps", 0)
+
+
+@dataclass
+class VocabTable:
+    features: torch.Tensor  # (V, F): every token's output features
+    sqnorm: torch.Tensor  # (V,): their squared norms
+    seconds: float  # time it took to build (paid once per model and layer)
+    cached: bool  # read from the disk cache in this process
+
+
+def fingerprint(lm) -> str:
+    """A short hash of the weights (names, shapes, sums and first values) and dtype: the disk cache's key."""
+    def make():
+        h = hashlib.sha1(str(lm.dtype).encode())
+        for name, p in lm.model.named_parameters():
+            flat = p.detach().flatten()
+            h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum()):.12e}".encode())
+            h.update(flat[:64].double().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+    return lm.memo("fingerprint", make)
+
+
+@torch.no_grad()
+def vocab_table(target: LayerModel, contexts: int = 0, seed: int = 0, batch: int = 1024,
+                progress: bool = False) -> VocabTable:
+    """Output features of every token alone at position 0 (``contexts=0``), or after each of ``contexts``
+    random prefixes of 4-16 tokens, averaged. Kept in memory and on disk per weights, layer and sizes."""
+    lm = target.lm
+    path = cache_dir() / "tables" / f"{fingerprint(lm)}-{target.name}-c{contexts}-s{seed}.safetensors"
+
+    def build() -> VocabTable:
+        if path.exists():
+            saved = load_file(path)
+            features = saved["features"].to(device=lm.device, dtype=lm.dtype)
+            return VocabTable(features, (features * features).sum(-1), float(saved["seconds"]), cached=True)
+        t0, feat = time.perf_counter(), output_features(target)
+        W, gen = lm.embedding_matrix.detach(), torch.Generator().manual_seed(seed)
+        prefixes = [Prefix(target)]
+        if contexts:
+            lengths = torch.randint(4, 17, (contexts,), generator=gen).clamp(max=max(0, lm.max_positions - 1))
+            prefixes = [Prefix.of(target, torch.randint(0, lm.vocab_size, (int(n),), generator=gen).tolist())
+                        for n in lengths]
+        chunks = [(p, i) for p in prefixes for i in range(0, lm.vocab_size, batch)]
+        table = None
+        for p, i in tqdm(chunks, disable=not progress, desc=f"table {target.name} ({len(prefixes)} prefixes)",
+                         unit="chunk", file=sys.stderr, leave=False):
+            rows = feat(p.step(W[i:i + batch])[0]) / len(prefixes)  # (batch, F)
+            if table is None:
+                table = torch.zeros(lm.vocab_size, rows.shape[1], dtype=rows.dtype, device=rows.device)
+            table[i:i + len(rows)] += rows
+        seconds = time.perf_counter() - t0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"features": table.cpu().contiguous(), "seconds": torch.tensor(seconds, dtype=torch.float64)},
+                  str(tmp))
+        tmp.replace(path)  # whole or absent: an interrupted write leaves no half table
+        return VocabTable(table, (table * table).sum(-1), seconds, cached=False)
+    return lm.memo(("exact-vocab-table", target.name, contexts, seed, batch), build)
