@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .errors import LmrepError
 from .exact_rank import Descent, Guess, Guided, NextTokenPrior, VocabOrder, calibrate, output_features
 from .exact_table import TABLE_CONTEXTS, ContextTable, TableThenDescent, vocab_table
-from .invert import InvertConfig, Target, record, register_method
+from .invert import InvertConfig, Target, next_tokens, record, register_method
 from .kvcache import Prefix
 from .layers import LayerModel
 
@@ -199,4 +199,6 @@ def invert_exact(target: Target, prompts: list[list[int]], cfg: InvertConfig, pr
             outputs = target(lm.embed(torch.tensor([ids], device=lm.device)))[0]  # (T, D)
         res = invert_outputs(target, outputs, cfg, progress)
         tied_ok = sum(int(a == b or a in c["ties"]) for a, b, c in zip(ids, res["recovered_ids"], res["certificate"]))
-        yield record(target, cfg, ids, res.pop("recovered_ids"), token_accuracy_with_ties=tied_ok / len(ids), **res)
+        want, got = next_tokens(target, [ids, res["recovered_ids"]])
+        yield record(target, cfg, ids, res.pop("recovered_ids"), token_accuracy_with_ties=tied_ok / len(ids),
+                     next_token_match=want == got, **res)

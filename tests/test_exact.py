@@ -23,7 +23,7 @@ def _exact(lm, prompts, layer, head="none", **cfg):
 
 
 def _check_recovered(rec):
-    assert rec["exact_match"] and rec["token_accuracy"] == 1.0 and rec["verified"]
+    assert rec["exact_match"] and rec["token_accuracy"] == 1.0 and rec["verified"] and rec["next_token_match"] is True
     assert rec["max_residual"] <= rec["tolerance"]
     assert rec["candidates_max"] >= 1 and 1 <= rec["candidates_per_token"] <= rec["candidates_max"]
     for c in rec["certificate"]:

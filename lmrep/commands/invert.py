@@ -106,6 +106,7 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
         for s in r.get("snapshots") or []:
             print(f"  step {s['step']:>5}  {s['text']!r}  (acc {s['token_accuracy']:.2f})")
         within = {True: "yes", False: "no", None: "-"}[r.get("within_threshold")]
+        kept = {True: "yes", False: "no", None: "-"}[r.get("next_token_match")]
         print(f"  recovered  {r['recovered_text']!r}")
         if "verified" in r:
             print(f"  verified   {'yes' if r['verified'] else 'NO'}: max residual {r['max_residual']:.2e} "
@@ -113,7 +114,7 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
                   f"(max {r['candidates_max']}), {r['seconds']:.1f} s")
         print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  "
               f"m_g {_num(r.get('output_distance'))} < m {_num(r.get('threshold'))}: {within}  "
-              f"next token kept: {'yes' if r.get('next_token_match') else 'no'}")
+              f"next token kept: {kept}")
         for j, text in enumerate(r.get("topk_texts") or []):
             print(f"  top-{j + 1:<3}    {text!r}")
     s = summarize(records)
