@@ -236,6 +236,15 @@ class NextTokenPrior:
         return self.logits
 
 
+def then(first: torch.Tensor, n: int, tried: torch.Tensor,
+         order: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``first``, then untried ids from ``order(k, tried)`` up to ``n`` in all: one batch from two proposals."""
+    seen = tried.clone()
+    seen[first] = True
+    rest = min(n - len(first), int((~seen).sum()))
+    return torch.cat([first, order(rest, seen)]) if rest > 0 else first
+
+
 class Guided:
     """Batch 1: the model's most expected token and the guess's nearest (``prior_first``), or the guess's nearest
     alone; later batches: half the most expected untried tokens, half the nearest untried ones to the guess. The
@@ -261,12 +270,8 @@ class Guided:
             self.scores = self.prior()
         if self.scores is None:
             return self._geometric(n, tried)
-        take = (n + 1) // 2
-        a = self.scores.masked_fill(tried, float("-inf")).topk(take).indices
-        seen = tried.clone()
-        seen[a] = True
-        rest = min(n - take, int((~seen).sum()))
-        return torch.cat([a, self._geometric(rest, seen)]) if rest > 0 else a
+        first = self.scores.masked_fill(tried, float("-inf")).topk((n + 1) // 2).indices
+        return then(first, n, tried, self._geometric)
 
     def probes(self) -> torch.Tensor | None:
         return None if self.descent else self.guess.probes()

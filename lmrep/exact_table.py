@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .exact_rank import Descent, output_features
+from .exact_rank import Descent, output_features, then
 from .kvcache import Prefix
 from .layers import LayerModel
 from .models import cache_dir
@@ -42,7 +42,9 @@ class ContextTable:
     def __init__(self, table: "VocabTable", target_feat: torch.Tensor):
         self.table, self.sqnorm, self.f = table.features, table.sqnorm, target_feat  # (V, F), (V,), (F,)
         self.offset = torch.zeros_like(target_feat)
-        self.ids, self.out, self.dist = [], [], None
+        self.near_ids = torch.zeros(0, dtype=torch.long, device=target_feat.device)  # the neighbours so far
+        self.near_out = target_feat.new_zeros(0, target_feat.shape[0])
+        self.dist = None
 
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
         if self.dist is None:  # ||table_v - (f - offset)||^2 less a constant
@@ -53,11 +55,11 @@ class ContextTable:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
-        self.ids.append(ids)
-        self.out.append(f[: len(ids)])
-        ids, out = torch.cat(self.ids), torch.cat(self.out)
+        out = torch.cat([self.near_out, f[: len(ids)]])  # (k, F): the first len(ids) rows are the candidates
+        ids = torch.cat([self.near_ids, ids])
         near = ((out - self.f) ** 2).sum(-1).topk(min(TABLE_NEIGHBOURS, len(ids)), largest=False).indices
-        self.offset, self.dist = (out[near] - self.table[ids[near]]).mean(0), None
+        self.near_ids, self.near_out = ids[near], out[near]  # only the nearest are ever needed again
+        self.offset, self.dist = (self.near_out - self.table[self.near_ids]).mean(0), None
 
 
 class TableThenDescent:
@@ -71,11 +73,7 @@ class TableThenDescent:
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
         if self.descent is None:
             return self.table.next(n, tried)
-        first = self.table.next((n + 1) // 2, tried)
-        seen = tried.clone()
-        seen[first] = True
-        rest = min(n - len(first), int((~seen).sum()))
-        return torch.cat([first, self.descent.next(rest, seen)]) if rest > 0 else first
+        return then(self.table.next((n + 1) // 2, tried), n, tried, self.descent.next)
 
     def probes(self) -> torch.Tensor | None:
         return None
@@ -148,4 +146,4 @@ def vocab_table(target: LayerModel, contexts: int = 0, seed: int = 0, batch: int
                   str(tmp))
         tmp.replace(path)  # whole or absent: an interrupted write leaves no half table
         return VocabTable(table, (table * table).sum(-1), seconds, cached=False)
-    return lm.memo(("exact-vocab-table", target.name, contexts, seed, batch), build)
+    return lm.memo(("exact-vocab-table", target.name, contexts, seed), build)
