@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from lmrep import InvertConfig, layer_model, load_model
-from lmrep.exact_rank import calibrate
-from lmrep.exact_table import TABLE_CONTEXTS, vocab_table
-from lmrep.invert import METHODS, load_methods
+from lmrep.inversion import METHODS
+from lmrep.inversion.exact.rank import calibrate
+from lmrep.inversion.exact.table import TABLE_CONTEXTS, vocab_table
 from lmrep.runs import RunDir
 
 PROMPTS = Path(__file__).resolve().parent.parent / "lmrep" / "data" / "prompts.txt"
@@ -120,7 +120,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.english, args.random, args.steps = min(args.english, 3), min(args.random, 1), min(args.steps, 60)
-    load_methods()
     torch.manual_seed(0)
     methods = args.methods.split(",")
     run = RunDir.create("bench-exact", dict(vars(args)), args.out)

@@ -1,7 +1,7 @@
 """Throughput of the gradient-descent inversion loop, as ratios measured in one run.
 
-1. Our loop (lmrep.gd, one prompt) vs a bare hand-written forward + backward + Adam loop on the same truncated model:
-   steps per second of each. Goal: ours within 10% (ratio >= 0.9).
+1. Our loop (lmrep.inversion.gd, one prompt) vs a bare hand-written forward + backward + Adam loop on the same
+   truncated model: steps per second of each. Goal: ours within 10% (ratio >= 0.9).
 2. Batched (B prompts in one padded batch) vs one prompt at a time: prompt-steps per second. Goal: >= 4x at B = 8.
 
     python bench/invert.py [--model gpt2 --untrained] [--layer 1] [--steps 100] [--batch 8]

@@ -8,13 +8,17 @@ The public API, in the order a researcher meets it::
     Decoder(lm, "pinv")(embeddings)                       # embeddings -> token ids
     list(invert(O, prompts, InvertConfig(method="exact")))  # left-to-right search with a certificate
     walk(O, ["The sky is blue."], WalkConfig(method="jacobian"))  # inputs that leave O's output unchanged
+
+The package, by idea: models, layers, decode, losses, targets (what can be inverted or walked), batching, stats,
+optim, runs, plots; inversion/ (gd, pez, exact/), walks/, vision/; experiments/ (the page's claims as measured
+experiments) and cli/ sit on top and are never imported by the rest.
 """
 from .decode import Decoder
 from .errors import LmrepError
-from .invert import InvertConfig, invert, summarize
+from .inversion import InvertConfig, invert, summarize
 from .layers import LayerModel, layer_model, resolve_layer
 from .models import LoadedModel, load_model
-from .walk import WalkConfig, walk
+from .walks import WalkConfig, walk
 
 __all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "layer_model",
            "load_model", "resolve_layer", "summarize", "walk", "WalkConfig"]

@@ -2,7 +2,7 @@
 
 Three decoders, each a score per vocabulary entry (higher is better):
 
-    pinv     the seed's eq. 3: (e - e_pos) @ pinv(W_E), argmax. A whitened inner product, not a nearest neighbour.
+    pinv     the page's eq. 3: (e - e_pos) @ pinv(W_E), argmax. A whitened inner product, not a nearest neighbour.
     l2       the L2-nearest row of W_E: -||e - W_v||^2
     cosine   the cosine-nearest row of W_E
 
@@ -18,22 +18,22 @@ from .models import LoadedModel
 DECODERS = ("pinv", "l2", "cosine")
 
 
-def check_decoder(kind: str) -> str:
-    if kind not in DECODERS:
-        raise LmrepError(f"unknown decoder '{kind}': choose one of {', '.join(DECODERS)}")
-    return kind
+def check_decoder(name: str) -> str:
+    if name not in DECODERS:
+        raise LmrepError(f"unknown decoder '{name}': choose one of {', '.join(DECODERS)}")
+    return name
 
 
 class Decoder:
     """Scores embeddings against a model's embedding matrix. Derived matrices are computed once per model."""
 
-    def __init__(self, lm: LoadedModel, kind: str = "pinv"):
-        self.lm, self.kind = lm, check_decoder(kind)
+    def __init__(self, lm: LoadedModel, name: str = "pinv"):
+        self.lm, self.name = lm, check_decoder(name)
         W = lm.embedding_matrix.detach()  # (V, d)
-        if kind == "pinv":
+        if name == "pinv":
             # float64 SVD: the pseudo-inverse of a 50k x 768 matrix loses digits in float32
             self.M = lm.memo("pinv", lambda: torch.linalg.pinv(W.double()).to(W.dtype))  # (d, V)
-        elif kind == "l2":
+        elif name == "l2":
             self.M = W.T  # (d, V)
             self.bias = lm.memo("sqnorm", lambda: (W * W).sum(-1))  # (V,)
         else:
@@ -47,9 +47,9 @@ class Decoder:
             pos = self.lm.position_embedding(e.shape[-2])
             if pos is not None:
                 e = e - pos  # (T, d) broadcast over the batch
-        if self.kind == "l2":
+        if self.name == "l2":
             s = 2 * (e @ self.M) - self.bias  # -||e - W_v||^2 up to the constant ||e||^2
-        elif self.kind == "cosine":
+        elif self.name == "cosine":
             s = torch.nn.functional.normalize(e, dim=-1) @ self.M
         else:
             s = e @ self.M
@@ -75,8 +75,13 @@ def allowed_mask(lm: LoadedModel, ids) -> torch.Tensor:
     return mask
 
 
+def duplicate_groups(lm: LoadedModel) -> torch.Tensor:
+    """(V,) group id per token: tokens with identical embedding rows share one (no decoder and no layer can tell
+    them apart). Computed once per model."""
+    return lm.memo("row_groups", lambda: torch.unique(lm.embedding_matrix.detach(), dim=0, return_inverse=True)[1])
+
+
 def duplicate_rows(lm: LoadedModel) -> torch.Tensor:
-    """Ids whose embedding row equals another row: no decoder and no layer can tell these apart."""
-    W = lm.embedding_matrix.detach()
-    _, inverse, counts = torch.unique(W, dim=0, return_inverse=True, return_counts=True)
-    return torch.nonzero(counts[inverse] > 1).flatten()
+    """Ids whose embedding row equals another row's."""
+    groups = duplicate_groups(lm)
+    return torch.nonzero(torch.bincount(groups)[groups] > 1).flatten()

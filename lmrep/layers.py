@@ -6,7 +6,7 @@ One naming grammar, resolved here and nowhere else (blocks are 0-indexed, as in 
     blocks.{i}.hook_resid_post   residual stream after block i, raw (no final norm, even for the last block)
     ln_final.hook_normalized     after all blocks and the final norm (what transformers returns as hidden_states[-1])
     logits                       the full model's logits
-    blocks.{i}.logits            the seed's "AbbreviatedGPT": blocks 0..i, final norm, LM head
+    blocks.{i}.logits            the page's "AbbreviatedGPT": blocks 0..i, final norm, LM head
     blocks.{i}.logits_nonorm     the original scripts' variant: blocks 0..i, LM head without the final norm
 
 Numerically, ``--layer k`` means "after the first k blocks" (k = 0 .. n_layers), and ``--head`` picks what follows.
@@ -23,12 +23,23 @@ from .errors import LmrepError
 from .models import LoadedModel
 
 HEADS = ("none", "norm", "logits", "logits_nonorm")
+HEAD_HELP = "what follows the blocks: none, the final norm, norm + LM head (logits), the LM head alone (logits_nonorm)"
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     depth: int  # how many blocks run, 0 .. n_layers
     head: str = "none"  # what follows the blocks: one of HEADS
+
+    @property
+    def has_norm(self) -> bool:
+        """The final norm follows the blocks."""
+        return self.head in ("norm", "logits")
+
+    @property
+    def has_lm_head(self) -> bool:
+        """The LM head follows the blocks (the output is logits, (B, T, V))."""
+        return self.head in ("logits", "logits_nonorm")
 
     def name(self, n_layers: int) -> str:
         if self.head == "none":
@@ -111,11 +122,14 @@ class LayerModel(nn.Module):
         return caught["h"]
 
     def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw) -> torch.Tensor:
-        h = self.residual(embeds, attention_mask, **kw)  # (B, T, d)
-        if self.spec.head in ("norm", "logits"):
+        return self.head(self.residual(embeds, attention_mask, **kw))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """What follows the blocks, applied to a residual stream (..., d): norm and/or LM head, per ``spec``."""
+        if self.spec.has_norm:
             h = self.lm.final_norm(h)
-        if self.spec.head in ("logits", "logits_nonorm"):
-            h = self.lm.lm_head(h)  # (B, T, V)
+        if self.spec.has_lm_head:
+            h = self.lm.lm_head(h)  # (..., V)
         return h
 
 

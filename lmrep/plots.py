@@ -15,7 +15,7 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (label, ys) in enumerate(curves.items()):
         color = f"C{i % 10}"
-        ax.plot(range(len(ys)), ys, color=color, lw=1.4, label=_short(label))
+        ax.plot(range(len(ys)), ys, color=color, lw=1.4, label=short(label))
         if thresholds and label in thresholds and thresholds[label] is not None:
             ax.axhline(thresholds[label], color=color, ls="--", lw=0.8)
     if logy:
@@ -26,19 +26,33 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     if len(curves) <= 12:
         ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
-def _short(s: str, n: int = 40) -> str:
+def short(s: str, n: int = 40) -> str:
+    """A label cut to ``n`` characters, with an ellipsis when cut."""
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def value(x) -> float:
+    """A number to plot: None becomes NaN (a gap in the line)."""
+    return float("nan") if x is None else float(x)
+
+
+def stat_mean(stat: dict | None) -> float:
+    """The mean of a mean_sem dict to plot (NaN when missing)."""
+    return float("nan") if not stat or stat.get("mean") is None else stat["mean"]
+
+
+def stat_sem(stat: dict | None) -> float:
+    """The standard error of a mean_sem dict to plot as an error bar (0 when there is none)."""
+    return 0.0 if not stat or stat.get("sem") is None else stat["sem"]
+
+
 def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write (PNG, 110 dpi) and close a figure; the path written."""
-    fig.tight_layout()
+    """Lay out (unless the figure lays itself out), write (PNG, 110 dpi) and close a figure; the path written."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

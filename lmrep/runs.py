@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -35,6 +37,24 @@ def dumps(record: dict) -> str:
     return json.dumps(_clean(record), default=str)
 
 
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write a whole file or nothing: a temporary file beside it, then a rename (readable by all, like any file
+    the process creates)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 class RunDir:
     """One run's folder. Lines are appended and flushed as items finish, so an interrupted run keeps them."""
 
@@ -52,9 +72,10 @@ class RunDir:
         return self.path / name
 
     def write_json(self, name: str, obj) -> Path:
-        p = self.path / name
-        p.write_text(json.dumps(_clean(obj), indent=2, default=str) + "\n")
-        return p
+        return write_atomic(self.path / name, json.dumps(_clean(obj), indent=2, default=str) + "\n")
+
+    def write_text(self, name: str, text: str) -> Path:
+        return write_atomic(self.path / name, text)
 
     def append_jsonl(self, name: str, record: dict) -> None:
         with open(self.path / name, "a") as f:

@@ -46,7 +46,7 @@ def test_prompts_file(tiny_gpt2_dir, tmp_path, capsys):
 
 
 def test_interrupt_keeps_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch):
-    import lmrep.gd as gd
+    import lmrep.inversion.gd as gd
     real = gd._run_batch
     calls = {"n": 0}
 

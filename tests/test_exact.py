@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
-from lmrep.exact import duplicate_groups, invert_outputs, relative_tolerance, residuals
-from lmrep.exact_table import fingerprint, vocab_table
-from lmrep.kvcache import Prefix
+from lmrep.decode import duplicate_groups
+from lmrep.inversion.exact import invert_outputs, relative_tolerance, residuals
+from lmrep.inversion.exact.table import fingerprint, vocab_table
+from lmrep.inversion.exact.kvcache import Prefix
 
 PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions spread across Europe."]
 

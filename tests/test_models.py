@@ -42,7 +42,7 @@ def test_float64(tiny_llama_dir):
 
 
 def test_padded_batch_equals_one_at_a_time(tiny_llama):
-    from lmrep.invert import pad
+    from lmrep.batching import pad
     lm = tiny_llama
     a, b = lm.encode("The sky is blue."), lm.encode("A much longer prompt than the first one is.")
     ids, mask = pad([a, b])

@@ -3,7 +3,7 @@ embeddings, the loss goes down, and the records match gradient descent's fields.
 import torch
 
 from lmrep import Decoder, InvertConfig, invert, layer_model
-from lmrep.nearest import projector
+from lmrep.inversion.pez import projector
 
 
 def test_projection_is_tokens_forward_and_identity_backward(tiny_gpt2):

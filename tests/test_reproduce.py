@@ -15,9 +15,10 @@ import torch
 from lmrep.cli import main
 from lmrep.experiments import ReproduceConfig, combine, experiments, reproduce
 from lmrep.experiments.config import PAGE_PROMPT, SETTINGS
-from lmrep.experiments.items import ITEMS, ItemLog, mean_sem
+from lmrep.experiments.items import ITEMS, ItemLog
 from lmrep.experiments.pool import ModelPool
-from lmrep.invert import load_methods
+from lmrep.inversion import METHODS
+from lmrep.stats import mean_sem
 from lmrep.runs import RunDir
 
 NAMES = ("sentence-reconstruction", "threshold", "nonsense", "token-mapping", "depth")
@@ -132,7 +133,7 @@ def test_token_mapping(quick_run):
 def test_depth(quick_run, pool):
     run = quick_run("depth")
     items = items_of(run)
-    assert {r["method"] for r in items} == set(load_methods())  # every registered method
+    assert {r["method"] for r in items} == set(METHODS)  # every registered method
     assert {(r["label"], r["depth"]) for r in items} == {(m, k) for m in ("gpt2 untrained", "smollm2-135m")
                                                          for k in (1, 2)}
     summary = json.loads((run / "summary.json").read_text())

@@ -8,16 +8,16 @@ import torch
 
 from lmrep.errors import LmrepError
 from lmrep.layers import layer_model
-from lmrep.toy import FCNet, MLPMimic
-from lmrep.walk import WalkConfig, WalkState, make_target, ratio, ratio_between, walk
-from lmrep.walk_jacobian import least_directions
-from lmrep.walk_methods import clamped_round
+from lmrep.targets import FCNet, MLPMimic, make_target
+from lmrep.walks import WalkConfig, WalkState, ratio, ratio_between, walk
+from lmrep.walks.jacobian import least_directions
+from lmrep.walks.page import clamped_round
 
 PROMPT = "The sky is blue."
 
 
 def _state(target, text: str, cfg: WalkConfig, seed: int = 0) -> WalkState:
-    from lmrep.invert import prompt_generator
+    from lmrep.batching import prompt_generator
     lm = target.lm
     ids = lm.encode(text)
     e0 = lm.embed(torch.tensor([ids])).detach().clone()  # (1, T, d)

@@ -1,24 +1,29 @@
-"""The seed page's language results as experiments that measure rates (``lmrep reproduce``).
+"""The page's language results as experiments that measure rates (``lmrep reproduce``).
 
-Each experiment is a module with ``NAME``, ``ABOUT``, ``run(run_dir, cfg, progress, pool)`` (writes one JSON line
-per finished item to items.jsonl, so an interrupted run resumes) and ``report(run_dir)`` (summary.json, figures and
-report.md from the run folder's JSON alone, so ``lmrep report`` can rebuild them without a model).
+Each experiment is a module with ``NAME``, ``ABOUT``, ``TITLE`` and four functions:
+
+    run(run_dir, cfg, progress, pool)    one JSON line per finished item in items.jsonl (an interrupted run resumes)
+    summarize(items) -> summary          the numbers the report shows (written to summary.json)
+    draw(run_dir, summary, items)        the figures
+    markdown(config, items, summary)     the report's sections after its header
+
+``Experiment.report`` puts them together the same way for every experiment, from the run folder's JSON alone, so
+``lmrep report`` can rebuild a report without a model.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from ..errors import LmrepError
-from ..runs import RunDir
+from ..runs import RunDir, write_atomic
 from .config import ReproduceConfig
 from .pool import ModelPool
+from .reporting import header, load_run
 
 # in the order the report presents them; depth's figure is the headline
 MODULES = ("depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks")
@@ -26,32 +31,37 @@ MODULES = ("depth", "sentence_reconstruction", "threshold", "nonsense", "token_m
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment's name, one-line description, and its run and report functions."""
+    """An experiment's module: its name, description and title, and its run, summary, figure and markdown parts."""
 
-    name: str
-    about: str
-    run: Callable[[RunDir, ReproduceConfig, bool, ModelPool | None], None]
-    report: Callable[[RunDir], str]
+    module: object
 
+    @property
+    def name(self) -> str:
+        return self.module.NAME
 
-def _walks(module) -> Experiment:
-    """The walks module takes its profile as plain arguments."""
-    def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-        module.run(run_dir, cfg.quick, cfg.seeds, list(cfg.prompts), progress)
-    return Experiment("walks", getattr(module, "ABOUT", (module.__doc__ or "manifold walks").strip().splitlines()[0]),
-                      run, module.report)
+    @property
+    def about(self) -> str:
+        return self.module.ABOUT
+
+    def run(self, run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True,
+            pool: ModelPool | None = None) -> None:
+        self.module.run(run_dir, cfg, progress, pool or ModelPool(cfg.device))
+
+    def report(self, run_dir: RunDir) -> str:
+        """summary.json, the figures and report.md from the run folder's JSON alone; returns the markdown."""
+        config, items = load_run(run_dir)
+        summary = self.module.summarize(items)
+        run_dir.write_json("summary.json", summary)
+        self.module.draw(run_dir, summary, items)
+        text = "\n".join([header(self.module.TITLE, config, items), *self.module.markdown(config, items, summary)])
+        run_dir.write_text("report.md", text)
+        return text
 
 
 def experiments() -> dict[str, Experiment]:
-    """Every experiment whose module is present, by name."""
-    out = {}
-    for mod in MODULES:
-        if importlib.util.find_spec(f"{__name__}.{mod}") is None:
-            continue  # an experiment still being written elsewhere
-        module = importlib.import_module(f"{__name__}.{mod}")
-        exp = _walks(module) if mod == "walks" else Experiment(module.NAME, module.ABOUT, module.run, module.report)
-        out[exp.name] = exp
-    return out
+    """Every experiment, by name, in the order the combined report presents them."""
+    exps = [Experiment(importlib.import_module(f"{__name__}.{mod}")) for mod in MODULES]
+    return {e.name: e for e in exps}
 
 
 def get(name: str) -> Experiment:
@@ -69,7 +79,7 @@ def reproduce(cfg: ReproduceConfig, out: str | None = None, progress: bool = Tru
     exp = get(cfg.experiment)
     cfg = cfg.resolved()
     run_dir = RunDir.create(f"reproduce-{exp.name}", cfg.to_dict(), out)
-    exp.run(run_dir, cfg, progress, pool or ModelPool(cfg.device))
+    exp.run(run_dir, cfg, progress, pool)
     exp.report(run_dir)
     return run_dir
 
@@ -88,7 +98,7 @@ def reproduce_all(cfg: ReproduceConfig, out: str | None = None, progress: bool =
 def combine(run_dirs: list[RunDir], path) -> str:
     """One markdown file with every run's report, figure links made relative to ``path``'s folder."""
     base = Path(path).resolve().parent
-    parts = ["# Reproducing the seed page's language results\n",
+    parts = ["# Reproducing the page's language results\n",
              "Experiments in this report: " + ", ".join(f"`{_name(d)}`" for d in run_dirs) + ".\n"]
     for d in run_dirs:
         text = (d / "report.md").read_text()
@@ -96,7 +106,7 @@ def combine(run_dirs: list[RunDir], path) -> str:
         text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
         parts.append(_demote(text))
     combined = "\n".join(parts)
-    Path(path).write_text(combined)
+    write_atomic(path, combined)
     return combined
 
 

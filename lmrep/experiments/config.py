@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LmrepError
-from ..invert import InvertConfig
+from ..inversion import InvertConfig
 from ..models import DEFAULT_MODEL
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"

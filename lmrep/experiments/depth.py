@@ -9,18 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..decode import DECODERS
-from ..invert import load_methods
+from ..inversion import METHODS
 from ..layers import layer_model
 from ..runs import RunDir
+from ..stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .inversion import invert_items
-from .items import ItemLog, Progress, fmt, mean_sem
+from .items import ItemLog, Progress
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, greater, header, load_run, table, verdict
+from .reporting import Claim, claims_table, figure, greater, table, verdict
 
 NAME = "depth"
 ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
+TITLE = "Representational accuracy vs depth"
 QUICK_STEPS = 60
 QUICK_LAYERS = (1, 2)  # the full profile runs every layer
 
@@ -45,7 +47,7 @@ def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: Mode
     setting, log = cfg.get_setting(), ItemLog(run_dir)
     models = [ModelSpec(cfg.model, cfg.model, True), ModelSpec("gpt2 untrained", "gpt2", False)]
     n_layers = {m.label: pool.model(m.name, untrained=not m.trained).n_layers for m in models}
-    methods = sorted(load_methods())
+    methods = sorted(METHODS)
     prompts = list(cfg.prompts[:1] if cfg.quick else cfg.prompts)
     plan = [(m, k, meth, s) for m in models for k in layers_for(n_layers[m.label], cfg.quick) for meth in methods
             for s in range(cfg.seeds)]
@@ -89,24 +91,22 @@ def summarize(items: list[dict]) -> dict:
     return dict(series=series)
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
-    config, items = load_run(run_dir)
-    summary = summarize(items)
-    run_dir.write_json("summary.json", summary)
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """depth.png: token accuracy per layer, one line per model, method and decoder."""
     series = summary["series"]
     figures.lines({f"{s['label']}, {s['method']}, {s['decoder']}": (s["layers"], s["token_accuracy"])
                    for s in series}, run_dir / "depth.png", "Representational accuracy vs depth",
                   "layer (blocks run)", "token accuracy (mean ± sem)")
+
+
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header."""
+    series = summary["series"]
     rows = [[s["label"], s["method"], s["decoder"], k, fmt(a), fmt(e)]
             for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
-    md = [header("Representational accuracy vs depth", config, items), claims_table(_claims(series)),
-          figure("depth.png", "token accuracy per layer, per model, method and decoder"),
-          "## Per layer\n",
-          table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
-    text = "\n".join(md)
-    (run_dir / "report.md").write_text(text)
-    return text
+    return [claims_table(_claims(series)),
+            figure("depth.png", "token accuracy per layer, per model, method and decoder"),
+            "## Per layer\n", table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
 
 
 def _claims(series: list[dict]) -> list[Claim]:

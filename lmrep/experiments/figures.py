@@ -7,15 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from ..plots import save_figure  # noqa: E402
 
-
-def _mean(stat: dict | None) -> float:
-    return float("nan") if not stat or stat.get("mean") is None else stat["mean"]
-
-
-def _sem(stat: dict | None) -> float:
-    return 0.0 if not stat or stat.get("sem") is None else stat["sem"]
+from ..plots import save_figure, stat_mean, stat_sem  # noqa: E402
 
 
 def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | Path, title: str, ylabel: str,
@@ -26,7 +19,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | P
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(groups) * max(1, n / 2) + 2), 4.4))
     for j, (label, stats) in enumerate(series.items()):
         xs = [i + (j - (n - 1) / 2) * width for i in range(len(groups))]
-        ax.bar(xs, [_mean(s) for s in stats], width, yerr=[_sem(s) for s in stats], capsize=2, label=label,
+        ax.bar(xs, [stat_mean(s) for s in stats], width, yerr=[stat_sem(s) for s in stats], capsize=2, label=label,
                color=f"C{j % 10}")
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
@@ -48,8 +41,8 @@ def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, t
     fig, ax = plt.subplots(figsize=(8, 4.8))
     styles = ["-", "--", ":", "-."]
     for j, (label, (xs, stats)) in enumerate(series.items()):
-        m = [_mean(s) for s in stats]
-        e = [_sem(s) for s in stats]
+        m = [stat_mean(s) for s in stats]
+        e = [stat_sem(s) for s in stats]
         ax.plot(xs, m, styles[(j // 10) % 4], marker="o", ms=3, lw=1.4, label=label, color=f"C{j % 10}")
         ax.fill_between(xs, [a - b for a, b in zip(m, e)], [a + b for a, b in zip(m, e)], alpha=0.15,
                         color=f"C{j % 10}")

@@ -6,7 +6,8 @@ from typing import Callable
 import torch
 
 from ..decode import DECODERS, Decoder
-from ..invert import InvertConfig, Target, invert
+from ..inversion import InvertConfig, invert
+from ..inversion.base import Target
 from ..models import LoadedModel
 from .items import ItemLog, Progress, item_id, run_group
 
@@ -33,11 +34,11 @@ def first_below(curve: list[float | None], level: float | None) -> int | None:
 def decoder_ceiling(lm: LoadedModel, ids: list[int]) -> dict[str, float]:
     """Each decoder's token accuracy on the prompt's own embeddings: the most an inversion can score with it."""
     e = lm.embed(torch.tensor([ids], device=lm.device))  # (1, T, d)
-    return {kind: sum(int(a == b) for a, b in zip(Decoder(lm, kind)(e)[0].tolist(), ids)) / len(ids)
-            for kind in DECODERS}
+    return {name: sum(int(a == b) for a, b in zip(Decoder(lm, name)(e)[0].tolist(), ids)) / len(ids)
+            for name in DECODERS}
 
 
-def slim(rec: dict, keep_curve: bool = True) -> dict:
+def as_item(rec: dict, keep_curve: bool = True) -> dict:
     """A method's record as an item: the loss curve thinned (and its steps kept beside it)."""
     out = {k: v for k, v in rec.items() if k != "loss_curve"}
     if keep_curve and rec.get("loss_curve"):
@@ -64,7 +65,7 @@ def invert_items(log: ItemLog, progress: Progress, condition: str, make_target: 
             target = make_target(prompts[group[0]])
             for rec in invert(target, [prompts[i] for i in group], cfg, progress=False):
                 more = post(target, rec) if post else {}
-                yield {"condition": condition, "seed": cfg.seed, **slim(rec, keep_curve), **extra, **more,
+                yield {"condition": condition, "seed": cfg.seed, **as_item(rec, keep_curve), **extra, **more,
                        "decoder_ceiling": decoder_ceiling(target.lm, rec["target_ids"])}  # tags win
 
     return list(run_group(log, keys, solve, progress))

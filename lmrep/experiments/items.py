@@ -1,4 +1,4 @@
-"""Per-item results keyed by a stable id, so an interrupted run picks up where it stopped; and their statistics.
+"""Per-item results keyed by a stable id, so an interrupted run picks up where it stopped.
 
 Every experiment writes one JSON line per finished item to ``items.jsonl`` with an ``id`` built from what the item
 is (condition, seed, prompt), never from when it ran. On a restart the finished ids are skipped, so nothing is
@@ -7,7 +7,6 @@ redone and nothing written is lost. A line cut short by the interruption is drop
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Callable, Iterable, Iterator
 
@@ -78,29 +77,3 @@ def run_group(log: ItemLog, keys: list[str], solve: Callable[[list[int]], Iterab
             log.add(keys[i], rec)
             progress.step(keys[i])
     return (log.done[k] for k in keys)
-
-
-def mean_sem(values: Iterable[float | None]) -> dict:
-    """Mean and standard error of the mean over the finite values; n counts them."""
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not xs:
-        return dict(mean=None, sem=None, n=0)
-    mean = sum(xs) / len(xs)
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
-    return dict(mean=mean, sem=math.sqrt(var / len(xs)), n=len(xs))
-
-
-def group_stats(records: list[dict], by: tuple[str, ...], fields: tuple[str, ...]) -> list[dict]:
-    """One row per distinct value of ``by`` (in first-seen order) with mean_sem of each field."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
-    return [dict(zip(by, key), items=len(rs), **{f: mean_sem(r.get(f) for r in rs) for f in fields})
-            for key, rs in groups.items()]
-
-
-def fmt(stat: dict | None, digits: int = 2) -> str:
-    """'0.83 ± 0.05' for a mean_sem dict, '-' when there is nothing."""
-    if not stat or stat.get("mean") is None:
-        return "-"
-    return f"{stat['mean']:.{digits}f} ± {stat['sem']:.{digits}f}"

@@ -18,16 +18,18 @@ from ..errors import LmrepError
 from ..layers import LayerModel, layer_model
 from ..models import LoadedModel
 from ..runs import RunDir
+from ..stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .inversion import invert_items
-from .items import ItemLog, Progress, fmt, group_stats, item_id, mean_sem, run_group
+from .items import ItemLog, Progress, item_id, run_group
 from .pool import ModelPool
-from .reporting import Claim, above, all_of, below, claims_table, figure, header, load_run, quote, table, verdict
+from .reporting import Claim, above, all_of, below, claims_table, figure, quote, table, verdict
 from .swap_search import SwapSearchConfig, next_logits, search
 
 NAME = "nonsense"
 ABOUT = "inputs unlike the prompt with the same next token: gradient descent + pinv vs a discrete swap search"
+TITLE = "Nonsense into sense"
 SKY = "The sky is"  # the page's example (-> " blue")
 QUICK_STEPS, QUICK_ROUNDS, FULL_ROUNDS = 100, 30, 500  # swap rounds: the search's budget
 FIELDS = ("kept", "overlap", "jaccard", "log10_ppl", "log10_ppl_prompt", "forward_passes", "seconds")
@@ -150,31 +152,30 @@ def summarize(items: list[dict]) -> dict:
                                goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0])
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
-    config, items = load_run(run_dir)
-    summary = summarize(items)
-    run_dir.write_json("summary.json", summary)
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """nonsense.png: how often the inputs found keep the next token, per target and method."""
     rows = summary["conditions"]
     labels = list(dict.fromkeys(r["label"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["label"], r["method"]): r for r in rows}
     figures.grouped_bars(labels, {m: [by.get((lab, m), {}).get("kept") for lab in labels] for m in methods},
                          run_dir / "nonsense.png", "Next token kept by the inputs found (mean ± sem)", "rate")
-    md = [header("Nonsense into sense", config, items), claims_table(_claims(summary["pooled"])),
-          figure("nonsense.png", "how often the input found keeps the prompt's next token"),
-          "## Per target and method\n",
-          table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
-                 "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
-                [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]), fmt(r["forward_passes"], 0),
-                  fmt(r["seconds"], 1)] for r in rows]),
-          "## Inputs found (seed 0)\n",
-          table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
-                [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
+
+
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header."""
+    rows = summary["conditions"]
+    return [claims_table(_claims(summary["pooled"])),
+            figure("nonsense.png", "how often the input found keeps the prompt's next token"),
+            "## Per target and method\n",
+            table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
+                   "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
+                  [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]),
+                    fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
+            "## Inputs found (seed 0)\n",
+            table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
+                  [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
                   f"{quote(e['goal'])} -> {quote(e['got'])}"] for e in summary["examples"]])]
-    text = "\n".join(md)
-    (run_dir / "report.md").write_text(text)
-    return text
 
 
 def _claims(pooled: dict) -> list[Claim]:

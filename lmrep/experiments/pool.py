@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
-from ..errors import LmrepError
 from ..models import LoadedModel, load_model, model_status
-from ..toy import FCNet, MLPMimic
-from .targets import EmbeddingTarget
+from ..targets import EmbeddingTarget, toy_target
 
 
 class ModelPool:
@@ -37,19 +35,11 @@ class ModelPool:
         return self._get(("model", name, untrained, seed if untrained else 0, dtype),
                          lambda: load_model(name, untrained=untrained, seed=seed, device=self.device, dtype=dtype))
 
-    def toy(self, kind: str, lm: LoadedModel, tokens: int, seed: int) -> EmbeddingTarget:
-        """A toy net over ``lm``'s token embeddings: fcnet (invertible), fcnet-noninv, or mlp (the block's MLP)."""
-        def make():
-            if kind == "mlp":
-                net = MLPMimic(lm.d_model, seed=seed)
-            elif kind in ("fcnet", "fcnet-noninv"):
-                net = FCNet(tokens, lm.d_model, invertible=kind == "fcnet", seed=seed)
-            else:
-                raise LmrepError(f"unknown toy net '{kind}': use fcnet, fcnet-noninv or mlp")
-            return EmbeddingTarget(net.to(device=lm.device, dtype=lm.dtype), lm, kind)
+    def toy(self, toy: str, lm: LoadedModel, tokens: int, seed: int) -> EmbeddingTarget:
+        """A page net over ``lm``'s token embeddings (lmrep.targets.toy_target)."""
         # the MLP works on any length; FCNet is built for one
-        return self._get(("toy", kind, lm.name, lm.trained, str(lm.dtype), tokens if kind != "mlp" else 0, seed),
-                         make)
+        return self._get(("toy", toy, lm.name, lm.trained, str(lm.dtype), tokens if toy != "mlp" else 0, seed),
+                         lambda: toy_target(toy, lm, tokens, seed))
 
 
 def trained_gpt2_available() -> bool:

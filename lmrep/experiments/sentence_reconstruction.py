@@ -12,16 +12,17 @@ from dataclasses import dataclass
 from ..decode import DECODERS
 from ..layers import layer_model
 from ..runs import RunDir
+from ..stats import fmt, group_stats
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
 from .inversion import invert_items
-from .items import ItemLog, Progress, fmt, group_stats
+from .items import ItemLog, Progress
 from .pool import ModelPool, trained_gpt2_available
-from .reporting import (Claim, above, below, claims_table, figure, greater, header, load_run, quote, table,
-                        verdict)
+from .reporting import Claim, above, below, claims_table, figure, greater, quote, table, verdict
 
 NAME = "sentence-reconstruction"
 ABOUT = "toy nets and the first k blocks of GPT-2 / the trained model: is the prompt recovered from noise?"
+TITLE = "Sentence reconstruction"
 SNAPSHOTS = (20, 40, 45, 50, 60)  # the steps the page shows
 FCNET_MAX_TOKENS = 8  # FCNet's weights grow as (4 T d)^2: 8 tokens of d = 576 is 1.4 GB already
 QUICK_STEPS = 120
@@ -109,17 +110,19 @@ def summarize(items: list[dict]) -> dict:
                                                                recovered=r["recovered_text"]) for r in page})
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
-    config, items = load_run(run_dir)
-    summary = summarize(items)
-    run_dir.write_json("summary.json", summary)
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """reconstruction.png: token accuracy and exact match per target."""
     rows = {r["label"]: r for r in summary["conditions"]}
     labels = list(rows)
     figures.grouped_bars(labels, {f: [rows[lab][f] for lab in labels] for f in ("token_accuracy", "exact_match")},
                          run_dir / "reconstruction.png", "Sentence reconstruction: rate per target (mean ± sem)",
                          "rate")
-    md = [header("Sentence reconstruction", config, items), claims_table(_claims(rows, summary)),
+
+
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header."""
+    rows = {r["label"]: r for r in summary["conditions"]}
+    md = [claims_table(_claims(rows, summary)),
           figure("reconstruction.png", "token accuracy and exact-match rate per target"),
           "## Rates per target\n",
           table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
@@ -134,9 +137,7 @@ def report(run_dir: RunDir) -> str:
     for label, ex in summary["page_prompt"].items():
         snaps = ex.get("snapshots") or []
         md.append(f"**{label}**: " + "; ".join(f"n={s['step']}: {quote(s['text'])}" for s in snaps) + "\n")
-    text = "\n".join(md)
-    (run_dir / "report.md").write_text(text)
-    return text
+    return md
 
 
 def _first_exact(ex: dict | None) -> int | None:

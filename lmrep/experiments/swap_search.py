@@ -28,10 +28,7 @@ class SwapSearchConfig:
 
 def next_logits(target: LayerModel, embeds: torch.Tensor) -> torch.Tensor:
     """The target's prediction at the last position: (B, T, d) -> (B, V). Needs a target with an LM head."""
-    h = target.residual(embeds)[:, -1]  # (B, d): only the last position goes through the head
-    if target.spec.head == "logits":
-        h = target.lm.final_norm(h)
-    return target.lm.lm_head(h)  # (B, V)
+    return target.head(target.residual(embeds)[:, -1])  # (B, V): only the last position goes through the head
 
 
 def allowed_tokens(target: LayerModel) -> torch.Tensor:
@@ -45,7 +42,7 @@ def allowed_tokens(target: LayerModel) -> torch.Tensor:
 
 def search(target: LayerModel, length: int, goal: int, cfg: SwapSearchConfig) -> dict:
     """Find ``length`` tokens whose predicted next token is ``goal``; returns ids, success and its cost."""
-    if target.spec.head not in ("logits", "logits_nonorm"):
+    if not target.spec.has_lm_head:
         raise LmrepError("the swap search needs a target that ends in the LM head: use a logits head")
     lm = target.lm
     W = lm.embedding_matrix.detach()  # (V, d)

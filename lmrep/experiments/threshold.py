@@ -11,19 +11,21 @@ from dataclasses import dataclass
 
 import torch
 
-from ..gd import threshold as eq4_threshold
-from ..invert import prompt_generator
+from ..batching import prompt_generator
+from ..inversion.gd import threshold as eq4_threshold
 from ..layers import layer_model
 from ..runs import RunDir
+from ..stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .inversion import first_below, invert_items
-from .items import ItemLog, Progress, fmt, mean_sem
+from .items import ItemLog, Progress
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, header, load_run, table, verdict
+from .reporting import Claim, claims_table, figure, table, verdict
 
 NAME = "threshold"
 ABOUT = "eq. 4: steps until m_g < m; trained vs untrained, head vs none, float32 vs float64, init mix"
+TITLE = "Threshold (eq. 4)"
 SIGMA, SIGMA_STRICT = 1 / 20, 1 / 25
 MIXES = ((0.001, 0.999), (1.0, 1.0), (1.0, 0.0))
 QUICK_STEPS = 100
@@ -118,7 +120,7 @@ def _steps_text(stat: dict | None) -> str:
     if stat["censored"] == stat["n"]:
         return f"> {stat['budget']} (never within budget)"
     prefix = "≥ " if stat["censored"] else ""
-    return f"{prefix}{stat['mean']:.1f} ± {stat['sem']:.1f} ({stat['censored']}/{stat['n']} never)"
+    return f"{prefix}{fmt(stat, 1)} ({stat['censored']}/{stat['n']} never)"
 
 
 def ratio(slow: dict | None, fast: dict | None) -> tuple[float | None, bool]:
@@ -149,27 +151,26 @@ def _ratio_text(r: tuple[float | None, bool]) -> str:
     return "undecided (the faster case never got there)" if value is None else f"{'≥ ' if lower else ''}{value:.1f}x"
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
-    config, items = load_run(run_dir)
-    summary = summarize(items)
-    run_dir.write_json("summary.json", summary)
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """threshold.png: steps until m_g < m per condition, for both thresholds."""
     rows = {r["label"]: r for r in summary["conditions"]}
     labels = list(rows)
     figures.grouped_bars(labels, {"sigma 1/20": [rows[lab]["steps"] for lab in labels],
                                   "sigma 1/25": [rows[lab]["steps_strict"] for lab in labels]},
                          run_dir / "threshold.png", "Steps until m_g < m (censored runs counted at budget + 1)",
                          "steps (log)", logy=True)
-    md = [header("Threshold (eq. 4)", config, items), claims_table(_claims(rows)),
-          figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
-          "## Per condition (one block)\n",
-          table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
-                 "best m_g"],
-                [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
+
+
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header."""
+    rows = {r["label"]: r for r in summary["conditions"]}
+    return [claims_table(_claims(rows)),
+            figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
+            "## Per condition (one block)\n",
+            table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
+                   "best m_g"],
+                  [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
                   _steps_text(r["steps_strict"]), fmt(r["final_distance"], 4)] for lab, r in rows.items()])]
-    text = "\n".join(md)
-    (run_dir / "report.md").write_text(text)
-    return text
 
 
 def _claims(rows: dict) -> list[Claim]:

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from ..decode import DECODERS
 from ..layers import layer_model
 from ..runs import RunDir
+from ..stats import fmt, mean_sem
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
 from .inversion import invert_items
-from .items import ItemLog, Progress, fmt, mean_sem
+from .items import ItemLog, Progress
 from .pool import ModelPool
-from .reporting import Claim, above, below, claims_table, figure, header, load_run, table, verdict
+from .reporting import Claim, above, below, claims_table, figure, table, verdict
 from .sentence_reconstruction import FCNET_MAX_TOKENS
 
 NAME = "token-mapping"
 ABOUT = "top-5 decoded strings per position, and how often the true token is within the top k per decoder"
+TITLE = "Approximate token mapping"
 KS = (1, 2, 5, 10, 100)
 TOPK = 5
 QUICK_STEPS = 80
@@ -75,16 +77,17 @@ def summarize(items: list[dict]) -> dict:
     return dict(rates=rates, page_prompt_top5=page)
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, the figure(s) and report.md from the run folder's JSON alone; returns the markdown."""
-    config, items = load_run(run_dir)
-    summary = summarize(items)
-    run_dir.write_json("summary.json", summary)
-    rates = summary["rates"]
-    figures.lines({f"{r['label']}, {r['decoder']}": (list(KS), [r[f"top{k}"] for k in KS]) for r in rates},
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """token_mapping.png: how often the true token is within the top k, per target and decoder."""
+    figures.lines({f"{r['label']}, {r['decoder']}": (list(KS), [r[f"top{k}"] for k in KS]) for r in summary["rates"]},
                   run_dir / "token_mapping.png", "True token within the top k decoded tokens", "k",
                   "rate (mean ± sem)", logx=True)
-    md = [header("Approximate token mapping", config, items), claims_table(_claims(rates)),
+
+
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header."""
+    rates = summary["rates"]
+    md = [claims_table(_claims(rates)),
           figure("token_mapping.png", "how often the true token is within the top k, per target and decoder"),
           "## True token within the top k\n",
           table(["target", "decoder", *(f"top {k}" for k in KS)],
@@ -92,9 +95,7 @@ def report(run_dir: RunDir) -> str:
           "## The five top strings for the page's prompt (pinv, seed 0)\n"]
     for label, texts in summary["page_prompt_top5"].items():
         md.append(f"**{label}**\n\n```\n" + "\n".join(texts or []) + "\n```\n")
-    text = "\n".join(md)
-    (run_dir / "report.md").write_text(text)
-    return text
+    return md
 
 
 def _claims(rates: list[dict]) -> list[Claim]:

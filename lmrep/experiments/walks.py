@@ -9,14 +9,19 @@ while the inner steps vary. Every walk is one JSON line in items.jsonl (resumabl
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..runs import RunDir
-from ..walk import WalkConfig, make_target, walk_items
+from ..targets import make_target
+from ..walks import WalkConfig, walk_items
+from . import walks_report
+from .config import ReproduceConfig
 from .items import ItemLog, Progress, item_id
+from .pool import ModelPool
 
 NAME = "walks"
 ABOUT = "manifold walks: r against inner steps (clamped walk); Jacobian walk against the page's tangent walk"
+TITLE = "Manifold walks"
 DEFAULT_PROMPTS = ("The sky is blue.", "This is a prompt sentence.", "The cat sat on the mat.",
                    "Water boils at one hundred degrees.", "She opened the door slowly.",
                    "Paris is the capital of France.", "The train leaves at noon.", "Birds fly south in winter.",
@@ -27,7 +32,7 @@ DEFAULT_PROMPTS = ("The sky is blue.", "This is a prompt sentence.", "The cat sa
 class Subject:
     key: str
     name: str
-    model: str
+    model: str | None  # None: the run's trained model
     untrained: bool
     toy: str | None = None  # None: the first ``Profile.depth`` blocks of the model, no head
 
@@ -37,7 +42,7 @@ class Subject:
 
 SUBJECTS = (Subject("gpt2-untrained", "GPT-2 untrained", "gpt2", True),
             Subject("mlp-mimic", "MLP mimic d->4d->d", "gpt2", True, "mlp"),
-            Subject("smollm2", "SmolLM2-135M trained", "smollm2-135m", False))
+            Subject("smollm2", "SmolLM2-135M trained", None, False))
 
 
 @dataclass(frozen=True)
@@ -74,18 +79,15 @@ def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
 
 
 class _Targets:
-    """Each subject's target, built on first use; untrained GPT-2 is shared by the two subjects over it."""
+    """Each subject's target, built on first use from the pool's models."""
 
-    def __init__(self, depth: int):
-        self.depth, self.models, self.targets = depth, {}, {}
+    def __init__(self, pool: ModelPool, depth: int, trained_model: str):
+        self.pool, self.depth, self.trained_model, self.targets = pool, depth, trained_model, {}
 
     def get(self, s: Subject):
         if s.key not in self.targets:
-            from ..models import load_model
-            key = (s.model, s.untrained)
-            if key not in self.models:
-                self.models[key] = load_model(s.model, untrained=s.untrained)
-            self.targets[s.key] = make_target(self.models[key], self.depth, toy=s.toy)
+            lm = self.pool.model(s.model or self.trained_model, untrained=s.untrained)
+            self.targets[s.key] = make_target(lm, self.depth, toy=s.toy)
         return self.targets[s.key]
 
 
@@ -109,17 +111,16 @@ def _score(records: list[dict]) -> float:
     return sum(math.log(x) for x in rs) / len(rs) if rs else -math.inf
 
 
-def run(run_dir: RunDir, quick: bool, seeds: int, prompts: list[str], progress: bool = True) -> None:
+def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
     """Run (or resume) the whole experiment into run_dir/items.jsonl."""
-    prof = profile(quick, seeds, prompts)
-    run_dir.write_json("profile.json", asdict(prof))
+    prof = profile(cfg.quick, cfg.seeds, list(cfg.prompts))
     log = ItemLog(run_dir)
     n_tune = len(prof.lr_grid) * prof.tune_prompts
     n_sweep = len(prof.inner) * len(prof.prompts) * len(prof.seeds)
     n_cmp = 2 * len(prof.seeds) * (2 * min(prof.compare_prompts, len(prof.prompts)) + len(prof.prompts))
     n_long = prof.long_prompts * sum(not s.untrained for s in SUBJECTS)
     bar = Progress(len(SUBJECTS) * (n_tune + n_sweep) + n_cmp + n_long, len(log.done), "walks", progress)
-    targets = _Targets(prof.depth)
+    targets = _Targets(pool or ModelPool(cfg.device), prof.depth, cfg.model)
     base = dict(steps=prof.rounds, convention="scripts", noise=2e-4, batch_size=prof.batch_size, topk=5)
     try:
         for s in SUBJECTS:
@@ -136,22 +137,25 @@ def run(run_dir: RunDir, quick: bool, seeds: int, prompts: list[str], progress: 
                                prof.seeds)
             n = len(prof.prompts) if s.toy else prof.compare_prompts
             for method in ("tangent", "jacobian"):
-                cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
-                                 directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
+                walk_cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
+                                      directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
                 tag = f"{method} steps={prof.compare_steps} k={prof.directions}x{prof.krylov}"
-                _run_condition(log, bar, targets, s, "compare", tag, cfg, prof.prompts[:n], prof.seeds)
+                _run_condition(log, bar, targets, s, "compare", tag, walk_cfg, prof.prompts[:n], prof.seeds)
         trained = [s for s in SUBJECTS if not s.untrained]
         for s in trained:
-            cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
-                             directions=prof.directions, krylov=prof.krylov, topk=5,
-                             snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
+            walk_cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
+                                  directions=prof.directions, krylov=prof.krylov, topk=5,
+                                  snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
             tag = f"jacobian steps={prof.long_steps} size={prof.long_step_size:g}"
-            _run_condition(log, bar, targets, s, "long", tag, cfg, prof.prompts[:prof.long_prompts], (0,))
+            _run_condition(log, bar, targets, s, "long", tag, walk_cfg, prof.prompts[:prof.long_prompts], (0,))
     finally:
         bar.close()
 
 
-def report(run_dir: RunDir) -> str:
-    """summary.json, r_vs_inner.png, compare.png and report.md from the run folder's JSON alone."""
-    from .walks_report import write_report
-    return write_report(run_dir)
+def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header (the profile is recomputed from the run's config)."""
+    prof = profile(config["quick"], config["seeds"], config["prompts"])
+    return walks_report.sections(prof.prompts, prof.seeds, prof.rounds, prof.compare_steps, items, summary)
+
+
+draw, summarize = walks_report.draw, walks_report.summarize

@@ -1,15 +1,14 @@
 """The walks experiment's summary, figures and report, from items.jsonl alone (no model is loaded)."""
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
 from ..runs import RunDir
-from ..walk import input_at_output
-from ..walk_plots import compare_figure, sweep_figure
-from .items import ITEMS, fmt, mean_sem
-from .reporting import Claim, claims_table, quote, table
+from ..stats import fmt, mean_sem, num
+from ..walks import input_at_output
+from ..walks.figures import compare_figure, sweep_figure
+from .reporting import Claim, claims_table, figure, quote, table
 
 PAGE_R = {"1 inner step: ~10": 10.0, "50 inner steps: ~100": 100.0}
 TRANSFORMERS = ("gpt2-untrained", "smollm2")
@@ -167,41 +166,41 @@ def _claims(summary: dict) -> list[Claim]:
     return claims
 
 
-def write_report(run_dir: RunDir) -> str:
-    """Write summary.json, the figures and report.md; return the markdown."""
-    records = run_dir.read_jsonl(ITEMS)
-    summary = summarize(records)
-    run_dir.write_json("summary.json", summary)
-    prof = json.loads((run_dir / "profile.json").read_text()) if (run_dir / "profile.json").exists() else {}
-    parts = ["# Manifold walks\n",
-             f"{len(prof.get('prompts', []))} prompt(s) x {len(prof.get('seeds', []))} seed(s); clamped walk "
-             f"({prof.get('rounds')} rounds, the scripts' convention: U(0, 2e-4) noise on dims >= i, plain "
-             "gradient steps on dims < i, lr tuned per subject); tangent and Jacobian walks "
-             f"{prof.get('compare_steps')} moves of 0.01 * sqrt(T). r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1.\n"]
-    if not records:
-        parts.append("No finished items yet.\n")
-    else:
-        parts.append(claims_table(_claims(summary)))
-        parts += _sweep_section(run_dir, summary) + _compare_section(run_dir, summary, records)
-        parts += _decoded_section(summary)
-    text = "\n".join(parts)
-    (run_dir / "report.md").write_text(text)
-    return text
-
-
-def _sweep_section(run_dir: RunDir, summary: dict) -> list[str]:
-    rows, series = [], {}
+def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
+    """r_vs_inner.png (the clamped walk's r against inner steps) and compare.png (tangent vs Jacobian walks)."""
+    series = {}
     for x in summary["sweep"]:
-        rows.append([x["label"], x["inner"], f"{x['lr']:g}", fmt(x["r"], 3), f"{x['r_median']:.3g}",
-                     fmt(x["r_random"], 3), fmt(x["input_distance"], 3), fmt(x["output_distance"], 3),
-                     fmt(x["changed_tokens"], 2), x["r"]["n"]])
         xs, stats = series.setdefault(x["label"], ([], []))
         xs.append(x["inner"])
         stats.append(x["r"])
-    out = ["## r against inner steps (clamped walk)\n"]
     if series:
         sweep_figure(series, run_dir / "r_vs_inner.png", "clamped walk: r after the walk (mean ± sem)", PAGE_R)
-        out.append("![r vs inner steps](r_vs_inner.png)\n")
+    panels = {}
+    for r in _by(items, kind="compare"):
+        panels.setdefault(r.get("subject_label", r["subject"]), {}).setdefault(r["method"], []).append(r)
+    if panels:
+        compare_figure(panels, run_dir / "compare.png", "input change against output change along each walk")
+
+
+def sections(prompts, seeds, rounds: int, compare_steps: int, items: list[dict], summary: dict) -> list[str]:
+    """The report's sections after its header, for a run of ``prompts`` x ``seeds``."""
+    parts = [f"{len(prompts)} prompt(s) x {len(seeds)} seed(s); clamped walk ({rounds} rounds, the scripts' "
+             "convention: U(0, 2e-4) noise on dims >= i, plain gradient steps on dims < i, lr tuned per subject); "
+             f"tangent and Jacobian walks {compare_steps} moves of 0.01 * sqrt(T). "
+             "r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1.\n"]
+    if not items:
+        return parts + ["No finished items yet.\n"]
+    parts.append(claims_table(_claims(summary)))
+    return parts + _sweep_section(summary) + _compare_section(summary) + _decoded_section(summary)
+
+
+def _sweep_section(summary: dict) -> list[str]:
+    rows = [[x["label"], x["inner"], f"{x['lr']:g}", fmt(x["r"], 3), num(x["r_median"], 3), fmt(x["r_random"], 3),
+             fmt(x["input_distance"], 3), fmt(x["output_distance"], 3), fmt(x["changed_tokens"], 2), x["r"]["n"]]
+            for x in summary["sweep"]]
+    out = ["## r against inner steps (clamped walk)\n"]
+    if rows:
+        out.append(figure("r_vs_inner.png", "r after the clamped walk against inner steps per round"))
     out.append(table(["subject", "inner", "lr", "r (mean ± sem)", "r median", "r of a random move",
                       "input L1", "output L1", "tokens changed", "n"], rows))
     tune = [[s, ", ".join(f"{lr:g}: {v:.3g}" for lr, v in t["geo_mean_r"].items() if v), f"{t['chosen']:g}"]
@@ -212,7 +211,7 @@ def _sweep_section(run_dir: RunDir, summary: dict) -> list[str]:
     return out
 
 
-def _compare_section(run_dir: RunDir, summary: dict, records: list[dict]) -> list[str]:
+def _compare_section(summary: dict) -> list[str]:
     out = ["## Jacobian walk against the page's tangent walk\n"]
     rows = [[c["label"], c["method"], fmt(c["r"], 3), fmt(c["r_random"], 3), fmt(c["input_distance"], 3),
              fmt(c["output_distance"], 3),
@@ -229,25 +228,17 @@ def _compare_section(run_dir: RunDir, summary: dict, records: list[dict]) -> lis
     out.append("The L2 column reads the same walks in Euclidean norms: r is an L1 ratio, and L1 favours dense "
                "moves (a unit vector spread over d coordinates has L1 norm up to sqrt(d)), while the tangent "
                "walk's null-space vector from the SVD is nearly one coordinate axis.\n")
-    panels = {}
-    for r in _by(records, kind="compare"):
-        panels.setdefault(r.get("subject_label", r["subject"]), {}).setdefault(r["method"], []).append(r)
-    if panels:
-        compare_figure(panels, run_dir / "compare.png", "input change against output change along each walk")
-        out.append("![tangent vs jacobian](compare.png)\n")
+    if summary["compare"]:
+        out.append(figure("compare.png", "input change against output change along each walk"))
     return out
-
-
-def _g(x) -> str:
-    return "-" if x is None else f"{x:.3g}"
 
 
 def _decoded_section(summary: dict) -> list[str]:
     out = ["## Decoded walks (pinv decoder, seed 0)\n"]
     for d in summary["decoded"]:
         what = f"{d['inner']} inner step(s)" if d["kind"] == "clamped" else "long Jacobian walk"
-        out.append(f"**{d['subject']}, {what}** (final r = {_g(d['r'])}, r of a random move of the same size "
-                   f"{_g(d['r_random'])}):\n")
+        out.append(f"**{d['subject']}, {what}** (final r = {num(d['r'], 3)}, r of a random move of the same size "
+                   f"{num(d['r_random'], 3)}):\n")
         lines = [f"    step {s['step']:>3}: {quote(s['text'])}" for s in d["snapshots"]]
         lines += [f"    top-{j + 1}: {quote(t)}" for j, t in enumerate(d["snapshots"][-1]["topk_texts"])]
         out.append("\n".join(lines) + "\n")

@@ -4,14 +4,19 @@ the image moved, which is what the page argues about (early patches change more,
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 import torch
+from safetensors.torch import load_file
 
 from ..errors import LmrepError
+from ..runs import RunDir
+from ..stats import mean_sem
+from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
 from .metrics import per_patch_change
-from .objectives import KINDS
+from .objectives import OBJECTIVES
 from .param import PARAMS
 from .render import OPTIMIZERS, RenderConfig, render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
@@ -21,7 +26,7 @@ from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 class FeaturesConfig:
     layer: str = "4"  # LM layer: depth 0..n_layers or a layer name
     head: str = "none"  # what follows the blocks (see lmrep.layers.HEADS)
-    kind: str = "neuron"  # neuron: one neuron over all patches; patch: all neurons of one patch
+    objective: str = "neuron"  # neuron: one neuron over all patches; patch: all neurons of one patch
     indices: tuple[int, ...] = tuple(range(16))  # neurons or patches, one panel each (panel k shows index k-1)
     seeds: tuple[int, ...] = (0, 1, 2)  # one starting noise per seed
     param: str = "pixel"  # pixel or fft
@@ -34,8 +39,8 @@ class FeaturesConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
 
     def check(self) -> None:
-        if self.kind not in KINDS:
-            raise LmrepError(f"unknown objective kind '{self.kind}': choose one of {', '.join(KINDS)}")
+        if self.objective not in OBJECTIVES:
+            raise LmrepError(f"unknown objective '{self.objective}': choose one of {', '.join(OBJECTIVES)}")
         if self.param not in PARAMS:
             raise LmrepError(f"unknown parameterisation '{self.param}': choose one of {', '.join(PARAMS)}")
         if self.render.optimizer not in OPTIMIZERS:
@@ -63,7 +68,7 @@ def render_seed(hybrid: Hybrid, cfg: FeaturesConfig, seed: int, progress: bool =
     """All panels for one seed, rendered as one batch. Returns one record per panel and the final images
     (P, 3, H, W); each panel starts from the same noise, so panels differ only by their objective."""
     layer = hybrid.at(cfg.layer, cfg.head)
-    objectives = [KINDS[cfg.kind](layer.name, i) for i in cfg.indices]
+    objectives = [OBJECTIVES[cfg.objective](layer.name, i) for i in cfg.indices]
     P, S = len(cfg.indices), cfg.image_size
     gen = torch.Generator().manual_seed(seed)
     param = PARAMS[cfg.param]((P, 3, S, S), generator=gen, device=hybrid.vit.device, same_start=True)
@@ -75,7 +80,7 @@ def render_seed(hybrid: Hybrid, cfg: FeaturesConfig, seed: int, progress: bool =
     return records, out["image"]
 
 
-def summarize(records: list[dict], kind: str) -> dict:
+def summarize(records: list[dict], objective: str) -> dict:
     """Per-patch change averaged over panels and seeds, and where the change sits along the token order:
     ``centroid`` (0 = first patch, 1 = last, 0.5 = even spread), ``front_back`` (mean change of the first quarter
     of patches / the last quarter); for the patch objective, the share of change before, at and after the
@@ -86,13 +91,13 @@ def summarize(records: list[dict], kind: str) -> dict:
     pos = torch.arange(N, dtype=torch.float32)
     q = max(1, N // 4)
     stats = {"centroid": [], "front_back": []}
-    if kind == "patch":
+    if objective == "patch":
         stats.update(before=[], at=[], after=[])
     for s, c in per_seed.items():
         total = c.sum(dim=1).clamp_min(1e-12)  # (P,)
         stats["centroid"].append(float(((c * pos).sum(dim=1) / total / max(1, N - 1)).mean()))
         stats["front_back"].append(float(c[:, :q].mean() / c[:, -q:].mean().clamp_min(1e-12)))
-        if kind == "patch":
+        if objective == "patch":
             idx = [r["index"] for r in records if r["seed"] == s]
             shares = torch.stack([torch.stack([c[k, :i].sum(), c[k, i], c[k, i + 1:].sum()]) / total[k]
                                   for k, i in enumerate(idx)])  # (P, 3)
@@ -102,15 +107,38 @@ def summarize(records: list[dict], kind: str) -> dict:
     gains = torch.tensor([r["value_end"] - r["value_start"] for r in records])
     return dict(n_seeds=len(seeds), n_panels=len(records) // len(seeds), n_patches=N,
                 change_per_patch=profile.mean(dim=0).tolist(), change_per_patch_sem=_sem_rows(profile),
-                objective_gain=_mean_sem(gains.tolist()), increased=float((gains > 0).float().mean()),
-                **{k: _mean_sem(v) for k, v in stats.items()})
-
-
-def _mean_sem(xs: list[float]) -> dict:
-    t = torch.tensor(xs, dtype=torch.float64)
-    sem = float(t.std(unbiased=True) / len(xs) ** 0.5) if len(xs) > 1 else None
-    return dict(mean=float(t.mean()), sem=sem)
+                objective_gain=mean_sem(gains.tolist()), increased=float((gains > 0).float().mean()),
+                **{k: mean_sem(v) for k, v in stats.items()})
 
 
 def _sem_rows(rows: torch.Tensor) -> list[float] | None:
     return None if rows.shape[0] < 2 else (rows.std(dim=0, unbiased=True) / rows.shape[0] ** 0.5).tolist()
+
+
+PANELS, IMAGES = "panels.jsonl", "images.safetensors"
+
+
+def report(run_dir: RunDir) -> dict:
+    """summary.json and the figures of a features run, from its panels.jsonl, config.json and saved images:
+    grid.png (the first seed's panels), change.png (per-patch change per panel), profile.png (change along the
+    token order). Returns the summary."""
+    config = json.loads((run_dir / "config.json").read_text())
+    records = run_dir.read_jsonl(PANELS)
+    objective = config["features"]["objective"]
+    summary = dict(layer=config["layer_name"], objective=objective, grid=config["grid"],
+                   **summarize(records, objective))
+    run_dir.write_json("summary.json", summary)
+    images = load_file(str(run_dir / IMAGES))
+    first = min(r["seed"] for r in records)
+    panels = [r for r in records if r["seed"] == first]
+    what = (f"{config['vit']}{'' if config['vit_trained'] else ' (untrained)'} stem + {config['model']}"
+            f"{'' if config['trained'] else ' (untrained)'}, {summary['layer']}")
+    titles = [f"{r['panel']}: {objective} {r['index']}" for r in panels]
+    feature_grid(images[f"seed{first}"], titles, run_dir / "grid.png", f"{what}, seed {first}")
+    by_panel = [[sum(v) / len(v) for v in zip(*[r["change"] for r in records if r["panel"] == q["panel"]])]
+                for q in panels]
+    change_heatmaps(by_panel, tuple(summary["grid"]), titles, run_dir / "change.png",
+                    f"{what}: per-patch change, mean of {summary['n_seeds']} seeds")
+    change_profile(summary["change_per_patch"], summary["change_per_patch_sem"], run_dir / "profile.png",
+                   f"{what}\nchange along the token order (mean over panels; band: s.e. over seeds)")
+    return summary

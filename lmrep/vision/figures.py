@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..plots import save_figure  # noqa: E402
+
 
 def _show(ax, image: torch.Tensor) -> None:
     """One image (3, H, W), clamped to [0, 1] for display only."""
@@ -34,10 +36,7 @@ def feature_grid(images: torch.Tensor, titles: list[str], path: str | Path, titl
         _show(ax, img)
         ax.set_title(t, fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def change_heatmaps(change: list[list[float]], grid: tuple[int, int], titles: list[str], path: str | Path,
@@ -56,9 +55,7 @@ def change_heatmaps(change: list[list[float]], grid: tuple[int, int], titles: li
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="L2 change of the patch")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def change_profile(mean: list[float], sem: list[float] | None, path: str | Path, title: str = "") -> Path:
@@ -73,10 +70,7 @@ def change_profile(mean: list[float], sem: list[float] | None, path: str | Path,
     ax.set_ylabel("L2 change from the start")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def reconstruction_grid(rows: list[tuple[str, torch.Tensor, list[tuple[str, torch.Tensor]]]],
@@ -96,10 +90,7 @@ def reconstruction_grid(rows: list[tuple[str, torch.Tensor, list[tuple[str, torc
             _show(axes[i, j], img)
             axes[i, j].set_title(t, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def psnr_by_depth(curves: dict[str, tuple[list[int], list[float], list[float] | None]], path: str | Path,
@@ -116,7 +107,4 @@ def psnr_by_depth(curves: dict[str, tuple[list[int], list[float], list[float] | 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

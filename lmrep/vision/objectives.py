@@ -81,4 +81,4 @@ def neuron_at(layer: str, n: int, p: int) -> Objective:
     return Objective(fn, f"{layer}:neuron{n}@patch{p}", (layer,))
 
 
-KINDS = {"neuron": neuron, "patch": patch}
+OBJECTIVES = {"neuron": neuron, "patch": patch}

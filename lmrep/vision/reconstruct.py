@@ -4,13 +4,24 @@ How close it gets, layer by layer, is the page's "representational accuracy".
 """
 from __future__ import annotations
 
+import sys
+from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
+from ..optim import decaying
+from ..runs import RunDir
+from ..stats import mean_sem
+from .figures import psnr_by_depth, reconstruction_grid
+from .images import load_image
 from .metrics import l2, per_patch_mse, psnr, ssim
+
+LAYERS, IMAGES = "layers.jsonl", "images.safetensors"
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ def reconstruct(model: nn.Module, image: torch.Tensor, cfg: ReconstructConfig, s
     gen = torch.Generator().manual_seed(seed)
     x = (cfg.init_mean + cfg.init_sd * torch.randn(image.shape, generator=gen)).to(image).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - 0.9 * i / max(1, cfg.steps - 1))
+    sched = decaying(opt, cfg.steps)
     curve = []
     for _ in tqdm(range(cfg.steps), disable=not progress, leave=False, desc="reconstruct"):
         opt.zero_grad()
@@ -54,3 +65,75 @@ def image_metrics(x: torch.Tensor, ref: torch.Tensor, patch: int) -> dict:
     q = max(1, errs.numel() // 4)
     return dict(l2=float(l2(x, ref)[0]), psnr=float(psnr(x, ref)[0]), ssim=float(ssim(x, ref)[0]),
                 per_patch_mse=errs.tolist(), front_back=float(errs[:q].mean() / errs[-q:].mean().clamp_min(1e-12)))
+
+
+@dataclass
+class Subject:
+    """A model whose layers an image is reconstructed from: its label, patch size, image side and layer models."""
+    label: str
+    patch: int
+    side: int
+    layers: list  # modules images -> (B, T, D), each with ``name`` and ``spec``
+
+
+def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str], cfg: ReconstructConfig,
+                    seed: int, device, on_record: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every image from every layer of every subject: one line per (subject, layer, image) in layers.jsonl, the
+    originals and reconstructions in images.safetensors, then the summary and figures. Returns the records."""
+    tensors, records = {}, []
+    for sub in subjects:
+        originals = {name: load_image(name, sub.side).to(device) for name in images}
+        tensors.update({f"{sub.label}/{name}/original": img.cpu() for name, img in originals.items()})
+        for m in sub.layers:
+            for name, img in originals.items():
+                print(f"{sub.label}: {m.name}, {name} ...", file=sys.stderr)
+                out = reconstruct(m, img, cfg, seed=seed, progress=True)
+                rec = dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
+                           output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
+                           loss_start=out["curve"][0], loss_end=out["curve"][-1],
+                           **image_metrics(out["image"].cpu(), img.cpu(), sub.patch))
+                tensors[f"{sub.label}/{name}/{m.spec.depth}"] = out["image"].cpu()
+                records.append(rec)
+                run_dir.append_jsonl(LAYERS, rec)
+                if on_record:
+                    on_record(rec)
+    run_dir.save_tensors(IMAGES, tensors)
+    report(run_dir)
+    return records
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per model and depth: mean and standard error over images of PSNR, SSIM, L2 and the front/back ratio."""
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["model"], r["depth"], r["layer"])].append(r)
+    out = defaultdict(list)
+    order = list(dict.fromkeys(r["model"] for r in records))  # models in the order they ran
+    for (model, depth, layer), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        row = dict(depth=depth, layer=layer, n_images=len(rs))
+        for key in ("psnr", "ssim", "l2", "front_back", "relative_output_l1"):
+            row[key] = mean_sem(r[key] for r in rs)
+        out[model].append(row)
+    return dict(out)
+
+
+def report(run_dir: RunDir) -> dict:
+    """summary.json, reconstructions.png (originals and reconstructions by layer) and psnr.png, from the run's
+    layers.jsonl and saved images; returns the summary."""
+    records = run_dir.read_jsonl(LAYERS)
+    summary = summarize(records)
+    run_dir.write_json("summary.json", summary)
+    tensors = load_file(str(run_dir / IMAGES))
+    rows = []
+    for model in summary:
+        for name in dict.fromkeys(r["image"] for r in records):
+            recs = sorted((r for r in records if r["model"] == model and r["image"] == name), key=lambda r: r["depth"])
+            rows.append((f"{model}\n{name}", tensors[f"{model}/{name}/original"][0],
+                         [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[f"{model}/{name}/{r['depth']}"][0])
+                          for r in recs]))
+    reconstruction_grid(rows, run_dir / "reconstructions.png", "reconstruction from each layer's output (depth: PSNR)")
+    curves = {model: ([r["depth"] for r in rows_], [r["psnr"]["mean"] for r in rows_],
+                      None if rows_[0]["psnr"]["sem"] is None else [r["psnr"]["sem"] for r in rows_])
+              for model, rows_ in summary.items()}
+    psnr_by_depth(curves, run_dir / "psnr.png", "how much of the image each layer keeps")
+    return summary

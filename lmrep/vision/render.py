@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..optim import decaying
 from .objectives import Objective
 from .param import Param
 from .transforms import Transform, compose
-
 
 OPTIMIZERS = ("gd", "adam")
 
@@ -47,7 +47,7 @@ def render(models: dict[str, nn.Module], objectives: list[Objective], param: Par
     """
     params, make_image = param
     opt = torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam" else _ScaledGD(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - 0.9 * i / max(1, cfg.steps - 1))
+    sched = decaying(opt, cfg.steps)
     start = make_image().detach().clone()
     curve = []
     for i in tqdm(range(cfg.steps), disable=not progress, leave=False, desc="render"):

@@ -22,10 +22,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .exact_rank import Descent, output_features, then
+from ...layers import LayerModel
+from ...models import cache_dir
 from .kvcache import Prefix
-from .layers import LayerModel
-from .models import cache_dir
+from .rank import Descent, fill_batch, output_features
 
 TABLE_CONTEXTS = 2  # random prefixes that the context table averages over
 TABLE_NEIGHBOURS = 8  # verified candidates nearest the target that estimate the prefix's offset
@@ -51,7 +51,7 @@ class ContextTable:
             self.dist = self.sqnorm - 2 * (self.table @ (self.f - self.offset))  # (V,)
         return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
 
-    def probes(self) -> torch.Tensor | None:
+    def extra_points(self) -> torch.Tensor | None:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
@@ -73,9 +73,9 @@ class TableThenDescent:
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
         if self.descent is None:
             return self.table.next(n, tried)
-        return then(self.table.next((n + 1) // 2, tried), n, tried, self.descent.next)
+        return fill_batch(self.table.next((n + 1) // 2, tried), n, tried, self.descent.next)
 
-    def probes(self) -> torch.Tensor | None:
+    def extra_points(self) -> torch.Tensor | None:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:

@@ -2,11 +2,11 @@
 
 Causality makes this a sequence of small searches: the layer's output at position t depends only on tokens
 0..t, so once tokens 0..t-1 are known, token t is the vocabulary entry whose output at t equals the target there.
-For each position, candidates are ranked (lmrep.exact_rank: by default the model's own next-token expectation
-merged with a continuous guess of the embedding that secant and then gradient steps refine; lmrep.exact_table:
-tables of every token's output at the layer) and verified in batches by one forward pass of single positions
-that reuse the known prefix's key/value cache (lmrep.kvcache); the first batch with a candidate within tolerance
-ends the search at that position.
+For each position, candidates are ranked (rank.py: by default the model's own next-token expectation merged with
+a continuous guess of the embedding that secant and then gradient steps refine; table.py: tables of every token's
+output at the layer) and verified in batches by one forward pass of single positions that reuse the known
+prefix's key/value cache (kvcache.py); the first batch with a candidate within tolerance ends the search at that
+position.
 
 Tolerance, per position t: ``residual = max_i |out_i - target_i| / max_i |target_i|`` must not exceed
 ``eps(dtype) * sqrt(d_model) * stages`` (stages = blocks run + 1, + 1 more for an LM head): rounding error of
@@ -26,12 +26,15 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .errors import LmrepError
-from .exact_rank import Descent, Guess, Guided, NextTokenPrior, VocabOrder, calibrate, output_features
-from .exact_table import TABLE_CONTEXTS, ContextTable, TableThenDescent, vocab_table
-from .invert import InvertConfig, Target, next_tokens, record, register_method
+from ...decode import duplicate_groups
+from ...errors import LmrepError
+from ...layers import LayerModel
+from ..base import Target, next_tokens, record
+from ..config import InvertConfig
+from ..registry import register_method
 from .kvcache import Prefix
-from .layers import LayerModel
+from .rank import Descent, Guess, Guided, NextTokenPrior, VocabOrder, calibrate, output_features
+from .table import TABLE_CONTEXTS, ContextTable, TableThenDescent, vocab_table
 
 CLOSEST = 5  # candidates listed for a position that nothing matched
 
@@ -39,7 +42,7 @@ CLOSEST = 5  # candidates listed for a position that nothing matched
 def relative_tolerance(target: LayerModel) -> float:
     """Largest residual (relative to the target's magnitude at the position) still counted as a match."""
     lm = target.lm
-    stages = target.spec.depth + 1 + (target.spec.head in ("logits", "logits_nonorm"))
+    stages = target.spec.depth + 1 + target.spec.has_lm_head
     return torch.finfo(lm.dtype).eps * math.sqrt(lm.d_model) * stages
 
 
@@ -47,11 +50,6 @@ def residuals(out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """out (B, D), target h (D,) -> max |out - h| / max |h|, (B,)."""
     scale = h.abs().amax().clamp_min(torch.finfo(h.dtype).tiny)
     return (out - h).abs().amax(-1) / scale
-
-
-def duplicate_groups(lm) -> torch.Tensor:
-    """(V,) group id per token: tokens with identical embedding rows share one."""
-    return lm.memo("row_groups", lambda: torch.unique(lm.embedding_matrix.detach(), dim=0, return_inverse=True)[1])
 
 
 def _sizes(cfg: InvertConfig):
@@ -88,16 +86,39 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
     if h_all.shape[0] > lm.max_positions:
         raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
     t0 = time.perf_counter()
-    W, feat, groups = lm.embedding_matrix.detach(), output_features(target), duplicate_groups(lm)
     cal = calibrate(target, seed=cfg.seed) if cfg.ranking != "vocab" else None
-    prior = NextTokenPrior(lm)
-    tol = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
+    search = _Search(target, cfg, cal, cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target))
     table_seconds = _tables(target, cfg, progress)
-    prefix, tokens, cert, calls, rows, steps, guess_hits = Prefix(target), [], [], 0, 0, 0, 0
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
-        h = h_all[t]
-        order = _order(target, cfg, cal, W, feat(h), t, prefix, h, lambda: prior(tokens), 2 * guess_hits < t)
+        search.position(t, h_all[t])
+    cert = search.cert
+    counts = [c["candidates"] for c in cert]
+    return dict(recovered_ids=search.tokens, verified=all(c["verified"] for c in cert),
+                candidates_per_token=sum(counts) / len(counts), candidates_max=max(counts),
+                max_residual=max(c["residual"] for c in cert), tolerance=search.tol, certificate=cert,
+                seconds=time.perf_counter() - t0, forward_calls=search.calls, rows=search.rows,
+                gradient_steps=search.steps, prior_positions=search.prior.positions,
+                calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
+
+
+class _Search:
+    """The left-to-right search's state: the verified prefix, the tokens and certificate so far, and its costs."""
+
+    def __init__(self, target: LayerModel, cfg: InvertConfig, cal, tol: float):
+        lm = target.lm
+        self.target, self.cfg, self.cal, self.tol = target, cfg, cal, tol
+        self.W, self.feat, self.groups = lm.embedding_matrix.detach(), output_features(target), duplicate_groups(lm)
+        self.prior = NextTokenPrior(lm)
+        self.prefix, self.tokens, self.cert = Prefix(target), [], []
+        self.calls = self.rows = self.steps = self.guess_hits = 0
+
+    def position(self, t: int, h: torch.Tensor) -> None:
+        """Find the token at position t whose output is h (D,): verify candidates batch by batch until one is
+        within tolerance (or the cap is reached), then extend the prefix by it."""
+        lm, cfg, W = self.target.lm, self.cfg, self.W
+        order = _proposal(self.target, cfg, self.cal, W, self.feat(h), t, self.prefix, h,
+                          lambda: self.prior(self.tokens), 2 * self.guess_hits < t)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         seen_ids, seen_res, hit = [], [], None
         for size in _sizes(cfg):
@@ -105,40 +126,33 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
             if size <= 0:
                 break
             ids = order.next(size, tried)  # (n,)
-            probes = order.probes()  # (p, d) or None: points that only inform the ranking
-            x = W[ids] if probes is None else torch.cat([W[ids], probes.to(W.dtype)])
-            out, cache = prefix.step(x)  # (n + p, D)
+            extra = order.extra_points()  # (p, d) or None: points that only inform the ranking
+            x = W[ids] if extra is None else torch.cat([W[ids], extra.to(W.dtype)])
+            out, cache = self.prefix.step(x)  # (n + p, D)
             res = residuals(out[: len(ids)], h)  # (n,)
             tried[ids] = True
             seen_ids.append(ids)
             seen_res.append(res)
-            calls, rows = calls + 1, rows + len(x)
-            if bool((res <= tol).any()):
+            self.calls, self.rows = self.calls + 1, self.rows + len(x)
+            if bool((res <= self.tol).any()):
                 hit = (ids, res, cache)
                 break
-            order.observe(ids, x, feat(out))
+            order.observe(ids, x, self.feat(out))
         ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
         if hit is not None:
             ids, res, cache = hit
             row = int(res.argmin())
-            prefix = prefix.extend(cache, row)
+            self.prefix = self.prefix.extend(cache, row)
             token = int(ids[row])
         else:
             token = int(ids_all[res_all.argmin()])
-            out, cache = prefix.step(W[token][None])
-            calls, rows = calls + 1, rows + 1
-            prefix = prefix.extend(cache, 0)
-        steps += getattr(order, "gradient_steps", 0)
-        guess_hits += hit is not None and token == getattr(order, "guess_top", None)
-        tokens.append(token)
-        cert.append(_entry(lm, t, token, ids_all, res_all, tol, groups, verified=hit is not None))
-    counts = [c["candidates"] for c in cert]
-    return dict(recovered_ids=tokens, verified=all(c["verified"] for c in cert),
-                candidates_per_token=sum(counts) / len(counts), candidates_max=max(counts),
-                max_residual=max(c["residual"] for c in cert), tolerance=tol, certificate=cert,
-                seconds=time.perf_counter() - t0, forward_calls=calls, rows=rows, gradient_steps=steps,
-                prior_positions=prior.positions,
-                calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
+            out, cache = self.prefix.step(W[token][None])
+            self.calls, self.rows = self.calls + 1, self.rows + 1
+            self.prefix = self.prefix.extend(cache, 0)
+        self.steps += getattr(order, "gradient_steps", 0)
+        self.guess_hits += hit is not None and token == getattr(order, "guess_top", None)
+        self.tokens.append(token)
+        self.cert.append(_entry(lm, t, token, ids_all, res_all, self.tol, self.groups, verified=hit is not None))
 
 
 def _tables(target: LayerModel, cfg: InvertConfig, progress: bool) -> float | None:
@@ -149,7 +163,7 @@ def _tables(target: LayerModel, cfg: InvertConfig, progress: bool) -> float | No
     return vocab_table(target, progress=progress).seconds if cfg.first_token == "table" else None
 
 
-def _order(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int, prefix: Prefix,
+def _proposal(target: LayerModel, cfg: InvertConfig, cal, W: torch.Tensor, f: torch.Tensor, t: int, prefix: Prefix,
            h: torch.Tensor, prior, prior_first: bool):
     """What proposes the candidates at position t."""
     if cfg.ranking == "vocab":

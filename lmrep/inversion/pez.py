@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from .decode import Decoder
+from ..decode import Decoder
+from .base import Target
+from .config import InvertConfig
 from .gd import optimize
-from .invert import InvertConfig, Target, register_method
+from .registry import register_method
 
 
 def projector(decoder: Decoder):

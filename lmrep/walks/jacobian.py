@@ -14,7 +14,7 @@ import torch
 from torch.func import jvp, vjp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .walk import WalkState
+from .core import WalkState, register_move
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -123,6 +123,7 @@ def reproject(state: WalkState, steps: int) -> list[dict]:
                  reproject_after_l2=None if after is None else after[b].item()) for b in range(B)]
 
 
+@register_move("jacobian")
 def jacobian_move(state: WalkState, n: int) -> list[dict]:
     """One move: find the least-gain directions at e (starting from the last move's), step step_size * sqrt(T)
     along the unit vector in their span closest to the previous move (at the first move: the least-gain direction

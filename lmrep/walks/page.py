@@ -1,4 +1,4 @@
-"""The page's two walks, as moves of lmrep.walk: the tangent walk and the clamped walk.
+"""The page's two walks as moves: the tangent walk and the clamped walk.
 
 Both work on a padded batch of walks at once; every random draw comes from the walk's own generator and every
 update is zero on padding, so a walk gives the same path alone or in any batch.
@@ -7,25 +7,27 @@ from __future__ import annotations
 
 import torch
 
-from .losses import distance
-from .walk import WalkState
+from ..losses import distance
+from .core import WalkState, register_move
+from .jacobian import reproject
 
 
-def output_gradient(state: WalkState, e: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def output_gradient(state: WalkState, e: torch.Tensor, value: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient w.r.t. e (B, T, d) of, per walk, ``sum``: the sum of O(e) (the page's layer_gradient) or
     ``l1``: ||O(e) - O(e0)||_1 (the page's target_gradient). Returns (gradient (B, T, d), value (B,))."""
     x = e.detach().requires_grad_(True)
     with torch.enable_grad():
         out = state.output(x)  # (B, T, D)
-        if kind == "sum":
+        if value == "sum":
             m = state.mask.to(out.dtype).reshape(*state.mask.shape, *([1] * (out.dim() - 2)))
-            value = (out * m).flatten(1).sum(1)
+            v = (out * m).flatten(1).sum(1)
         else:
-            value = distance(out, state.out0, state.mask, "l1")
-        (grad,) = torch.autograd.grad(value.sum(), x)  # walks do not interact, so one sum gives each its own
-    return grad * state.tokmask, value.detach()
+            v = distance(out, state.out0, state.mask, "l1")
+        (grad,) = torch.autograd.grad(v.sum(), x)  # walks do not interact, so one sum gives each its own
+    return grad * state.tokmask, v.detach()
 
 
+@register_move("tangent")
 def tangent_move(state: WalkState, n: int) -> list[dict]:
     """The page's tangent walk: e += step_size * Vh[-1], where Vh comes from the full SVD of the gradient of
     sum(O) (T x d) and row -1 lies beyond the first T rows, so it is orthogonal to every token's gradient.
@@ -45,7 +47,6 @@ def tangent_move(state: WalkState, n: int) -> list[dict]:
                           perp_max_entry=perp.abs().max().item()))  # ~1: LAPACK's null vector is nearly an axis
     state.e = state.e + step
     if state.cfg.inner:
-        from .walk_jacobian import reproject
         for d, extra in zip(diags, reproject(state, state.cfg.inner)):
             d.update(extra)
     return diags
@@ -68,6 +69,7 @@ def clamp_noise(state: WalkState) -> torch.Tensor:
     return state.cfg.noise * state.draw(torch.randn if state.cfg.convention == "text" else torch.rand)
 
 
+@register_move("clamped")
 def clamped_round(state: WalkState, n: int) -> list[dict]:
     """One round of the clamped walk: noise on the clamped side, then ``inner`` plain gradient steps (lr) on
     ||O(e_n) - O(e)||_1 on the free side. The clamped side's update is multiplied by a zero mask, so it moves

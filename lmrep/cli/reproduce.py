@@ -1,4 +1,4 @@
-"""`lmrep reproduce`: rerun one of the seed page's language experiments as measured rates, with a report."""
+"""`lmrep reproduce`: rerun one of the page's language experiments as measured rates, with a report."""
 from __future__ import annotations
 
 import sys
@@ -6,25 +6,28 @@ import sys
 from ..experiments import ReproduceConfig, experiments, reproduce, reproduce_all
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
 from ..models import DEFAULT_MODEL
-from .common import positive_int, read_prompts
+from .args import read_prompts, value_type
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reproduce", help="rerun the seed page's language experiments and write a report",
+    p = sub.add_parser("reproduce", help="rerun the page's language experiments and write a report",
                        description="Each experiment writes a run folder (config.json, items.jsonl, summary.json, "
                                    "figures, report.md). Rerunning the same command resumes an interrupted run.")
     p.add_argument("name", nargs="?", help="an experiment (see --list), or 'all'")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.add_argument("--quick", action="store_true", help="the small profile (a few minutes on 2 CPU cores)")
     p.add_argument("--setting", default=DEFAULT_SETTING, choices=list(SETTINGS),
-                   help="follow the page's text or the author's original scripts where they disagree")
+                   help="follow the page's text or the author's original scripts where they disagree "
+                        f"(default: {DEFAULT_SETTING})")
     p.add_argument("--prompts-file", help="prompts, one per line (default: the profile's own)")
-    p.add_argument("--seeds", type=positive_int, help="seeds per condition (default: 1 quick, 3 full)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the trained model (stands in for trained GPT-2)")
+    p.add_argument("--seeds", type=value_type(int, lambda v: None if v >= 1 else "1 or more"),
+                   help="seeds per condition (default: 1 quick, 3 full)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"the trained model (stands in for trained GPT-2; default: {DEFAULT_MODEL})")
     p.add_argument("--also", nargs="*", default=[], metavar="MODEL",
                    help="more trained models to run the same way where the experiment takes them (e.g. gpt2)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--out", help="run folder (default runs/reproduce-<name>-<config hash>)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--out", help="run folder (default: runs/reproduce-<name>-<config hash>)")
     p.set_defaults(run=run)
 
 
@@ -43,9 +46,6 @@ def run(args) -> int:
     prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
     cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
                           seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also))
-    if args.name == "all":
-        run_dir = reproduce_all(cfg, args.out)
-    else:
-        run_dir = reproduce(cfg, args.out)
+    run_dir = reproduce_all(cfg, args.out) if args.name == "all" else reproduce(cfg, args.out)
     print(f"report: {run_dir / 'report.md'}")
     return 0

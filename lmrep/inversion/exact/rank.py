@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from transformers import DynamicCache
 
-from .layers import LayerModel
+from ...layers import LayerModel
 
 RIDGE = 1e-3  # ridge penalty per sample, on standardised features
 SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean squared output difference
@@ -40,7 +40,7 @@ DESCENT_LR = 0.1  # Adam's step, relative to the mean size of one coordinate of 
 def output_features(target: LayerModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """Layer outputs (..., D) -> features (..., d) that a linear map can invert: the outputs themselves, or for
     the logits heads their least-squares preimage through the LM head (the normed or raw residual stream)."""
-    if target.spec.head not in ("logits", "logits_nonorm"):
+    if not target.spec.has_lm_head:
         return lambda h: h
     lm = target.lm
     head = lm.lm_head
@@ -77,7 +77,6 @@ class Calibration:
     first: LinearMap  # position 0
     later: LinearMap  # positions >= 1
     secant: torch.Tensor  # (F, d): output difference -> embedding difference under one prefix
-    forward: torch.Tensor  # (d, F): embedding difference -> output difference under one prefix
     seconds: float  # time it took to fit (paid once per model and layer)
     forward_calls: int
 
@@ -121,7 +120,7 @@ def _calibrate(target: LayerModel, contexts: int, per_context: int, seed: int) -
     out0 = target(W[toks0][:, None])[:, 0]  # (n0, D): each token alone at position 0
     calls += 1
     return Calibration(first=ridge(feat(out0), W[toks0]), later=ridge(F, X), secant=ridge(Fc, Xc).A,
-                       forward=ridge(Xc, Fc).A, seconds=time.perf_counter() - t0, forward_calls=calls)
+                       seconds=time.perf_counter() - t0, forward_calls=calls)
 
 
 class Guess:
@@ -139,7 +138,7 @@ class Guess:
         dist = (self.sqnorm - 2 * (self.W @ self.x)).masked_fill(tried, float("inf"))  # (V,): ||W_v - x||^2 - ||x||^2
         return dist.topk(n, largest=False).indices
 
-    def probes(self) -> torch.Tensor | None:
+    def extra_points(self) -> torch.Tensor | None:
         """Points worth evaluating besides candidates, (p, d): the guess itself, so the guess can converge
         between tokens instead of hopping from token to token."""
         return self.x[None]
@@ -173,7 +172,7 @@ class VocabOrder:
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
         return torch.nonzero(~tried).flatten()[:n]
 
-    def probes(self) -> torch.Tensor | None:
+    def extra_points(self) -> torch.Tensor | None:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
@@ -195,7 +194,7 @@ class Descent:
         dist = (self.sqnorm - 2 * (self.W @ self.x.detach())).masked_fill(tried, float("inf"))  # (V,)
         return dist.topk(n, largest=False).indices
 
-    def probes(self) -> torch.Tensor | None:
+    def extra_points(self) -> torch.Tensor | None:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
@@ -236,9 +235,9 @@ class NextTokenPrior:
         return self.logits
 
 
-def then(first: torch.Tensor, n: int, tried: torch.Tensor,
+def fill_batch(first: torch.Tensor, n: int, tried: torch.Tensor,
          order: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``first``, then untried ids from ``order(k, tried)`` up to ``n`` in all: one batch from two proposals."""
+    """One batch from two proposals: ``first``, then untried ids from ``order(k, tried)`` up to ``n`` in all."""
     seen = tried.clone()
     seen[first] = True
     rest = min(n - len(first), int((~seen).sum()))
@@ -271,10 +270,10 @@ class Guided:
         if self.scores is None:
             return self._geometric(n, tried)
         first = self.scores.masked_fill(tried, float("-inf")).topk((n + 1) // 2).indices
-        return then(first, n, tried, self._geometric)
+        return fill_batch(first, n, tried, self._geometric)
 
-    def probes(self) -> torch.Tensor | None:
-        return None if self.descent else self.guess.probes()
+    def extra_points(self) -> torch.Tensor | None:
+        return None if self.descent else self.guess.extra_points()
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
         if self.descent is None:

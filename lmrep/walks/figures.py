@@ -7,15 +7,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from .plots import save_figure  # noqa: E402
 
-
-def _short(s: str, n: int = 32) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _num(x) -> float:
-    return float("nan") if x is None else float(x)
+from ..plots import save_figure, short, stat_mean, stat_sem, value  # noqa: E402
 
 
 def walk_figure(records: list[dict], path: str | Path, title: str = "") -> Path:
@@ -23,8 +16,8 @@ def walk_figure(records: list[dict], path: str | Path, title: str = "") -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     for i, rec in enumerate(records):
         traj, color = rec["trajectory"], f"C{i % 10}"
-        label = _short(f"{rec['prompt']} (seed {rec['seed']})")
-        a.plot([t["step"] for t in traj], [_num(t["r"]) for t in traj], color=color, lw=1.3, label=label)
+        label = short(f"{rec['prompt']} (seed {rec['seed']})", 32)
+        a.plot([t["step"] for t in traj], [value(t["r"]) for t in traj], color=color, lw=1.3, label=label)
         b.plot([t["output_l1"] for t in traj], [t["input_l1"] for t in traj], color=color, lw=1.3, marker=".")
     a.set_xlabel("step")
     a.set_ylabel("r = ||e - e_n||_1 / ||O(e) - O(e_n)||_1")
@@ -47,8 +40,7 @@ def sweep_figure(rows: dict[str, tuple[list[int], list[dict]]], path: str | Path
     """r (mean +- sem) against inner steps, one line per model; dashed lines mark the page's reported values."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for j, (label, (xs, stats)) in enumerate(rows.items()):
-        ys = [_num(s.get("mean")) for s in stats]
-        es = [_num(s.get("sem")) if s.get("sem") is not None else 0.0 for s in stats]
+        ys, es = [stat_mean(s) for s in stats], [stat_sem(s) for s in stats]
         ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=3, lw=1.4, label=label, color=f"C{j % 10}")
     for name, level in (targets or {}).items():
         ax.axhline(level, color="gray", ls="--", lw=0.8)

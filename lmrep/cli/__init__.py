@@ -1,23 +1,19 @@
-"""The lmrep command line: one subcommand per job, each defined in lmrep/commands/."""
+"""The lmrep command line: one thin module per subcommand (parse -> library call -> print)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .errors import LmrepError
+from ..errors import LmrepError
+from . import features, invert, models, reconstruct_image, report, reproduce, walk
+from .args import Parser
 
-
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments give one line (what is wrong and how to see the options) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+COMMANDS = [invert, models, features, reconstruct_image, reproduce, report, walk]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import COMMANDS
-    parser = _Parser(prog="lmrep", description="What do the layers of a language model keep about their input?")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="lmrep", description="What do the layers of a language model keep about their input?")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         command.register(sub)
     return parser

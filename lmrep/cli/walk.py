@@ -1,0 +1,97 @@
+"""`lmrep walk`: move a prompt's embedding while a layer's output stays put, and measure how far it got."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import LmrepError
+from ..experiments import ReproduceConfig, reproduce
+from ..runs import RunDir, dumps
+from ..stats import num
+from ..targets import make_target
+from ..walks import WalkConfig, walk
+from ..walks.report import METRICS, report
+from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
+                   model_from_args, read_prompts, value_type)
+
+BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (kept in the run folder's metrics.jsonl)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("walk", help="walk the input while a layer's output stays put (manifold walks)")
+    add_prompt_args(p, "walk from")
+    add_model_args(p)
+    add_layer_args(p, default_layer="12")
+    p.add_argument("--toy", choices=["mlp"], help="walk on the page's MLP mimic (d -> 4d -> d) over the model's "
+                                                 "embeddings instead of a layer")
+    add_config(p, WalkConfig)
+    s = p.add_argument_group("sweep (the walks experiment)")
+    s.add_argument("--sweep", action="store_true",
+                   help="run the walks experiment instead (lmrep reproduce walks): inner steps 1/10/50 on untrained "
+                        "GPT-2, the MLP mimic and the trained default model; TEXT (optional) replaces its prompts")
+    s.add_argument("--quick", action="store_true", help="with --sweep: the few-minute profile")
+    s.add_argument("--sweep-seeds", type=value_type(int, lambda v: None if v >= 1 else "1 or more"), default=None,
+                   help="with --sweep: seeds (3 full, 1 quick)")
+    add_output_args(p, "walk")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.sweep:
+        return run_sweep(args)
+    prompts = read_prompts(args.text, args.prompts_file)
+    cfg = config_from(WalkConfig, args).check()
+    if args.toy and args.head != "none":
+        raise LmrepError("--head applies to a layer of the model, not to --toy mlp: leave --head out")
+    lm = model_from_args(args)
+    target = make_target(lm, args.layer, args.head, toy=args.toy, seed=args.seed)
+    cfg.check(lm.vocab_size)
+    for p in prompts:
+        lm.encode(p)  # every prompt is checked before any work starts
+    config = dict(model=lm.name, trained=lm.trained, untrained=args.untrained, target=target.name,
+                  layer=args.layer, head=args.head, toy=args.toy, dtype=args.dtype, prompts=prompts, **cfg.to_dict())
+    run_dir = RunDir.create("walk", config, args.out)
+    run_dir.reset(METRICS)
+    records, tensors = [], {}
+    try:
+        for i, res in enumerate(walk(target, prompts, cfg, progress=True)):
+            rec = dict(index=i, **res.record)
+            records.append(rec)
+            tensors[f"{i}.start"], tensors[f"{i}.end"] = res.start, res.end
+            run_dir.append_jsonl(METRICS, rec)
+            if args.json:
+                print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)
+    finally:
+        if records:
+            run_dir.save_tensors("embeddings.safetensors", tensors)
+            report(run_dir)
+    if args.json:
+        print(f"run folder: {run_dir.path}", file=sys.stderr)
+    else:
+        print_walks(records, run_dir)
+    return 0
+
+
+def print_walks(records: list[dict], run_dir: RunDir) -> None:
+    r0 = records[0]
+    print(f"\n{r0['model']} ({'trained' if r0['trained'] else 'untrained'}), {r0['target']}, {r0['method']} walk, "
+          f"{r0['steps']} steps x {r0['inner_steps']} inner")
+    for r in records:
+        print(f"\n  prompt   {r['prompt']!r}  (seed {r['seed']})")
+        for s in r["snapshots"]:
+            print(f"  step {s['step']:>4}  {s['text']!r}  ({s['changed']} token(s) changed)")
+        for j, text in enumerate(r["snapshots"][-1]["topk_texts"][1:] if r["snapshots"] else []):
+            print(f"  top-{j + 2:<3}   {text!r}")
+        print(f"  input moved {num(r['input_distance'])} (L1), output moved {num(r['output_distance'])} (L1): "
+              f"r = {num(r['r'])}; a random move of the same size: r = {num(r['r_random'])}")
+    print(f"\nrun folder: {run_dir.path}  (config.json, metrics.jsonl, summary.json, embeddings.safetensors, "
+          "walk.png)")
+
+
+def run_sweep(args) -> int:
+    """The walks experiment, exactly as ``lmrep reproduce walks`` runs it."""
+    prompts = read_prompts(args.text, args.prompts_file) if (args.text or args.prompts_file) else []
+    cfg = ReproduceConfig("walks", quick=args.quick, seeds=args.sweep_seeds or 0, prompts=tuple(prompts),
+                          device=args.device)
+    run_dir = reproduce(cfg, args.out)
+    print(f"report: {run_dir / 'report.md'}")
+    return 0

@@ -1,0 +1,113 @@
+"""The package's shape: no import cycles inside lmrep, and nothing in the library imports what sits on top of it
+(the experiments and the CLI)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lmrep
+
+ROOT = Path(lmrep.__file__).parent
+TOP = ("lmrep.experiments", "lmrep.cli", "lmrep.__main__")  # on top: the library never imports them
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """lmrep modules that ``path`` imports anywhere (module level or inside functions)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("lmrep")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.startswith("lmrep"):
+                out.add(mod)
+                out |= {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    """lmrep module -> the lmrep modules it imports (names that are not modules are dropped)."""
+    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    return {name: {m for m in _imports(path, name) if m in files and m != name} for name, path in files.items()}
+
+
+def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+    for v in g:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _is_package_parent(a: str, b: str) -> bool:
+    """A package's __init__ importing its own submodules (and they, the package's names) is not a cycle."""
+    return b.startswith(a + ".") or a.startswith(b + ".")
+
+
+def test_no_import_cycles():
+    g = graph()
+    # a submodule importing its own package's __init__ would run it; count only edges between distinct subtrees
+    g = {v: {w for w in ws if not _is_package_parent(v, w)} for v, ws in g.items()}
+    assert _cycles(g) == []
+
+
+def test_library_never_imports_experiments_or_cli():
+    upward = [(v, w) for v, ws in graph().items() if not v.startswith(TOP) for w in ws if w.startswith(TOP)]
+    assert upward == []
+
+
+def test_experiments_never_import_the_cli():
+    assert [(v, w) for v, ws in graph().items() if v.startswith("lmrep.experiments")
+            for w in ws if w.startswith("lmrep.cli")] == []
+
+
+def test_the_checks_find_what_they_look_for():
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(g) == [["a", "b", "c"]]
+    assert "lmrep.inversion.base" in graph()["lmrep.inversion.gd"]
+
+
+def test_readme_layout_names_every_module():
+    readme = (ROOT.parent / "README.md").read_text()
+    block = readme[readme.index("## Layout"):]
+    block = block[: block.index("```", block.index("```") + 3)]
+    missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and p.name not in block
+               and p.parent.name != "experiments" and p.parent.name != "cli"]
+    assert missing == []
+    for folder in ("inversion/", "exact/", "walks/", "vision/", "experiments/", "cli/"):
+        assert folder in block
