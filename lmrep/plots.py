@@ -1,12 +1,15 @@
 """Figures, built from numbers already computed (never from a model), so they can be redrawn from JSON."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .runs import write_atomic  # noqa: E402
 
 
 def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "", ylabel: str = "loss",
@@ -50,9 +53,13 @@ def stat_sem(stat: dict | None) -> float:
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Lay out (unless the figure lays itself out), write (PNG, 110 dpi) and close a figure; the path written."""
+    """Lay out (unless the figure lays itself out), write (PNG, 110 dpi, whole or not at all: see write_atomic)
+    and close a figure; the path written."""
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return write_atomic(path, buf.getvalue())

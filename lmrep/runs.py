@@ -1,7 +1,13 @@
 """Run folders: every run writes its config, its per-item JSON lines and its figures in one place.
 
 A run folder is named by the command and a hash of its config (``runs/invert-3f2a9c1e``), so a result can always
-be traced to what produced it, and rerunning the same config finds the same folder.
+be traced to what produced it, and rerunning the same config finds the same folder. A folder holds one
+configuration: a run resumes only into a folder whose config.json is its own (``RunDir.create`` refuses any other,
+naming the fields that differ, or picks a fresh folder with ``new=True``), and nothing is written before that check.
+
+Every file is written whole (a temporary file beside it, then a rename) or appended one whole line at a time; a
+last line cut short by an interruption is dropped when the file is read back (``read_jsonl``), so the next line
+starts afresh. Every file gets the permissions any file the process creates gets.
 """
 from __future__ import annotations
 
@@ -9,12 +15,19 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from .checks import read_text
+from .errors import LmrepError
+
 DEFAULT_ROOT = Path("runs")
+CONFIG = "config.json"
+PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
 
 
 def config_hash(config: dict) -> str:
@@ -37,6 +50,59 @@ def dumps(record: dict) -> str:
     return json.dumps(_clean(record), default=str)
 
 
+def as_json(obj):
+    """``obj`` as it reads back from a JSON file (tuples become lists, NaN null), so configs compare as stored."""
+    return json.loads(dumps(obj))
+
+
+# ---- checks on places to write, before anything is written ------------------------------------------------------
+
+def _pseudo(path: Path) -> str | None:
+    resolved = path.resolve()
+    return next((p for p in PSEUDO if resolved == Path(p) or Path(p) in resolved.parents), None)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_out_dir(path: str | Path, what: str = "run folder") -> Path:
+    """The one check for an output folder: not an existing file, not under /proc, /sys or /dev, and creatable and
+    writable by this process. Writes nothing."""
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}, which holds no files: give a folder on disk")
+    if path.exists() and not path.is_dir():
+        raise LmrepError(f"{what} '{path}' is an existing file: give a folder (a new one, or an earlier run's)")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be created: '{base}' is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission to write in '{base}'")
+    return path
+
+
+def check_out_file(path: str | Path, what: str = "output file") -> Path:
+    """The same check for a file to be written (e.g. a combined report): not a folder, in a folder that exists and
+    is writable."""
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}: give a file on disk")
+    if path.is_dir():
+        raise LmrepError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'report.md'}")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be written: its folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission")
+    return path
+
+
+# ---- whole files and whole lines --------------------------------------------------------------------------------
+
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write a whole file or nothing: a temporary file beside it, then a rename (readable by all, like any file
     the process creates)."""
@@ -55,21 +121,160 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def read_json(path: str | Path, what: str = "file"):
+    """A JSON file written by lmrep; one-line errors for a missing, non-text or damaged one."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LmrepError(f"{what} '{path}' is not valid JSON (line {e.lineno}): it was cut short or changed by "
+                         "hand") from None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON Lines file. A last line cut short by an interruption is dropped, and cut from the
+    file too, so that the next appended line starts afresh; a damaged line anywhere else is an error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = read_text(path, "results file")
+    lines = text.splitlines()
+    records = []
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            if n == len(lines) - 1 and not text.endswith("\n"):
+                lines = lines[:-1]  # the torn last line of an interrupted write
+                break
+            raise LmrepError(f"line {n + 1} of '{path}' is damaged: the file was changed by something other than "
+                             "lmrep; use a new run folder (--new)")
+        records.append(rec)
+    if text and not text.endswith("\n") or len(lines) != len(text.splitlines()):
+        write_atomic(path, "".join(line + "\n" for line in lines))
+    return records
+
+
+class Records:
+    """A run's JSON lines, one per finished item, keyed by what the item is (never by when it ran): the items a
+    previous run finished (``done``), and the way to add more. Reading drops a torn last line (see read_jsonl)."""
+
+    def __init__(self, run_dir: "RunDir", name: str, key: str | Callable[[dict], str] = "id"):
+        self.run_dir, self.name = run_dir, name
+        self.key = key if callable(key) else (lambda r, k=key: r.get(k))
+        self.done: dict = {}
+        for rec in read_jsonl(run_dir / name):
+            k = self.key(rec)
+            if k is None:
+                raise LmrepError(f"'{run_dir / name}' has a line without its key: it was not written by this "
+                                 "version of lmrep; use a new run folder (--new)")
+            self.done.setdefault(k, rec)
+
+    def add(self, record: dict) -> dict:
+        """Append a finished item (one whole line, flushed at once) and remember it."""
+        self.run_dir.append_jsonl(self.name, record)
+        self.done[self.key(record)] = record
+        return record
+
+    def keep(self, keys) -> None:
+        """Forget (and cut from the file) every item whose key is not in ``keys``: lines that belong to an item
+        whose main record was never written."""
+        keys = set(keys)
+        if all(k in keys for k in self.done):
+            return
+        self.done = {k: r for k, r in self.done.items() if k in keys}
+        write_atomic(self.run_dir / self.name, "".join(dumps(r) + "\n" for r in self.done.values()))
+
+
+# ---- the folder -------------------------------------------------------------------------------------------------
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Dotted names of the fields where two configs differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in dict.fromkeys([*old, *new]):
+            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _show(x) -> str:
+    s = json.dumps(x)
+    return s if len(s) <= 32 else s[:31] + "…"
+
+
 class RunDir:
     """One run's folder. Lines are appended and flushed as items finish, so an interrupted run keeps them."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def create(cls, kind: str, config: dict, out: str | Path | None = None, root: str | Path = DEFAULT_ROOT):
-        run = cls(out if out else Path(root) / f"{kind}-{config_hash(config)}")
-        run.write_json("config.json", dict(command=kind, **config))
+    def create(cls, kind: str, config: dict, out: str | Path | None = None, root: str | Path = DEFAULT_ROOT,
+               new: bool = False) -> "RunDir":
+        """The run folder for this config, once everything else has been checked: ``out`` (or
+        ``root/kind-<hash>``), new or holding this same config (then the run resumes). A folder holding another
+        configuration, or files that are no run's, is refused with one line naming what differs; with ``new``
+        the first free ``<folder>-2``, ``-3``, ... is used instead. Writes config.json."""
+        wanted = as_json(dict(command=kind, **config))
+        path = Path(out) if out else Path(root) / f"{kind}-{config_hash(config)}"
+        check_out_dir(path)
+        problem = cls._mismatch(path, wanted)
+        if problem and new:
+            base, n = path, 2
+            while problem:
+                path, n = base.with_name(f"{base.name}-{n}"), n + 1
+                check_out_dir(path)
+                problem = cls._mismatch(path, wanted)
+            print(f"lmrep: '{base}' holds another run; this one goes to '{path}'", file=sys.stderr)
+        elif problem:
+            raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
+        run = cls(path)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LmrepError(f"cannot create run folder '{path}': {e.strerror}") from None
+        if not (run / CONFIG).exists():
+            run.write_json(CONFIG, wanted)
         return run
+
+    @staticmethod
+    def _mismatch(path: Path, wanted: dict) -> str | None:
+        """Why ``path`` cannot take a run of config ``wanted`` (None: it is new, empty, or the same run)."""
+        if not path.exists():
+            return None
+        if not (path / CONFIG).exists():
+            if any(not p.name.startswith(".") for p in path.iterdir()):
+                return f"'{path}' is not empty and holds no run (no {CONFIG})"
+            return None
+        stored = read_json(path / CONFIG, "run config")
+        if not isinstance(stored, dict) or stored.get("command") != wanted["command"]:
+            what = stored.get("command") if isinstance(stored, dict) else None
+            return f"'{path}' holds a run of another kind ({what or 'not lmrep'}), not {wanted['command']}"
+        diff = _differences(stored, wanted)
+        if not diff:
+            return None
+        shown = "; ".join(f"{d}: {_show(_get(stored, d))} there, {_show(_get(wanted, d))} now" for d in diff[:3])
+        more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
+        return f"'{path}' holds a run with another configuration ({shown}{more})"
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+    def config(self) -> dict:
+        """config.json, checked to be a run's."""
+        cfg = read_json(self / CONFIG, "run config")
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("command"), str):
+            raise LmrepError(f"'{self / CONFIG}' is not an lmrep run config (no \"command\" field)")
+        return cfg
+
+    def files(self) -> list[str]:
+        """The names of the files in the folder, sorted (temporary files left out)."""
+        return sorted(p.name for p in self.path.iterdir() if p.is_file() and not p.name.startswith("."))
 
     def write_json(self, name: str, obj) -> Path:
         return write_atomic(self.path / name, json.dumps(_clean(obj), indent=2, default=str) + "\n")
@@ -83,16 +288,38 @@ class RunDir:
             f.flush()
 
     def read_jsonl(self, name: str) -> list[dict]:
-        p = self.path / name
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-    def reset(self, name: str) -> None:
-        (self.path / name).unlink(missing_ok=True)
+        return read_jsonl(self.path / name)
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> Path:
-        from safetensors.torch import save_file
+        """A safetensors file, written whole (see write_atomic)."""
+        from safetensors.torch import save
+        return write_atomic(self.path / name, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+
+    def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """A safetensors file of the run ({} when there is none); one line if it is damaged."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
         p = self.path / name
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(p))
-        return p
+        if not p.exists():
+            return {}
+        try:
+            return load(p.read_bytes())
+        except (SafetensorError, OSError, ValueError) as e:
+            raise LmrepError(f"'{p}' is damaged ({str(e)[:80]}): use a new run folder (--new)") from None
+
+    def add_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Add tensors to a safetensors file of the run (rewritten whole), keeping what it held."""
+        self.save_tensors(name, {**self.load_tensors(name), **tensors})
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def resumed(done: int, total: int, run_dir: RunDir, what: str = "item") -> None:
+    """Say on stderr that a run picks up where an earlier one stopped."""
+    if done:
+        print(f"lmrep: resuming '{run_dir.path}': {done} of {total} {what}(s) already finished, kept",
+              file=sys.stderr)

@@ -176,6 +176,7 @@ def test_resume_does_not_redo_finished_items(quick_run, pool, tmp_path, monkeypa
     lines = (src / ITEMS).read_text().splitlines()
     out = tmp_path / "resumed"
     out.mkdir()
+    (out / "config.json").write_bytes((src / "config.json").read_bytes())  # the interrupted run's own config
     (out / ITEMS).write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # cut mid-line
     added = []
     original_add = ItemLog.add

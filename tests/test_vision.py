@@ -268,6 +268,24 @@ def test_features_command_writes_grid_and_change(tiny_gpt2_dir, tiny_vit_dir, tm
     assert {"before", "at", "after"} <= set(summary)
     for f in ("grid.png", "change.png", "profile.png", "panels.jsonl", "images.safetensors"):
         assert (out / f).is_file(), f
+    from test_report import rebuilds_the_same
+    rebuilds_the_same(out, capsys)
+
+
+def test_features_rerun_keeps_finished_seeds(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys, monkeypatch):
+    import lmrep.vision.features as features
+    from lmrep.cli import main
+    argv = ["features", "--model", str(tiny_gpt2_dir), "--vit", str(tiny_vit_dir), "--image-size", str(SIZE),
+            "--steps", "2", "--seeds", "2", "--indices", "0", "1", "--layer", "2", "--out", str(tmp_path / "f"),
+            "--json"]
+    assert main(argv) == 0
+    panels = (tmp_path / "f" / "panels.jsonl").read_text()
+    seeds = []
+    real = features.render_seed
+    monkeypatch.setattr(features, "render_seed", lambda h, c, s, **kw: seeds.append(s) or real(h, c, s, **kw))
+    (tmp_path / "f" / "panels.jsonl").write_text("".join(x + "\n" for x in panels.splitlines()[:3]))  # seed 1 cut
+    assert main(argv) == 0
+    assert seeds == [1] and (tmp_path / "f" / "panels.jsonl").read_text() == panels
 
 
 def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
@@ -283,6 +301,18 @@ def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys
     assert sorted(r["depth"] for r in lines if "stem" in r["model"]) == [0, 1]  # quick: 0, 1, n/4, n/2 of 3
     for f in ("reconstructions.png", "psnr.png", "summary.json", "layers.jsonl"):
         assert (out / f).is_file(), f
+    from test_report import rebuilds_the_same
+    rebuilds_the_same(out, capsys)
+
+
+def test_reconstruct_layers_take_names_like_layer(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
+    from lmrep.cli import main
+    rc = main(["reconstruct-image", "testcard", "--model", str(tiny_gpt2_dir), "--vit", str(tiny_vit_dir),
+               "--compare", "none", "--image-size", str(SIZE), "--steps", "2", "--layers", "blocks.1.hook_resid_post",
+               "2", "0", "--out", str(tmp_path / "r"), "--json"])
+    assert rc == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert [r["layer"] for r in lines] == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post"]  # 2 == the name
 
 
 def test_bad_vision_input_is_one_line(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):

@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         command.register(sub)
+    for p in sub.choices.values():
+        p.set_defaults(_parser=p)  # so a command can tell which flags were set (args.defaults_of)
     return parser
 
 
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except LmrepError as e:
         print(f"lmrep {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the disk, not the input: still one line
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"lmrep {args.command}: error: cannot write or read{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nlmrep {args.command}: interrupted; what finished is in the run folder", file=sys.stderr)

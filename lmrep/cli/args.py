@@ -2,20 +2,20 @@
 
 A config field made with ``lmrep.checks.option`` carries its help text and its check; ``add_config`` turns each
 such field into a flag (type and choices from its annotation and check, the default shown in --help), and
-``config_from`` turns the parsed flags back into the config. A bad value is rejected by the same check the
-library uses, as one line and exit code 2.
+``config_from`` turns the parsed flags back into the config, refusing a flag set where it does nothing. A bad value
+is rejected by the same check the library uses, as one line and exit code 2, before any work starts.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import typing
-from pathlib import Path
 
-from ..checks import label
+from ..checks import check_applies, label, read_lines, seed_value
 from ..errors import LmrepError
 from ..layers import HEAD_HELP, HEADS
 from ..models import DEFAULT_MODEL, LoadedModel, load_model
+from ..runs import check_out_dir, check_out_file
 
 _WORDS = {int: "a whole number", float: "a number"}
 
@@ -28,7 +28,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def value_type(kind: type, check=None):
-    """An argparse type: text -> ``kind``, then ``check`` (one line on failure)."""
+    """An argparse type: text -> ``kind``, then ``check`` (one line on failure). It keeps ``kind`` and ``check``
+    so that tests can find every numeric flag's range."""
     def parse(text: str):
         try:
             v = kind(text)
@@ -39,24 +40,42 @@ def value_type(kind: type, check=None):
             raise argparse.ArgumentTypeError(f"{text} must be {problem}")
         return v
     parse.__name__ = kind.__name__  # argparse names the type in its messages
+    parse.kind, parse.check = kind, check
     return parse
+
+
+def _checked(fn, what: str):
+    """An argparse type that runs one of lmrep's checks on a path (one line on failure)."""
+    def parse(text: str):
+        try:
+            fn(text, what)
+        except LmrepError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+    parse.__name__ = "path"
+    return parse
+
+
+OUT_DIR = _checked(check_out_dir, "run folder")
+OUT_FILE = _checked(check_out_file, "output file")
 
 
 def _shape(hint) -> tuple[type, object]:
     """A field's annotation -> (element type, nargs): int -> (int, None); tuple[float, float] -> (float, 2);
-    tuple[int, ...] -> (int, '*'); X | None -> X's."""
+    tuple[int, ...] -> (int, '+'); X | None -> X's."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is tuple:
-        return args[0], "*" if len(args) == 2 and args[1] is Ellipsis else len(args)
+        return args[0], "+" if len(args) == 2 and args[1] is Ellipsis else len(args)
     if args and typing.get_origin(hint) is not tuple and len(args) == 1:
         return _shape(args[0])
     return hint, None
 
 
 def add_config(parser: argparse.ArgumentParser, cls, group: str | None = None, skip: tuple[str, ...] = (),
-               defaults: dict | None = None) -> None:
+               defaults: dict | None = None, shown: dict[str, str] | None = None) -> None:
     """One flag per CLI field of dataclass ``cls`` (fields in ``skip`` left out), in the --help section their
-    ``group`` names (``group`` here for those without one)."""
+    ``group`` names (``group`` here for those without one). ``defaults`` replaces a field's default on the command
+    line (None: a preset fills it in), ``shown`` what --help says the default is."""
     hints, groups = typing.get_type_hints(cls), {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -70,18 +89,21 @@ def add_config(parser: argparse.ArgumentParser, cls, group: str | None = None, s
         where = groups[title] if title else parser
         kind, nargs = _shape(hints[f.name])
         check = meta.get("check")
-        help_ = meta.get("help", "") + _default_text(default)
+        when = meta.get("when")
+        about = meta.get("help", "") + (f"; only with {when.text()}" if when else "")
+        help_ = about + _default_text((shown or {}).get(f.name, default))
         flag = "--" + label(f)
-        if kind is bool:
-            where.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_)
+        if kind is bool:  # argparse adds the default to a boolean flag's help itself
+            where.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=about)
             continue
         element_check = getattr(check, "element", None) if nargs else check
         choices = getattr(check, "choices", None)
-        kw = dict(dest=f.name, default=list(default) if nargs else default, help=help_, metavar=meta.get("metavar"))
+        kw = dict(dest=f.name, default=list(default) if nargs and default is not None else default, help=help_,
+                  metavar=meta.get("metavar"))
         if choices is not None:
             kw["choices"] = list(choices() if callable(choices) else choices)
             kw["metavar"] = kw["metavar"] or None
-        else:
+        elif kind is not str or element_check is not None:
             kw["type"] = value_type(kind, element_check)
         if nargs:
             kw["nargs"] = nargs
@@ -95,21 +117,42 @@ def _default_text(default) -> str:
     return f" (default: {shown})"
 
 
+def defaults_of(args: argparse.Namespace) -> dict:
+    """What each flag of the command would be without being given (from the command's parser)."""
+    parser = getattr(args, "_parser", None)
+    return {} if parser is None else {a.dest: a.default for a in parser._actions if a.default is not argparse.SUPPRESS}
+
+
 def config_from(cls, args: argparse.Namespace, **overrides):
     """The config ``cls`` from parsed flags: every field the namespace has (lists become tuples), then
-    ``overrides``; the config's own ``check`` is left to the caller (it may need the model)."""
+    ``overrides``. A flag given where it does nothing (a field whose ``when`` does not hold) is refused; the
+    config's own ``check`` is left to the caller (it may need the model)."""
     values = {}
     for f in dataclasses.fields(cls):
         if hasattr(args, f.name):
             v = getattr(args, f.name)
             values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**{**values, **overrides})
+    cfg = cls(**{**values, **overrides})
+    check_applies(cfg, {k: v for k, v in defaults_of(args).items() if k in values and k not in overrides})
+    return cfg
+
+
+def refuse_unused(args: argparse.Namespace, why: dict[str, str]) -> None:
+    """One line for the first flag in ``why`` (dest -> why it does nothing here) that was set to anything but its
+    default: an option that silently does nothing misleads."""
+    defaults = defaults_of(args)
+    parser = getattr(args, "_parser", None)
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings} if parser else {}
+    for dest, reason in why.items():
+        if dest in defaults and getattr(args, dest, None) != defaults[dest]:
+            raise LmrepError(f"{flags.get(dest, dest)} does nothing {reason}: leave it out")
 
 
 def add_prompt_args(p: argparse.ArgumentParser, what: str) -> None:
     """TEXT... and --prompts-file: the prompts a command works on."""
     p.add_argument("text", nargs="*", help=f"prompts to {what}")
-    p.add_argument("--prompts-file", help="a UTF-8 text file with one prompt per line (# starts a comment)")
+    p.add_argument("--prompts-file", help="a UTF-8 text file with one prompt per line, # starts a comment "
+                                          "(default: none)")
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, about: str | None = None) -> None:
@@ -117,11 +160,16 @@ def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, abo
     g.add_argument("--model", default=default, help=about or f"known name, hub name or local folder (default: "
                                                                  f"{default})")
     g.add_argument("--untrained", action="store_true", help="random weights from the model's config (under --seed)")
-    g.add_argument("--seed", type=value_type(int, lambda v: None if v >= 0 else "0 or more"), default=0,
+    g.add_argument("--seed", type=value_type(int, seed_value), default=0,
                    help="seed for weights (untrained), noise and inits (default: 0)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="(default: float32)")
+    add_device_args(g)
     g.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run")
+
+
+def add_device_args(g) -> None:
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="the models' floating-point type (default: float32)")
 
 
 def add_layer_args(p, default_layer: str = "1") -> None:
@@ -131,11 +179,21 @@ def add_layer_args(p, default_layer: str = "1") -> None:
     p.add_argument("--head", default="none", choices=list(HEADS), help=f"{HEAD_HELP} (default: none)")
 
 
-def add_output_args(p, command: str) -> argparse._ArgumentGroup:
+def add_output_args(p, command: str, json_help: str = "print one JSON object per result (JSON Lines)"
+                    ) -> argparse._ArgumentGroup:
     o = p.add_argument_group("output")
-    o.add_argument("--out", help=f"run folder (default: runs/{command}-<config hash>)")
-    o.add_argument("--json", action="store_true", help="print one JSON object per result (JSON Lines)")
+    add_out_arg(o, command)
+    o.add_argument("--json", action="store_true", help=json_help)
     return o
+
+
+def add_out_arg(g, command: str) -> None:
+    """--out (checked as a place for a run folder when parsed) and --new."""
+    g.add_argument("--out", type=OUT_DIR, help=f"run folder (default: runs/{command}-<config hash>); rerunning the "
+                                               "same command resumes it")
+    g.add_argument("--new", action="store_true",
+                   help="if the run folder holds another configuration, use a fresh one beside it (<folder>-2, ...)"
+                        " instead of stopping")
 
 
 def model_from_args(args) -> LoadedModel:
@@ -154,17 +212,3 @@ def read_prompts(texts: list[str], prompts_file: str | None) -> list[str]:
         if not p.strip():
             raise LmrepError("empty prompt: give some text to invert")
     return prompts
-
-
-def read_lines(path: str | Path, what: str) -> list[str]:
-    """The non-blank, non-comment lines of a UTF-8 text file; one-line errors for a missing or non-text file."""
-    path = Path(path)
-    if not path.is_file():
-        raise LmrepError(f"{what} '{path}' not found: give a text file with one prompt per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise LmrepError(f"{what} '{path}' is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
-    if "\x00" in text:
-        raise LmrepError(f"{what} '{path}' is a binary file: give a UTF-8 text file, one prompt per line")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]

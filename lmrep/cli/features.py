@@ -6,46 +6,48 @@ import argparse
 import json
 import sys
 
-from ..layers import HEAD_HELP, HEADS
+from ..checks import at_least
+from ..errors import LmrepError
 from ..runs import RunDir
 from ..stats import fmt
-from ..vision.features import IMAGES, PANELS, FeaturesConfig, render_seed, report
+from ..vision.features import FeaturesConfig
+from ..vision.features import run as run_features
 from ..vision.hybrid import Hybrid, HybridConfig
-from ..vision.objectives import OBJECTIVES
-from ..vision.param import PARAMS
-from ..vision.render import OPTIMIZERS, RenderConfig
-from ..vision.vit import KNOWN_VITS, load_vit
-from .args import add_model_args, model_from_args, value_type
+from ..vision.render import RenderConfig
+from ..vision.vit import AUTO, KNOWN_VITS, load_vit, stem_for
+from .args import add_config, add_model_args, add_out_arg, config_from, model_from_args, value_type
 
 # --quick: small image, few steps, two seeds (2 CPU cores, a few minutes); full: the page's 224 px
 QUICK = dict(image_size=96, steps=24, seeds=2)
 FULL = dict(image_size=224, steps=256, seeds=3)
-COUNT = value_type(int, lambda v: None if v >= 1 else "1 or more")
-INDEX = value_type(int, lambda v: None if v >= 0 else "0 or more")
-POSITIVE = value_type(float, lambda v: None if 0 < v < float("inf") else "a positive finite number")
+PRESET = dict(image_size=None, steps=None)  # filled from QUICK or FULL
+SHOWN = {k: f"{FULL[k]}; --quick {QUICK[k]}" for k in FULL}
 
 
 def add_hybrid_args(p: argparse.ArgumentParser) -> None:
     """The model options of the vision commands: an LM (--model ...) behind a ViT stem (--vit ...)."""
-    add_model_args(p, default="gpt2", about="LM whose blocks read the patches: gpt2 (default; --untrained works "
-                                            "offline), hub name, folder")
+    add_model_args(p, about="LM whose blocks read the patches: known name, hub name or folder (default: "
+                            "smollm2-135m, trained and offline)")
     g = p.add_argument_group("vision")
-    g.add_argument("--vit", default="vit-b16",
-                   help=f"ViT whose patch stem feeds the LM: {', '.join(KNOWN_VITS)}, a hub name or a folder "
-                        "(default: vit-b16)")
-    g.add_argument("--vit-untrained", action="store_true", help="random weights for a hub/folder ViT's config")
-    g.add_argument("--no-vit-positions", action="store_true", help="leave out the ViT's patch position embedding")
-    g.add_argument("--no-lm-positions", action="store_true", help="leave out the LM's own position embedding")
-    g.add_argument("--no-causal", action="store_true", help="drop the LM's causal mask: patches see each other")
-    g.add_argument("--image-size", type=COUNT, help="side of the square image in pixels (224; quick 96)")
+    g.add_argument("--vit", default=AUTO,
+                   help=f"ViT whose patch stem feeds the LM: auto (a ViT-B/16 stem at the LM's width), "
+                        f"{', '.join(KNOWN_VITS)}, a hub name or a folder (default: auto)")
+    g.add_argument("--vit-untrained", action="store_true",
+                   help="random weights for a trained ViT's config (dinov2-s14, a hub name or folder)")
+    add_config(p, HybridConfig)
 
 
 def hybrid_from_args(args) -> Hybrid:
+    """The LM and the stem, printing which were used and why (the default stem is untrained)."""
     lm = model_from_args(args)
-    vit = load_vit(args.vit, untrained=args.vit_untrained, seed=args.seed, device=args.device, dtype=args.dtype)
-    cfg = HybridConfig(vit_positions=not args.no_vit_positions, lm_positions=not args.no_lm_positions,
-                       causal=not args.no_causal)
-    return Hybrid(vit, lm, cfg)
+    name, why = stem_for(args.vit, lm.d_model, args.model)
+    if args.vit_untrained and name.startswith("vit-"):
+        raise LmrepError(f"--vit-untrained does nothing with {name} (its weights are untrained already): leave it out")
+    vit = load_vit(name, untrained=args.vit_untrained, seed=args.seed, device=args.device, dtype=args.dtype)
+    hybrid = Hybrid(vit, lm, config_from(HybridConfig, args))
+    print(f"lmrep: stem {vit.name} ({'trained' if vit.trained else 'untrained'}), {why}; LM {lm.name} "
+          f"({'trained' if lm.trained else 'untrained'})", file=sys.stderr)
+    return hybrid
 
 
 def preset(args, name: str):
@@ -57,63 +59,33 @@ def preset(args, name: str):
 def register(sub) -> None:
     p = sub.add_parser("features", help="feature grids of an LM layer through a ViT patch stem")
     add_hybrid_args(p)
-    d = FeaturesConfig()
-    g = p.add_argument_group("objective")
-    g.add_argument("--layer", default=d.layer, help="LM layer: 0..n_layers or a name like blocks.3.hook_resid_post "
-                                                    f"(default: {d.layer})")
-    g.add_argument("--head", default=d.head, choices=list(HEADS), help=f"{HEAD_HELP} (default: {d.head})")
-    g.add_argument("--kind", dest="objective", default=d.objective, choices=sorted(OBJECTIVES),
-                   help="neuron: one neuron over all patches; patch: all neurons of one patch (default: neuron)")
-    g.add_argument("--indices", type=INDEX, nargs="+", help="neurons or patches, one panel each (default: 0..15)")
+    add_config(p, FeaturesConfig, defaults=PRESET, shown={**SHOWN, "indices": "0..15"})
+    add_config(p, RenderConfig, defaults=PRESET, shown=SHOWN)
     t = p.add_argument_group("optimisation")
-    t.add_argument("--param", default=d.param, choices=sorted(PARAMS),
-                   help=f"pixels or Fourier-space parameters (default: {d.param})")
-    t.add_argument("--blur", action=argparse.BooleanOptionalAction, default=d.blur, help="Gaussian blur each step")
-    t.add_argument("--sigma", type=POSITIVE, nargs=2, default=list(d.sigma), metavar=("START", "END"),
-                   help="the blur's sigma, start -> end (default: 2.4 0.8)")
-    t.add_argument("--jitter", type=INDEX, default=d.jitter, help=f"random shift in pixels, 0: off (default: "
-                                                                   f"{d.jitter})")
-    t.add_argument("--octave", action=argparse.BooleanOptionalAction, default=d.octave,
-                   help="the original scripts' octaves: zoom 2.5-2.68x and random-crop back")
-    t.add_argument("--steps", type=COUNT, help="optimiser steps (256; quick 24)")
-    t.add_argument("--optimizer", default=d.render.optimizer, choices=OPTIMIZERS,
-                   help="gd: gradient steps scaled so each image's largest moves lr (keeps per-patch differences); "
-                        f"adam: every pixel moves about lr (default: {d.render.optimizer})")
-    t.add_argument("--lr", type=POSITIVE, default=d.render.lr,
-                   help=f"step size, falling linearly to lr/10 (default: {d.render.lr})")
-    t.add_argument("--seeds", type=COUNT, help="starting noises: --seed, --seed+1, ... (3; quick 2)")
-    t.add_argument("--quick", action="store_true", help="small and short: 96 px, 24 steps, 2 seeds")
+    t.add_argument("--seeds", type=value_type(int, at_least(1, 1000)),
+                   help=f"starting noises: --seed, --seed+1, ... (default: {FULL['seeds']}; --quick {QUICK['seeds']})")
+    t.add_argument("--quick", action="store_true", help="small and short: 96 px, 24 steps, 2 seeds (default: off)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", help="run folder (default: runs/features-<config hash>)")
+    add_out_arg(o, "features")
     o.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    cfg = FeaturesConfig(layer=args.layer, head=args.head, objective=args.objective,
-                         indices=tuple(args.indices) if args.indices else FeaturesConfig().indices,
-                         seeds=tuple(range(args.seed, args.seed + preset(args, "seeds"))), param=args.param,
-                         blur=args.blur, sigma=tuple(args.sigma), jitter=args.jitter, octave=args.octave,
-                         image_size=preset(args, "image_size"),
-                         render=RenderConfig(steps=preset(args, "steps"), lr=args.lr, optimizer=args.optimizer))
-    cfg.check()
+    render = config_from(RenderConfig, args, steps=preset(args, "steps"))
+    cfg = config_from(FeaturesConfig, args, seeds=tuple(range(args.seed, args.seed + preset(args, "seeds"))),
+                      image_size=preset(args, "image_size"), render=render).check()
     hybrid = hybrid_from_args(args)
     layer = hybrid.at(cfg.layer, cfg.head)
     grid = hybrid.vit.grid(cfg.image_size, cfg.image_size)
+    hybrid.check_patches(grid[0] * grid[1])
+    width = hybrid.lm.vocab_size if layer.spec.has_lm_head else hybrid.lm.d_model
+    cfg.check_indices(width, grid[0] * grid[1])
     run_dir = RunDir.create("features", dict(
-        features=cfg.as_dict(), hybrid=hybrid.cfg.as_dict(), model=args.model, trained=not args.untrained,
-        vit=args.vit, vit_trained=hybrid.vit.trained, layer_name=layer.name, grid=list(grid), dtype=args.dtype),
-        args.out)
-    run_dir.reset(PANELS)
-    images = {}
-    for s in cfg.seeds:
-        print(f"seed {s}: rendering {len(cfg.indices)} panels of {layer.name} ...", file=sys.stderr)
-        recs, imgs = render_seed(hybrid, cfg, s, progress=True)
-        for r in recs:
-            run_dir.append_jsonl(PANELS, r)
-        images[f"seed{s}"] = imgs
-    run_dir.save_tensors(IMAGES, images)
-    summary = report(run_dir)
+        features=cfg.as_dict(), hybrid=hybrid.cfg.as_dict(), model=args.model, trained=hybrid.lm.trained,
+        vit=hybrid.vit.name, vit_trained=hybrid.vit.trained, layer_name=layer.name, grid=list(grid),
+        dtype=args.dtype), args.out, new=args.new)
+    summary = run_features(run_dir, hybrid, cfg, progress=True)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -130,5 +102,4 @@ def print_summary(s: dict, run_dir: RunDir) -> None:
     if s["objective"] == "patch":
         print(f"  share of change before / at / after the target patch: {fmt(s['before'], 3)} / "
               f"{fmt(s['at'], 3)} / {fmt(s['after'], 3)}")
-    print(f"run folder: {run_dir.path}  (config.json, panels.jsonl, summary.json, images.safetensors, grid.png, "
-          "change.png, profile.png)")
+    print(f"run folder: {run_dir.path}  ({', '.join(run_dir.files())})")

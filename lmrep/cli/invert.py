@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from ..inversion import InvertConfig, invert, summarize
+from ..inversion import InvertConfig, summarize
 from ..inversion.base import config_dict
-from ..inversion.report import METRICS, SNAPSHOTS, report
+from ..inversion.report import run as run_prompts
 from ..layers import layer_model
 from ..runs import RunDir, dumps
 from ..stats import fmt, num
@@ -33,20 +33,10 @@ def run(args) -> int:
     cfg.check(lm.vocab_size)
     for p in prompts:
         lm.encode(p)  # every prompt is checked before any work starts
-    run_dir = RunDir.create("invert", dict(config_dict(cfg, target), prompts=prompts), args.out)
-    run_dir.reset(METRICS)
-    run_dir.reset(SNAPSHOTS)
-    records = []
-    try:
-        for rec in invert(target, prompts, cfg, progress=True):
-            records.append(rec)
-            run_dir.append_jsonl(METRICS, {k: v for k, v in rec.items() if k != "snapshots"})
-            run_dir.append_jsonl(SNAPSHOTS, dict(prompt=rec["prompt"], snapshots=rec.get("snapshots")))
-            if args.json:
-                print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)
-    finally:
-        if records:
-            report(run_dir)
+    run_dir = RunDir.create("invert", dict(config_dict(cfg, target), prompts=prompts), args.out, new=args.new)
+    show = (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
+        if args.json else None
+    records = run_prompts(run_dir, target, prompts, cfg, progress=True, on_record=show)
     if not args.json:
         print_table(records, target.name, run_dir)
     else:
@@ -68,12 +58,13 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
             print(f"  verified   {'yes' if r['verified'] else 'NO'}: max residual {r['max_residual']:.2e} "
                   f"(tolerance {r['tolerance']:.2e}), {r['candidates_per_token']:.1f} candidates/token "
                   f"(max {r['candidates_max']}), {r['seconds']:.1f} s")
-        print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  "
-              f"m_g {num(r.get('output_distance'))} < m {num(r.get('threshold'))}: {within}  "
+        eq4 = (f"m_g {num(r['output_distance'])} < m {num(r['threshold'])}: {within}  "
+               if r.get("threshold") is not None else "")  # eq. 4 is a gradient method's measure
+        print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  {eq4}"
               f"next token kept: {kept}")
         for j, text in enumerate(r.get("topk_texts") or []):
             print(f"  top-{j + 1:<3}    {text!r}")
     s = summarize(records)
     print(f"\n{len(records)} prompt(s): token accuracy {fmt(s.get('token_accuracy'), 3)}, "
           f"exact {fmt(s.get('exact_match'))}")
-    print(f"run folder: {run_dir.path}  (config.json, metrics.jsonl, snapshots.jsonl, summary.json, loss.png)")
+    print(f"run folder: {run_dir.path}  ({', '.join(run_dir.files())})")

@@ -1,26 +1,31 @@
-"""`lmrep models`: the known models, whether each runs offline here, and its size."""
+"""`lmrep models`: the known language and vision models, whether each runs offline here, and its size."""
 from __future__ import annotations
 
 import json
 
 from ..models import cache_dir, model_status
+from ..vision.vit import vit_status
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the known models and whether they are available offline")
-    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p = sub.add_parser("models", help="list the known models (language and vision) and whether they are available "
+                                      "offline")
+    p.add_argument("--json", action="store_true", help="one JSON object per model, with its kind (default: a table)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    rows = model_status()
+    rows = [dict(kind="language", **r) for r in model_status()] + [dict(kind="vision", **r) for r in vit_status()]
     if args.json:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print(f"{'model':<20} {'size':>5}  {'offline':<8} about")
-    for r in rows:
-        print(f"{r['name']:<20} {r['size']:>5}  {'yes' if r['offline'] else 'no':<8} {r['about']}")
-    print(f"\nconverted weights are cached in {cache_dir()} (set LMREP_CACHE to move them); "
-          "any other Hugging Face causal LM loads by hub name or folder with --model")
+    for kind, flag in (("language", "--model"), ("vision", "--vit / --compare")):
+        print(f"{kind} models ({flag})")
+        print(f"  {'name':<18} {'size':>5}  {'offline':<8} about")
+        for r in (r for r in rows if r["kind"] == kind):
+            print(f"  {r['name']:<18} {r['size']:>5}  {'yes' if r['offline'] else 'no':<8} {r['about']}")
+        print()
+    print(f"converted weights are cached in {cache_dir()} (set LMREP_CACHE to move them); any other Hugging Face "
+          "causal LM or ViT-like model loads by hub name or folder")
     return 0

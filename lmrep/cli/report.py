@@ -1,30 +1,29 @@
-"""`lmrep report`: rebuild the figures and report.md of reproduction runs from their JSON alone."""
+"""`lmrep report`: rebuild the summary, figures (and report.md) of any run folder from its files alone."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import LmrepError
-from ..experiments import combine, rebuild
+from ..experiments import combine, rebuild_any, reporter
 from ..runs import RunDir
+from .args import OUT_FILE
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="rebuild figures and report.md of lmrep reproduce runs (no model needed)")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders written by lmrep reproduce")
-    p.add_argument("--combined", metavar="FILE", help="also write one markdown file with every report in it")
+    p = sub.add_parser("report", help="rebuild the figures and summaries of run folders from their JSON (no model "
+                                      "needed)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folders written by lmrep invert, walk, features, reconstruct-image or reproduce")
+    p.add_argument("--combined", metavar="FILE", type=OUT_FILE,
+                   help="also write one markdown file with every run's report in it (default: none)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    """Rebuild each run folder's report (and a combined one) from its JSON."""
-    dirs = []
-    for d in args.run_dirs:
-        if not Path(d).is_dir():
-            raise LmrepError(f"run folder '{d}' not found: give a folder written by lmrep reproduce")
-        dirs.append(RunDir(d))
+    """Rebuild each run folder (every one checked first) and, if asked, a combined report."""
+    dirs = [RunDir(d) for d in args.run_dirs]
     for d in dirs:
-        rebuild(d)
-        print(f"rebuilt {d / 'report.md'}")
+        reporter(d)  # every folder checked before any is rebuilt
+    for d in dirs:
+        rebuild_any(d)
+        print(f"rebuilt {d.path}: {', '.join(d.files())}")
     if args.combined:
         combine(dirs, args.combined)
         print(f"combined report: {args.combined}")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import sys
 
+from ..checks import at_least
 from ..experiments import ReproduceConfig, experiments, reproduce, reproduce_all
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
 from ..models import DEFAULT_MODEL
-from .args import read_prompts, value_type
+from .args import add_out_arg, read_prompts, value_type
 
 
 def register(sub) -> None:
@@ -15,19 +16,21 @@ def register(sub) -> None:
                                    "figures, report.md). Rerunning the same command resumes an interrupted run.")
     p.add_argument("name", nargs="?", help="an experiment (see --list), or 'all'")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--quick", action="store_true", help="the small profile (a few minutes on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true", help="the small profile (a few minutes on 2 CPU cores; default: "
+                                                        "the full one)")
     p.add_argument("--setting", default=DEFAULT_SETTING, choices=list(SETTINGS),
                    help="follow the page's text or the author's original scripts where they disagree "
                         f"(default: {DEFAULT_SETTING})")
-    p.add_argument("--prompts-file", help="prompts, one per line (default: the profile's own)")
-    p.add_argument("--seeds", type=value_type(int, lambda v: None if v >= 1 else "1 or more"),
-                   help="seeds per condition (default: 1 quick, 3 full)")
+    p.add_argument("--prompts-file", help="a UTF-8 text file of prompts, one per line (default: the profile's own)")
+    p.add_argument("--seeds", type=value_type(int, at_least(1, 1000)),
+                   help="seeds per condition: 0, 1, ... (default: 3; --quick 1)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"the trained model (stands in for trained GPT-2; default: {DEFAULT_MODEL})")
-    p.add_argument("--also", nargs="*", default=[], metavar="MODEL",
-                   help="more trained models to run the same way where the experiment takes them (e.g. gpt2)")
+    p.add_argument("--also", nargs="+", default=[], metavar="MODEL",
+                   help="more trained models to run the same way, for the experiments that take them "
+                        "(sentence-reconstruction; e.g. gpt2) (default: none)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--out", help="run folder (default: runs/reproduce-<name>-<config hash>)")
+    add_out_arg(p, "reproduce-<name>")
     p.set_defaults(run=run)
 
 
@@ -46,6 +49,7 @@ def run(args) -> int:
     prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
     cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
                           seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also))
-    run_dir = reproduce_all(cfg, args.out) if args.name == "all" else reproduce(cfg, args.out)
+    go = reproduce_all if args.name == "all" else reproduce
+    run_dir = go(cfg, args.out, new=args.new)
     print(f"report: {run_dir / 'report.md'}")
     return 0

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import sys
 
+from ..checks import at_least
 from ..errors import LmrepError
 from ..experiments import ReproduceConfig, reproduce
 from ..runs import RunDir, dumps
 from ..stats import num
 from ..targets import make_target
-from ..walks import WalkConfig, walk
-from ..walks.report import METRICS, report
+from ..walks import WalkConfig
+from ..walks.report import run as run_walks
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
-                   model_from_args, read_prompts, value_type)
+                   defaults_of, model_from_args, read_prompts, refuse_unused, value_type)
 
 BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (kept in the run folder's metrics.jsonl)
 
@@ -22,15 +23,16 @@ def register(sub) -> None:
     add_model_args(p)
     add_layer_args(p, default_layer="12")
     p.add_argument("--toy", choices=["mlp"], help="walk on the page's MLP mimic (d -> 4d -> d) over the model's "
-                                                 "embeddings instead of a layer")
-    add_config(p, WalkConfig)
+                                                 "embeddings instead of a layer (default: none, the layer)")
+    add_config(p, WalkConfig, shown={"inner_steps": "1 for clamped and jacobian, 0 for tangent"})
+    p.add_argument("--seeds", type=value_type(int, at_least(1, 1000)), default=None,
+                   help="walks per prompt, under seeds --seed, --seed+1, ... (default: 1; with --sweep: 3, "
+                        "--quick 1)")
     s = p.add_argument_group("sweep (the walks experiment)")
     s.add_argument("--sweep", action="store_true",
                    help="run the walks experiment instead (lmrep reproduce walks): inner steps 1/10/50 on untrained "
                         "GPT-2, the MLP mimic and the trained default model; TEXT (optional) replaces its prompts")
     s.add_argument("--quick", action="store_true", help="with --sweep: the few-minute profile")
-    s.add_argument("--sweep-seeds", type=value_type(int, lambda v: None if v >= 1 else "1 or more"), default=None,
-                   help="with --sweep: seeds (3 full, 1 quick)")
     add_output_args(p, "walk")
     p.set_defaults(run=run)
 
@@ -38,6 +40,7 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.sweep:
         return run_sweep(args)
+    refuse_unused(args, {"quick": "without --sweep"})
     prompts = read_prompts(args.text, args.prompts_file)
     cfg = config_from(WalkConfig, args).check()
     if args.toy and args.head != "none":
@@ -47,23 +50,14 @@ def run(args) -> int:
     cfg.check(lm.vocab_size)
     for p in prompts:
         lm.encode(p)  # every prompt is checked before any work starts
+    seeds = tuple(range(args.seed, args.seed + (args.seeds or 1)))
     config = dict(model=lm.name, trained=lm.trained, untrained=args.untrained, target=target.name,
-                  layer=args.layer, head=args.head, toy=args.toy, dtype=args.dtype, prompts=prompts, **cfg.to_dict())
-    run_dir = RunDir.create("walk", config, args.out)
-    run_dir.reset(METRICS)
-    records, tensors = [], {}
-    try:
-        for i, res in enumerate(walk(target, prompts, cfg, progress=True)):
-            rec = dict(index=i, **res.record)
-            records.append(rec)
-            tensors[f"{i}.start"], tensors[f"{i}.end"] = res.start, res.end
-            run_dir.append_jsonl(METRICS, rec)
-            if args.json:
-                print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)
-    finally:
-        if records:
-            run_dir.save_tensors("embeddings.safetensors", tensors)
-            report(run_dir)
+                  layer=args.layer, head=args.head, toy=args.toy, dtype=args.dtype, prompts=prompts,
+                  seeds=list(seeds), **cfg.to_dict())
+    run_dir = RunDir.create("walk", config, args.out, new=args.new)
+    show = (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
+        if args.json else None
+    records = run_walks(run_dir, target, prompts, cfg, seeds, progress=True, on_record=show)
     if args.json:
         print(f"run folder: {run_dir.path}", file=sys.stderr)
     else:
@@ -83,15 +77,20 @@ def print_walks(records: list[dict], run_dir: RunDir) -> None:
             print(f"  top-{j + 2:<3}   {text!r}")
         print(f"  input moved {num(r['input_distance'])} (L1), output moved {num(r['output_distance'])} (L1): "
               f"r = {num(r['r'])}; a random move of the same size: r = {num(r['r_random'])}")
-    print(f"\nrun folder: {run_dir.path}  (config.json, metrics.jsonl, summary.json, embeddings.safetensors, "
-          "walk.png)")
+    print(f"\nrun folder: {run_dir.path}  ({', '.join(run_dir.files())})")
+
+
+SWEEP_KEEPS = {"text", "prompts_file", "quick", "seeds", "device", "out", "new", "sweep", "run", "_parser", "command"}
 
 
 def run_sweep(args) -> int:
-    """The walks experiment, exactly as ``lmrep reproduce walks`` runs it."""
+    """The walks experiment, exactly as ``lmrep reproduce walks`` runs it; the walk's own options do nothing
+    there (the experiment sets its models and settings), so they are refused."""
+    refuse_unused(args, {dest: "with --sweep (the walks experiment picks its own models and settings)"
+                         for dest in defaults_of(args) if dest not in SWEEP_KEEPS})
     prompts = read_prompts(args.text, args.prompts_file) if (args.text or args.prompts_file) else []
-    cfg = ReproduceConfig("walks", quick=args.quick, seeds=args.sweep_seeds or 0, prompts=tuple(prompts),
+    cfg = ReproduceConfig("walks", quick=args.quick, seeds=args.seeds or 0, prompts=tuple(prompts),
                           device=args.device)
-    run_dir = reproduce(cfg, args.out)
+    run_dir = reproduce(cfg, args.out, new=args.new)
     print(f"report: {run_dir / 'report.md'}")
     return 0

@@ -18,8 +18,10 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from ..errors import LmrepError
+from ..models import check_model, resolve_device
 from ..runs import RunDir, write_atomic
 from .config import ReproduceConfig
 from .pool import ModelPool
@@ -50,6 +52,9 @@ class Experiment:
     def report(self, run_dir: RunDir) -> str:
         """summary.json, the figures and report.md from the run folder's JSON alone; returns the markdown."""
         config, items = load_run(run_dir)
+        if not items:
+            raise LmrepError(f"'{run_dir.path}' has no finished item yet: nothing to report; rerun the same "
+                             "lmrep reproduce command to resume it")
         summary = self.module.summarize(items)
         run_dir.write_json("summary.json", summary)
         self.module.draw(run_dir, summary, items)
@@ -72,23 +77,37 @@ def get(name: str) -> Experiment:
     return known[name]
 
 
+def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
+    """Every argument of a run, checked before its folder is touched or any model is loaded: the device, the
+    models (cheaply: see models.check_model) and options that no experiment of the run would use."""
+    resolve_device(cfg.device)
+    if cfg.extra_models and not any(getattr(e.module, "EXTRA_MODELS", False) for e in exps):
+        raise LmrepError(f"--also does nothing for {', '.join(e.name for e in exps)}: only "
+                         f"{', '.join(n for n, e in experiments().items() if getattr(e.module, 'EXTRA_MODELS', 0))} "
+                         "runs more models; leave it out")
+    for name in dict.fromkeys((cfg.model, *cfg.extra_models)):
+        check_model(name)
+
+
 def reproduce(cfg: ReproduceConfig, out: str | None = None, progress: bool = True,
-              pool: ModelPool | None = None) -> RunDir:
+              pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Run one experiment into its run folder (resuming what a previous run with the same config finished) and
-    write its report; returns the run folder."""
+    write its report; returns the run folder. ``new``: a fresh folder if ``out`` holds another configuration."""
     exp = get(cfg.experiment)
     cfg = cfg.resolved()
-    run_dir = RunDir.create(f"reproduce-{exp.name}", cfg.to_dict(), out)
+    check(cfg, [exp])
+    run_dir = RunDir.create(f"reproduce-{exp.name}", cfg.to_dict(), out, new=new)
     exp.run(run_dir, cfg, progress, pool)
     exp.report(run_dir)
     return run_dir
 
 
 def reproduce_all(cfg: ReproduceConfig, out: str | None = None, progress: bool = True,
-                  pool: ModelPool | None = None) -> RunDir:
+                  pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Every experiment, each in a subfolder of one run folder, plus a combined report.md naming each."""
     cfg = cfg.resolved()
-    top = RunDir.create("reproduce-all", cfg.to_dict(), out)
+    check(cfg, list(experiments().values()))
+    top = RunDir.create("reproduce-all", cfg.to_dict(), out, new=new)
     pool = pool or ModelPool(cfg.device)
     dirs = [reproduce(replace(cfg, experiment=name), top / name, progress, pool) for name in experiments()]
     combine(dirs, top / "report.md")
@@ -96,12 +115,13 @@ def reproduce_all(cfg: ReproduceConfig, out: str | None = None, progress: bool =
 
 
 def combine(run_dirs: list[RunDir], path) -> str:
-    """One markdown file with every run's report, figure links made relative to ``path``'s folder."""
+    """One markdown file with every run's report, figure links made relative to ``path``'s folder (a run of a
+    command that writes no report.md gets a section of its config, summary and figures)."""
     base = Path(path).resolve().parent
     parts = ["# Reproducing the page's language results\n",
-             "Experiments in this report: " + ", ".join(f"`{_name(d)}`" for d in run_dirs) + ".\n"]
+             "Runs in this report: " + ", ".join(f"`{_title(d)}`" for d in run_dirs) + ".\n"]
     for d in run_dirs:
-        text = (d / "report.md").read_text()
+        text = (d / "report.md").read_text() if (d / "report.md").exists() else _section(d)
         rel = Path(os.path.relpath(d.path.resolve(), base))
         text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
         parts.append(_demote(text))
@@ -110,26 +130,84 @@ def combine(run_dirs: list[RunDir], path) -> str:
     return combined
 
 
+def _title(run_dir: RunDir) -> str:
+    cfg = run_dir.config()
+    return cfg.get("experiment") if cfg["command"].startswith("reproduce-") else f"{cfg['command']} {run_dir.path.name}"
+
+
+def _section(run_dir: RunDir) -> str:
+    """A run without a report of its own: its config, summary.json and figures."""
+    cfg = run_dir.config()
+    summary = (run_dir / "summary.json").read_text() if (run_dir / "summary.json").exists() else "{}"
+    shown = {k: v for k, v in cfg.items() if k not in ("prompts", "command")}
+    figs = [p for p in run_dir.files() if p.endswith(".png")]
+    return "\n".join([f"# {cfg['command']} run `{run_dir.path.name}`", "",
+                      f"- config: `{json.dumps(shown)[:400]}`", "", "```json", summary.strip(), "```", "",
+                      *[f"![{p}]({p})\n" for p in figs]])
+
+
 def _demote(markdown: str) -> str:
     """Every heading one level down, so each experiment is a section of the combined report."""
     return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.M)
 
 
 def _name(run_dir: RunDir) -> str:
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise LmrepError(f"'{run_dir.path}' has no config.json: give a folder written by lmrep reproduce")
-    return json.loads(cfg_path.read_text())["experiment"]
+    name = run_dir.config().get("experiment")
+    if not isinstance(name, str):
+        raise LmrepError(f"'{run_dir / 'config.json'}' names no experiment: not a folder written by lmrep reproduce")
+    return name
 
 
 def rebuild(run_dir: RunDir) -> str:
-    """Rebuild a run folder's summary, figures and report.md from its JSON alone (no model is loaded)."""
+    """Rebuild a reproduce run folder's summary, figures and report.md from its JSON alone (no model is loaded)."""
     name = _name(run_dir)
     if name != "all":
         return get(name).report(run_dir)
     order = list(experiments())
     subs = sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
                   key=lambda d: order.index(_name(d)) if _name(d) in order else len(order))
+    if not subs:
+        raise LmrepError(f"'{run_dir.path}' holds no experiment's folder yet: nothing to report")
     for d in subs:
         rebuild(d)
     return combine(subs, run_dir / "report.md")
+
+
+def reporters() -> dict[str, Callable[[RunDir], object]]:
+    """How each kind of run folder is rebuilt from its files alone, by the "command" its config.json names;
+    ``reproduce-<experiment>`` folders are the experiments' (``rebuild``). Add a kind here."""
+    from ..inversion.report import report as invert_report
+    from ..vision.features import report as features_report
+    from ..vision.reconstruct import report as reconstruct_report
+    from ..walks.report import report as walk_report
+    return {"invert": invert_report, "walk": walk_report, "features": features_report,
+            "reconstruct-image": reconstruct_report}
+
+
+def reporter(run_dir: RunDir) -> Callable[[RunDir], object]:
+    """The function that rebuilds this run folder, once it is checked to be a run of a kind lmrep knows (one line
+    if it is not: no folder, no or a damaged config.json, an unknown kind)."""
+    if not run_dir.path.is_dir():
+        raise LmrepError(f"run folder '{run_dir.path}' not found: give a folder an lmrep command wrote")
+    if not (run_dir / "config.json").exists():
+        raise LmrepError(f"'{run_dir.path}' is not a run folder (no config.json): give a folder an lmrep command "
+                         "wrote")
+    command = run_dir.config()["command"]
+    if command.startswith("reproduce-"):
+        return rebuild
+    known = reporters()
+    if command not in known:
+        raise LmrepError(f"'{run_dir.path}' holds a run of kind '{command}', which lmrep report does not know: "
+                         f"it rebuilds {', '.join(known)} and reproduce runs")
+    return known[command]
+
+
+def rebuild_any(run_dir: RunDir) -> None:
+    """Rebuild any lmrep run folder's summary and figures (and report.md for experiments) from its files alone;
+    files that are incomplete or from another version give one line."""
+    build = reporter(run_dir)
+    try:
+        build(run_dir)
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+        raise LmrepError(f"cannot rebuild '{run_dir.path}': its files are incomplete or from another version "
+                         f"({type(e).__name__}: {str(e)[:80]})") from None

@@ -92,11 +92,14 @@ def summarize(items: list[dict]) -> dict:
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
-    """depth.png: token accuracy per layer, one line per model, method and decoder."""
+    """depth.png: token accuracy per layer, one line per model, method and decoder (colour: method; line:
+    decoder; marker: model)."""
     series = summary["series"]
-    figures.lines({f"{s['label']}, {s['method']}, {s['decoder']}": (s["layers"], s["token_accuracy"])
-                   for s in series}, run_dir / "depth.png", "Representational accuracy vs depth",
-                  "layer (blocks run)", "token accuracy (mean ± sem)")
+    label = {id(s): f"{s['label']}, {s['method']}, {s['decoder']}" for s in series}
+    figures.lines({label[id(s)]: (s["layers"], s["token_accuracy"]) for s in series}, run_dir / "depth.png",
+                  f"Representational accuracy vs depth\n{figures.who(items)}", "layer (blocks run)",
+                  "token accuracy (mean ± sem)",
+                  kinds={label[id(s)]: (s["method"], s["decoder"], s["label"]) for s in series})
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
@@ -134,5 +137,6 @@ def _claims(series: list[dict]) -> list[Claim]:
                                 f"({s['label']})",
                                 f"lowest token accuracy over the layers tried: "
                                 f"{'-' if worst is None else f'{worst:.3f}'}",
-                                verdict(None if worst is None else worst >= 0.99)))
+                                verdict(None if worst is None else worst >= 0.99,
+                                        evidence=tuple(s["token_accuracy"]))))
     return claims

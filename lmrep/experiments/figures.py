@@ -8,7 +8,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from ..plots import save_figure, stat_mean, stat_sem  # noqa: E402
+
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "x"]
 
 
 def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | Path, title: str, ylabel: str,
@@ -36,16 +41,21 @@ def grouped_bars(groups: list[str], series: dict[str, list[dict]], path: str | P
 
 
 def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, title: str, xlabel: str,
-          ylabel: str, ylim: tuple[float, float] | None = (-0.02, 1.02), logx: bool = False) -> Path:
-    """One line per series over its own x values, with a band of +- one standard error."""
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    styles = ["-", "--", ":", "-."]
-    for j, (label, (xs, stats)) in enumerate(series.items()):
+          ylabel: str, ylim: tuple[float, float] | None = (-0.02, 1.02), logx: bool = False,
+          kinds: dict[str, tuple[str, str, str]] | None = None) -> Path:
+    """One line per series over its own x values, with a band of +- one standard error; the legend sits outside
+    the axes. ``kinds[label] = (colour key, line key, marker key)``: series sharing a key share that part of
+    their style (e.g. colour by method, line by decoder, marker by model), so many series stay apart; without
+    it each series gets its own colour. Whole-number x values get whole-number ticks."""
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    looks = styles(kinds or {label: (label, "", "") for label in series})
+    for label, (xs, stats) in series.items():
+        style = looks[label]
         m = [stat_mean(s) for s in stats]
         e = [stat_sem(s) for s in stats]
-        ax.plot(xs, m, styles[(j // 10) % 4], marker="o", ms=3, lw=1.4, label=label, color=f"C{j % 10}")
-        ax.fill_between(xs, [a - b for a, b in zip(m, e)], [a + b for a, b in zip(m, e)], alpha=0.15,
-                        color=f"C{j % 10}")
+        ax.plot(xs, m, ms=4, lw=1.4, label=label, **style)
+        ax.fill_between(xs, [a - b for a, b in zip(m, e)], [a + b for a, b in zip(m, e)], alpha=0.12,
+                        color=style["color"])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -53,9 +63,25 @@ def lines(series: dict[str, tuple[list[float], list[dict]]], path: str | Path, t
         ax.set_ylim(*ylim)
     if logx:
         ax.set_xscale("log")
-    ax.legend(fontsize=7, loc="best")
+    elif all(float(x).is_integer() for xs, _ in series.values() for x in xs):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def styles(kinds: dict[str, tuple[str, str, str]]) -> dict[str, dict]:
+    """label -> matplotlib style: one colour per distinct first key, one line style per second, one marker per
+    third, each in first-seen order."""
+    index = [{k: i for i, k in enumerate(dict.fromkeys(v[j] for v in kinds.values()))} for j in range(3)]
+    return {label: dict(color=f"C{index[0][c] % 10}", ls=LINESTYLES[index[1][ls] % len(LINESTYLES)],
+                        marker=MARKERS[index[2][mk] % len(MARKERS)]) for label, (c, ls, mk) in kinds.items()}
+
+
+def who(items: list[dict]) -> str:
+    """The language models behind a run's items, each said to be trained or untrained: for every figure title."""
+    pairs = dict.fromkeys((r["model"], r["trained"]) for r in items if "model" in r and "trained" in r)
+    return ", ".join(f"{m} ({'trained' if t else 'untrained'})" for m, t in pairs)
 
 
 def curves(series: dict[str, tuple[list[int], list[float]]], path: str | Path, title: str, ylabel: str,

@@ -6,42 +6,25 @@ redone and nothing written is lost. A line cut short by the interruption is drop
 """
 from __future__ import annotations
 
-import json
 import sys
 from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from ..runs import RunDir
+from ..runs import Records, RunDir
 
 ITEMS = "items.jsonl"
 
 
-class ItemLog:
+class ItemLog(Records):
     """The items a run has finished, read from items.jsonl, and the way to add more."""
 
     def __init__(self, run_dir: RunDir):
-        self.run_dir = run_dir
-        self.done: dict[str, dict] = {}
-        path, good = run_dir / ITEMS, []
-        text = path.read_text() if path.exists() else ""
-        lines = text.splitlines()
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the last line of an interrupted write
-            self.done[rec["id"]] = rec
-            good.append(line)
-        if text and (len(good) != len(lines) or not text.endswith("\n")):  # the next line must start afresh
-            path.write_text("".join(g + "\n" for g in good))
+        super().__init__(run_dir, ITEMS, key="id")
 
     def add(self, item_id: str, record: dict) -> dict:
         """Append a finished item (flushed at once) and remember it."""
-        rec = dict(id=item_id, **record)
-        self.run_dir.append_jsonl(ITEMS, rec)
-        self.done[item_id] = rec
-        return rec
+        return super().add(dict(id=item_id, **record))
 
 
 def item_id(*parts) -> str:

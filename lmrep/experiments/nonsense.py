@@ -159,7 +159,8 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["label"], r["method"]): r for r in rows}
     figures.grouped_bars(labels, {m: [by.get((lab, m), {}).get("kept") for lab in labels] for m in methods},
-                         run_dir / "nonsense.png", "Next token kept by the inputs found (mean ± sem)", "rate")
+                         run_dir / "nonsense.png",
+                         f"Next token kept by the inputs found (mean ± sem)\n{figures.who(items)}", "rate")
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:

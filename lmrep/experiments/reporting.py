@@ -4,7 +4,6 @@ Reports are built from config.json and items.jsonl alone, so ``lmrep report`` ca
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from ..runs import RunDir
@@ -55,11 +54,21 @@ def figure(path: str, caption: str) -> str:
     return f"![{caption}]({path})\n\n*{caption}*\n"
 
 
-def verdict(holds: bool | None, reason_if_none: str = "too close to call within two standard errors, or no data"
-            ) -> str:
+def verdict(holds: bool | None, reason_if_none: str = "too close to call within two standard errors, or no data",
+            evidence: tuple = ()) -> str:
+    """'holds', 'does not hold' or 'not decided (why)'. ``evidence``: the mean_sem stats the decision rests on
+    (see ``judged``)."""
     if holds is None:
-        return f"not decided ({reason_if_none})"
-    return "holds" if holds else "does not hold"
+        return judged(f"not decided ({reason_if_none})", *evidence)
+    return judged("holds" if holds else "does not hold", *evidence)
+
+
+def judged(text: str, *evidence: dict | None) -> str:
+    """A verdict, replaced by 'not decided' when a mean_sem stat it rests on has fewer than two items: one item
+    has no standard error, so it can neither confirm nor refute a claim."""
+    if any(not s or (s.get("n") or 0) < 2 for s in evidence):
+        return "not decided (fewer than two items: no standard error)"
+    return text
 
 
 def quote(text: str) -> str:
@@ -69,31 +78,32 @@ def quote(text: str) -> str:
 
 def load_run(run_dir: RunDir) -> tuple[dict, list[dict]]:
     """config.json and the finished items of a run folder."""
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        from ..errors import LmrepError
-        raise LmrepError(f"'{run_dir.path}' has no config.json: give a folder written by lmrep reproduce")
-    return json.loads(cfg_path.read_text()), list(ItemLog(run_dir).done.values())
+    return run_dir.config(), list(ItemLog(run_dir).done.values())
 
 
-def _sem(stat: dict) -> float:
-    return stat.get("sem") or 0.0
+def _spread(stat: dict | None) -> float | None:
+    """Two standard errors of a mean_sem stat; None when there is no mean or no standard error (n < 2), so
+    that a comparison resting on it is not decided."""
+    if not stat or stat.get("mean") is None or stat.get("sem") is None:
+        return None
+    return 2 * stat["sem"]
 
 
 def above(stat: dict | None, level: float) -> bool | None:
-    """Whether a mean is above ``level`` by more than two standard errors (False: below by as much; None: too
-    close to tell, or no data)."""
-    if not stat or stat.get("mean") is None:
+    """Whether a mean is above ``level`` by more than two standard errors (False: at or below it by two
+    standard errors; None: too close to tell, fewer than two items, or no data)."""
+    spread = _spread(stat)
+    if spread is None:
         return None
-    if stat["mean"] - 2 * _sem(stat) > level:
+    if stat["mean"] - spread > level:
         return True
-    if stat["mean"] + 2 * _sem(stat) < level:
+    if stat["mean"] + spread <= level:
         return False
     return None
 
 
 def below(stat: dict | None, level: float) -> bool | None:
-    """Whether a mean is below ``level`` by more than two standard errors (False: above by as much)."""
+    """Whether a mean is below ``level`` by more than two standard errors (False: at or above it by as much)."""
     flipped = None if not stat or stat.get("mean") is None else dict(stat, mean=-stat["mean"])
     return above(flipped, -level)
 
@@ -106,11 +116,12 @@ def all_of(*checks: bool | None) -> bool | None:
 
 
 def greater(a: dict | None, b: dict | None) -> bool | None:
-    """Whether mean a exceeds mean b by more than two standard errors of the difference (False: a <= b;
-    None: a is higher but within that, or no data)."""
-    if not a or not b or a.get("mean") is None or b.get("mean") is None:
+    """Whether mean a exceeds mean b by more than two standard errors of the difference (False: a is at or below
+    b by as much; None: within that, fewer than two items on either side, or no data)."""
+    sa, sb = _spread(a), _spread(b)
+    if sa is None or sb is None:
         return None
-    diff = a["mean"] - b["mean"]
-    if diff > 2 * (_sem(a) ** 2 + _sem(b) ** 2) ** 0.5:
+    diff, spread = a["mean"] - b["mean"], (sa ** 2 + sb ** 2) ** 0.5
+    if diff > spread:
         return True
-    return False if diff <= 0 else None
+    return False if diff <= -spread else None

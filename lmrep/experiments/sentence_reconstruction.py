@@ -23,6 +23,7 @@ from .reporting import Claim, above, below, claims_table, figure, greater, quote
 NAME = "sentence-reconstruction"
 ABOUT = "toy nets and the first k blocks of GPT-2 / the trained model: is the prompt recovered from noise?"
 TITLE = "Sentence reconstruction"
+EXTRA_MODELS = True  # runs ReproduceConfig.extra_models (--also) next to the trained model
 SNAPSHOTS = (20, 40, 45, 50, 60)  # the steps the page shows
 FCNET_MAX_TOKENS = 8  # FCNet's weights grow as (4 T d)^2: 8 tokens of d = 576 is 1.4 GB already
 QUICK_STEPS = 120
@@ -115,8 +116,8 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
     rows = {r["label"]: r for r in summary["conditions"]}
     labels = list(rows)
     figures.grouped_bars(labels, {f: [rows[lab][f] for lab in labels] for f in ("token_accuracy", "exact_match")},
-                         run_dir / "reconstruction.png", "Sentence reconstruction: rate per target (mean ± sem)",
-                         "rate")
+                         run_dir / "reconstruction.png",
+                         f"Sentence reconstruction: rate per target (mean ± sem)\n{figures.who(items)}", "rate")
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:

@@ -21,7 +21,7 @@ from .config import ReproduceConfig
 from .inversion import first_below, invert_items
 from .items import ItemLog, Progress
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, table, verdict
+from .reporting import Claim, claims_table, figure, judged, table, verdict
 
 NAME = "threshold"
 ABOUT = "eq. 4: steps until m_g < m; trained vs untrained, head vs none, float32 vs float64, init mix"
@@ -138,12 +138,12 @@ def at_least(r: tuple[float | None, bool], bound: float) -> bool | None:
     return value >= bound
 
 
-def _ratio_verdict(r: tuple[float | None, bool], bound: float) -> str:
+def _ratio_verdict(r: tuple[float | None, bool], bound: float, *evidence: dict | None) -> str:
     """holds / does not hold, or 'consistent' when only a lower bound is known and it already passes."""
     ok = at_least(r, bound)
     if ok and r[1]:
-        return "consistent (a lower bound only: the slower case never got there)"
-    return verdict(ok, "see the measured ratio")
+        return judged("consistent (a lower bound only: the slower case never got there)", *evidence)
+    return verdict(ok, "see the measured ratio", evidence)
 
 
 def _ratio_text(r: tuple[float | None, bool]) -> str:
@@ -157,7 +157,8 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
     labels = list(rows)
     figures.grouped_bars(labels, {"sigma 1/20": [rows[lab]["steps"] for lab in labels],
                                   "sigma 1/25": [rows[lab]["steps_strict"] for lab in labels]},
-                         run_dir / "threshold.png", "Steps until m_g < m (censored runs counted at budget + 1)",
+                         run_dir / "threshold.png",
+                         f"Steps until m_g < m (censored runs counted at budget + 1)\n{figures.who(items)}",
                          "steps (log)", logy=True)
 
 
@@ -186,18 +187,19 @@ def _claims(rows: dict) -> list[Claim]:
     strict = steps("trained, head", "steps_strict")
     return [
         Claim("A trained model (one block + LM head) needs on the order of 100x the steps of the untrained one",
-              _ratio_text(head), _ratio_verdict(head, 30)),
+              _ratio_text(head), _ratio_verdict(head, 30, steps("trained, head"), steps("untrained, head"))),
         Claim("Removing the LM head cuts the steps by a factor > 100 (one trained block)", _ratio_text(no_head),
-              _ratio_verdict(no_head, 100)),
+              _ratio_verdict(no_head, 100, steps("trained, head"), steps("trained, no head"))),
         Claim("float64 instead of float32 changes nothing", f"float32 {_steps_text(f32)}; float64 {_steps_text(f64)}",
-              verdict(same64, "no float64 run")),
+              verdict(same64, "no float64 run", (f32, f64))),
         Claim("With e0 = 0.001 noise + 0.999 e, eq. 4 holds at N = 1000 even for e' very close to e",
               f"steps to m (1/25): {_steps_text(close_strict)}",
-              verdict(None if not close_strict else close_strict["censored"] == 0)),
+              verdict(None if not close_strict else close_strict["censored"] == 0, evidence=(close_strict,))),
         Claim("(s, t) = (1, 1) optimises nearly as well, only with more steps",
               f"(1, 1): {_steps_text(mix_even)}; (0.001, 0.999): {_steps_text(mix_close)}",
-              verdict(None if not (mix_close and mix_even) else mix_even["mean"] >= mix_close["mean"])),
+              verdict(None if not (mix_close and mix_even) else mix_even["mean"] >= mix_close["mean"],
+                      evidence=(mix_close, mix_even))),
         Claim("For a trained model eq. 4 stays practically infeasible with the stricter e' (sigma 1/25)",
               f"trained, head: {_steps_text(strict)}",
-              verdict(None if not strict else strict["censored"] > 0)),
+              verdict(None if not strict else strict["censored"] > 0, evidence=(strict,))),
     ]

@@ -79,9 +79,11 @@ def summarize(items: list[dict]) -> dict:
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
     """token_mapping.png: how often the true token is within the top k, per target and decoder."""
-    figures.lines({f"{r['label']}, {r['decoder']}": (list(KS), [r[f"top{k}"] for k in KS]) for r in summary["rates"]},
-                  run_dir / "token_mapping.png", "True token within the top k decoded tokens", "k",
-                  "rate (mean ± sem)", logx=True)
+    rates = summary["rates"]
+    figures.lines({f"{r['label']}, {r['decoder']}": (list(KS), [r[f"top{k}"] for k in KS]) for r in rates},
+                  run_dir / "token_mapping.png", f"True token within the top k decoded tokens\n{figures.who(items)}",
+                  "k", "rate (mean ± sem)", logx=True,
+                  kinds={f"{r['label']}, {r['decoder']}": (r["label"], r["decoder"], r["decoder"]) for r in rates})
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:

@@ -8,7 +8,8 @@ from ..runs import RunDir
 from ..stats import fmt, mean_sem, num
 from ..walks import input_at_output
 from ..walks.figures import compare_figure, sweep_figure
-from .reporting import Claim, claims_table, figure, quote, table
+from .figures import who
+from .reporting import Claim, claims_table, figure, judged, quote, table
 
 PAGE_R = {"1 inner step: ~10": 10.0, "50 inner steps: ~100": 100.0}
 TRANSFORMERS = ("gpt2-untrained", "smollm2")
@@ -130,21 +131,23 @@ def _claims(summary: dict) -> list[Claim]:
             claims.append(Claim(f"12-block transformer, clamped walk, {inner} inner step(s): r ~ {level:g}",
                                 "; ".join(f"{g['label']}: r = {fmt(g['r'], 3)} (a random move: "
                                           f"{fmt(g['r_random'], 3)})" for g in got),
-                                "holds" if holds else "does not hold"))
+                                judged("holds" if holds else "does not hold", *(g["r"] for g in got))))
     grows = [(sweep[(s, 1)], sweep[(s, 50)]) for s in dict.fromkeys(x["subject"] for x in summary["sweep"])
              if (s, 1) in sweep and (s, 50) in sweep and sweep[(s, 1)]["r"]["mean"]]
     if grows:
         factors = [b["r"]["mean"] / a["r"]["mean"] for a, b in grows]
         claims.append(Claim("r grows with the inner steps per round (1 -> 50)",
                             "; ".join(f"{a['label']}: x{f:.2g}" for (a, _), f in zip(grows, factors)),
-                            "holds" if all(f > 1 for f in factors) else "partly"))
+                            judged("holds" if all(f > 1 for f in factors) else "partly",
+                                   *(x["r"] for pair in grows for x in pair))))
     mlp = [x for x in summary["sweep"] if x["subject"] == "mlp-mimic" and x["r"]["mean"] is not None]
     if mlp:
         claims.append(Claim("an MLP rarely gives r > 3",
                             "; ".join(f"{x['inner']} inner: r = {fmt(x['r'], 3)}" for x in mlp)
                             + f" (a random move of the same size: {fmt(mlp[0]['r_random'], 3)})",
-                            ("holds" if all(x["r"]["mean"] < 3 for x in mlp) else "does not hold")
-                            + ": r > 1 here mostly measures how much the net shrinks any move"))
+                            judged("holds" if all(x["r"]["mean"] < 3 for x in mlp) else "does not hold",
+                                   *(x["r"] for x in mlp)) + ": r > 1 here mostly measures how much the net shrinks "
+                                                             "any move"))
     tangent = [c for c in summary["compare"] if c["method"] == "tangent"]
     if tangent:
         claims.append(Claim("tangent walk: gradient @ perp ~ 1e-2 for transformers, ~1e-8 for the MLP mimic",
@@ -157,12 +160,13 @@ def _claims(summary: dict) -> list[Claim]:
             r = c["r"]["mean"]
             claims.append(Claim("tangent walk on the MLP mimic: input distance only slightly larger than the "
                                 "output distance", f"r = {fmt(c['r'], 3)} (a random move: {fmt(c['r_random'], 3)})",
-                                "roughly holds (r ~ 1)" if r is not None and 0.5 <= r <= 2 else "does not hold"))
+                                judged("roughly holds (r ~ 1)" if r is not None and 0.5 <= r <= 2 else
+                                       "does not hold", c["r"])))
     for g in summary["gain"]:
         claims.append(Claim("(ours) the Jacobian walk beats the tangent walk at equal output change",
                             f"{g['label']}: input distance x{fmt(g['gain'], 2)} in L1 (median x{g['gain_median']:.3g}"
                             f"), x{fmt(g.get('gain_l2'), 2)} in L2; n = {g['n']}",
-                            "holds" if g["gain_median"] > 1 else "does not hold"))
+                            judged("holds" if g["gain_median"] > 1 else "does not hold", g["gain"])))
     return claims
 
 
@@ -174,12 +178,14 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
         xs.append(x["inner"])
         stats.append(x["r"])
     if series:
-        sweep_figure(series, run_dir / "r_vs_inner.png", "clamped walk: r after the walk (mean ± sem)", PAGE_R)
+        sweep_figure(series, run_dir / "r_vs_inner.png", f"clamped walk: r after the walk (mean ± sem)\n{who(items)}",
+                     PAGE_R)
     panels = {}
     for r in _by(items, kind="compare"):
         panels.setdefault(r.get("subject_label", r["subject"]), {}).setdefault(r["method"], []).append(r)
     if panels:
-        compare_figure(panels, run_dir / "compare.png", "input change against output change along each walk")
+        compare_figure(panels, run_dir / "compare.png",
+                       f"input change against output change along each walk\n{who(items)}")
 
 
 def sections(prompts, seeds, rounds: int, compare_steps: int, items: list[dict], summary: dict) -> list[str]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checks import at_least, check_fields, each, non_negative, one_of, option, optional, positive
+from ..checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
+                      seed_value)
 from ..decode import DECODERS
 from ..errors import LmrepError
 from ..losses import LOSSES
@@ -14,41 +15,54 @@ OPTIMIZERS = ("adam", "sgd")
 FIRST_TOKEN = ("search", "table")
 RANKINGS = ("guided", "table", "secant", "vocab")
 EXACT = "exact method (docs/exact.md)"
+GRADIENT = When("method", ("gd", "nearest"))  # the options of the gradient methods (the exact search has none)
+EXACT_ONLY = When("method", ("exact",))
 
 
 @dataclass
 class InvertConfig:
     method: str = option("gd", "gd: the page's gradient descent; nearest: PEZ-style projection to the nearest "
                          "tokens; exact: left-to-right search with a certificate", one_of(lambda: sorted(METHODS)))
-    steps: int = option(500, "optimisation steps N", at_least(1))
-    lr: float = option(0.01, "eta; falls linearly to eta/10 over the steps (the page's schedule)", positive)
-    optimizer: str = option("adam", "adam, or sgd: the page's plain gradient steps", one_of(OPTIMIZERS))
+    steps: int = option(500, "optimisation steps N", at_least(1), when=GRADIENT)
+    lr: float = option(0.01, "eta; falls linearly to eta/10 over the steps (the page's schedule)", positive,
+                       when=GRADIENT)
+    optimizer: str = option("adam", "adam, or sgd: the page's plain gradient steps", one_of(OPTIMIZERS),
+                            when=GRADIENT)
     init: str = option("text", "text: N(0.5, 1/20); original: N(0, 1) (the author's scripts); mix: "
-                       "s*N(0.5, 1/20) + t*e (see --mix)", one_of(INITS))
+                       "s*N(0.5, 1/20) + t*e (see --mix)", one_of(INITS), when=GRADIENT)
     mix: tuple[float, float] = option((0.001, 0.999), "(s, t) for --init mix", each(non_negative),
-                                      metavar=("S", "T"))
-    loss: str = option("l1", "distance to the target output: l1 (the page's), l2, cosine", one_of(LOSSES))
-    decoder: str = option("pinv", "embeddings -> tokens: pinv (eq. 3), l2 or cosine nearest row", one_of(DECODERS))
-    topk: int = option(1, "also report the top-k tokens per position", at_least(1))
-    sigma: float = option(0.05, "eq. 4: the threshold m uses e' = e + N(0, sigma)", positive)
-    batch_size: int = option(8, "prompts optimised together (padded; each prompt's loss is its own)", at_least(1))
-    snapshots: tuple[int, ...] = option((), "steps at which to decode (default: a spread up to N)",
-                                        each(at_least(0)))
-    seed: int = option(0, "noise for inits and the threshold", at_least(0), cli=False)
+                                      metavar=("S", "T"), when=When("init", ("mix",)))
+    loss: str = option("l1", "distance to the target output: l1 (the page's), l2, cosine", one_of(LOSSES),
+                       when=GRADIENT)
+    decoder: str = option("pinv", "embeddings -> tokens: pinv (eq. 3), l2 or cosine nearest row", one_of(DECODERS),
+                          when=GRADIENT)
+    topk: int = option(1, "also report the top-k tokens per position", at_least(1), when=GRADIENT)
+    sigma: float = option(0.05, "eq. 4: the threshold m uses e' = e + N(0, sigma)", positive, when=GRADIENT)
+    batch_size: int = option(8, "prompts optimised together (padded; each prompt's loss is its own)", at_least(1),
+                             when=GRADIENT)
+    snapshots: tuple[int, ...] = option((), "steps at which to decode, 0..N (default: a spread up to N)",
+                                        each(at_least(0)), when=GRADIENT)
+    seed: int = option(0, "noise for inits and the threshold", seed_value, cli=False)
     tolerance: float | None = option(None, "largest relative residual counted as a match (default: from dtype and "
-                                     "depth)", optional(positive), group=EXACT)
-    candidate_batch: int = option(64, "most candidates verified in one forward pass", at_least(1), group=EXACT)
+                                     "depth)", optional(positive), group=EXACT, when=EXACT_ONLY)
+    candidate_batch: int = option(64, "most candidates verified in one forward pass", at_least(1), group=EXACT,
+                                  when=EXACT_ONLY)
     max_candidates: int = option(4096, "candidates verified at one position before it is reported unverified",
-                                 at_least(1), group=EXACT)
+                                 at_least(1), group=EXACT, when=EXACT_ONLY)
     first_token: str = option("search", "table: every token's output at position 0, computed once per layer",
-                              one_of(FIRST_TOKEN), group=EXACT)
+                              one_of(FIRST_TOKEN), group=EXACT, when=EXACT_ONLY)
     ranking: str = option("guided", "which candidates to verify first: guided (model's expectation + refined "
                           "guess), table (every token's output at the layer, built once per layer and cached), "
-                          "secant, vocab (brute force in vocabulary order)", one_of(RANKINGS), group=EXACT)
+                          "secant, vocab (brute force in vocabulary order)", one_of(RANKINGS), group=EXACT,
+                          when=EXACT_ONLY)
 
     def check(self, vocab_size: int | None = None) -> "InvertConfig":
         """Raise LmrepError on a value that cannot work; returns self."""
         check_fields(self)
+        late = [s for s in self.snapshots if s > self.steps]
+        if late and self.method in GRADIENT.values:
+            raise LmrepError(f"snapshots must be steps 0..{self.steps} (the run has {self.steps} steps), "
+                             f"got {late[0]}")
         if vocab_size is not None and self.topk > vocab_size:
             raise LmrepError(f"topk must be between 1 and the vocabulary size {vocab_size}, got {self.topk}")
         return self

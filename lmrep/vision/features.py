@@ -4,53 +4,70 @@ the image moved, which is what the page argues about (early patches change more,
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass
 
 import torch
-from safetensors.torch import load_file
 
+from ..checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
 from ..errors import LmrepError
-from ..runs import RunDir
+from ..layers import HEAD_HELP, HEADS
+from ..runs import Records, RunDir, resumed
 from ..stats import mean_sem
 from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
 from .metrics import per_patch_change
 from .objectives import OBJECTIVES
 from .param import PARAMS
-from .render import OPTIMIZERS, RenderConfig, render
+from .render import OPTIMISATION, RenderConfig, render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
+
+
+OBJECTIVE = "objective"
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    layer: str = "4"  # LM layer: depth 0..n_layers or a layer name
-    head: str = "none"  # what follows the blocks (see lmrep.layers.HEADS)
-    objective: str = "neuron"  # neuron: one neuron over all patches; patch: all neurons of one patch
-    indices: tuple[int, ...] = tuple(range(16))  # neurons or patches, one panel each (panel k shows index k-1)
-    seeds: tuple[int, ...] = (0, 1, 2)  # one starting noise per seed
-    param: str = "pixel"  # pixel or fft
-    blur: bool = True  # Gaussian blur before each forward pass
-    sigma: tuple[float, float] = (2.4, 0.8)  # the blur's sigma, start -> end
-    jitter: int = 4  # random shift of up to this many pixels (0: off)
-    octave: bool = False  # the original scripts' octaves: zoom in by a random factor, random crop
-    octave_scales: tuple[float, float] = (2.5, 2.68)  # 224 -> 560 .. 600
-    image_size: int = 224
-    render: RenderConfig = field(default_factory=RenderConfig)
+    layer: str = option("4", "LM layer: 0..n_layers or a name like blocks.3.hook_resid_post", group=OBJECTIVE)
+    head: str = option("none", HEAD_HELP, one_of(HEADS), group=OBJECTIVE)
+    objective: str = option("neuron", "neuron: one neuron over all patches; patch: all neurons of one patch",
+                            one_of(lambda: sorted(OBJECTIVES)), flag="kind", group=OBJECTIVE)
+    indices: tuple[int, ...] = option(tuple(range(16)), "neurons or patches, one panel each (panel k shows index "
+                                      "k-1)", each(at_least(0)), group=OBJECTIVE)
+    seeds: tuple[int, ...] = option((0, 1, 2), "one starting noise per seed", each(seed_value), cli=False)
+    param: str = option("pixel", "pixels or Fourier-space parameters", one_of(lambda: sorted(PARAMS)),
+                        group=OPTIMISATION)
+    blur: bool = option(True, "Gaussian blur before each forward pass", group=OPTIMISATION)
+    sigma: tuple[float, float] = option((2.4, 0.8), "the blur's sigma, start -> end", each(positive),
+                                        flag="blur-sigma", metavar=("START", "END"), group=OPTIMISATION,
+                                        when=When("blur", (True,)))
+    jitter: int = option(4, "random shift of up to this many pixels, 0: off", at_least(0), group=OPTIMISATION)
+    octave: bool = option(False, "the original scripts' octaves: zoom in 2.5-2.68x and random-crop back",
+                          group=OPTIMISATION)
+    octave_scales: tuple[float, float] = option((2.5, 2.68), "zoom range of an octave (224 -> 560 .. 600)",
+                                                each(positive), cli=False)
+    image_size: int = option(224, "side of the square image in pixels", at_least(1, 2048), group=OPTIMISATION)
+    render: RenderConfig = option(help="the optimisation loop", factory=RenderConfig, cli=False)
 
-    def check(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise LmrepError(f"unknown objective '{self.objective}': choose one of {', '.join(OBJECTIVES)}")
-        if self.param not in PARAMS:
-            raise LmrepError(f"unknown parameterisation '{self.param}': choose one of {', '.join(PARAMS)}")
-        if self.render.optimizer not in OPTIMIZERS:
-            raise LmrepError(f"unknown optimizer '{self.render.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
+    def check(self) -> "FeaturesConfig":
+        """Raise LmrepError on a value that cannot work; returns self."""
+        check_fields(self)
+        check_fields(self.render)
         if not self.indices or not self.seeds:
             raise LmrepError("give at least one index and one seed")
+        if self.jitter >= self.image_size:
+            raise LmrepError(f"jitter must be smaller than the image ({self.image_size} px), got {self.jitter}")
+        return self
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def check_indices(self, width: int, patches: int) -> None:
+        """Every index names a neuron (< the layer's width) or a patch (< the number of patches)."""
+        n, what = (width, "neuron") if self.objective == "neuron" else (patches, "patch")
+        bad = [i for i in self.indices if i >= n]
+        if bad:
+            raise LmrepError(f"indices must be {what}s 0..{n - 1} (this layer has {n}), got {bad[0]}")
 
 def transforms_for(cfg: FeaturesConfig, generator: torch.Generator) -> Transform:
     """The configured transforms in the original order: octave zoom, jitter, then blur."""
@@ -118,17 +135,45 @@ def _sem_rows(rows: torch.Tensor) -> list[float] | None:
 PANELS, IMAGES = "panels.jsonl", "images.safetensors"
 
 
+def run(run_dir: RunDir, hybrid: Hybrid, cfg: FeaturesConfig, progress: bool = True) -> dict:
+    """Render every seed the run folder has not finished (its images go into images.safetensors first, then its
+    panels' lines, which mark it finished), then the summary and figures; returns the summary."""
+    panels = Records(run_dir, PANELS, key=lambda r: f"{r['seed']}/{r['panel']}")
+    images = run_dir.load_tensors(IMAGES)
+    done = [s for s in cfg.seeds if f"seed{s}" in images
+            and all(f"{s}/{k + 1}" in panels.done for k in range(len(cfg.indices)))]
+    panels.keep(f"{s}/{k + 1}" for s in done for k in range(len(cfg.indices)))
+    resumed(len(done), len(cfg.seeds), run_dir, "seed")
+    layer = hybrid.at(cfg.layer, cfg.head)
+    try:
+        for s in cfg.seeds:
+            if s in done:
+                continue
+            print(f"seed {s}: rendering {len(cfg.indices)} panels of {layer.name} ...", file=sys.stderr)
+            recs, imgs = render_seed(hybrid, cfg, s, progress=progress)
+            run_dir.add_tensors(IMAGES, {f"seed{s}": imgs})
+            for r in recs:
+                panels.add(r)
+            done.append(s)
+    finally:
+        summary = report(run_dir) if done else None
+    return summary
+
+
 def report(run_dir: RunDir) -> dict:
     """summary.json and the figures of a features run, from its panels.jsonl, config.json and saved images:
     grid.png (the first seed's panels), change.png (per-patch change per panel), profile.png (change along the
     token order). Returns the summary."""
-    config = json.loads((run_dir / "config.json").read_text())
+    config = run_dir.config()
     records = run_dir.read_jsonl(PANELS)
+    if not records:
+        raise LmrepError(f"'{run_dir.path}' has no finished seed ({PANELS} is empty or missing): nothing to report; "
+                         "rerun the command to resume it")
     objective = config["features"]["objective"]
     summary = dict(layer=config["layer_name"], objective=objective, grid=config["grid"],
                    **summarize(records, objective))
     run_dir.write_json("summary.json", summary)
-    images = load_file(str(run_dir / IMAGES))
+    images = run_dir.load_tensors(IMAGES)
     first = min(r["seed"] for r in records)
     panels = [r for r in records if r["seed"] == first]
     what = (f"{config['vit']}{'' if config['vit_trained'] else ' (untrained)'} stem + {config['model']}"

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..checks import option
 from ..errors import LmrepError
 from ..layers import layer_model
 from ..models import LoadedModel
@@ -25,9 +26,11 @@ from .vit import LoadedViT
 
 @dataclass(frozen=True)
 class HybridConfig:
-    vit_positions: bool = True  # the ViT's patch position embedding, added in the stem
-    lm_positions: bool = True  # the LM's own positions (off: GPT-2's wpe adds zeros; rotary: every position id 0)
-    causal: bool = True  # the LM's causal mask (off: a full, bidirectional 4D mask)
+    vit_positions: bool = option(True, "add the ViT's patch position embedding in the stem", group="vision")
+    lm_positions: bool = option(True, "the LM's own positions (off: GPT-2's wpe adds zeros; rotary: every position "
+                                "id is 0)", group="vision")
+    causal: bool = option(True, "the LM's causal mask (off: a full, bidirectional mask: patches see each other)",
+                          group="vision")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -39,8 +42,8 @@ class Hybrid:
     def __init__(self, vit: LoadedViT, lm: LoadedModel, cfg: HybridConfig = HybridConfig()):
         if vit.d_model != lm.d_model:
             raise LmrepError(f"the stem of {vit.name} makes tokens of width {vit.d_model} but {lm.name} takes "
-                             f"width {lm.d_model}: pair models of the same width (vit-b16 with gpt2, vit-l16 with "
-                             "a d=1024 LM); lmrep never projects between widths")
+                             f"width {lm.d_model}: pair models of the same width (--vit auto builds a stem of the "
+                             "LM's width; vit-b16 with gpt2); lmrep never projects between widths")
         self.vit, self.lm, self.cfg = vit, lm, cfg
 
     @property
@@ -50,10 +53,14 @@ class Hybrid:
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """The stem: images (B, 3, H, W) in [0, 1] -> patch tokens (B, N, d)."""
         x = self.vit.patch_tokens(images, positions=self.cfg.vit_positions)
-        if x.shape[1] > self.lm.max_positions:
-            raise LmrepError(f"{x.shape[1]} patches but {self.lm.name} takes at most {self.lm.max_positions} "
-                             "positions: use a smaller --image-size")
+        self.check_patches(x.shape[1])
         return x.to(self.lm.dtype)
+
+    def check_patches(self, n: int) -> None:
+        """An image of ``n`` patches must fit in the LM's positions."""
+        if n > self.lm.max_positions:
+            raise LmrepError(f"{n} patches but {self.lm.name} takes at most {self.lm.max_positions} positions: use "
+                             "a smaller --image-size")
 
     def at(self, layer: int | str, head: str = "none") -> "HybridLayer":
         return HybridLayer(self, layer_model(self.lm, layer, head))

@@ -10,14 +10,16 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
+from ..checks import at_least, finite, non_negative, option, positive
+from ..errors import LmrepError
 from ..optim import decaying
-from ..runs import RunDir
+from ..runs import Records, RunDir, resumed
 from ..stats import mean_sem
 from .figures import psnr_by_depth, reconstruction_grid
+from .render import OPTIMISATION
 from .images import load_image
 from .metrics import l2, per_patch_mse, psnr, ssim
 
@@ -26,10 +28,11 @@ LAYERS, IMAGES = "layers.jsonl", "images.safetensors"
 
 @dataclass(frozen=True)
 class ReconstructConfig:
-    steps: int = 1000  # the original scripts' 1000
-    lr: float = 0.02  # Adam's learning rate, falling linearly to lr/10
-    init_mean: float = 0.7  # start: N(init_mean, init_sd^2) per pixel (the original scripts: randn / 20 + 0.7)
-    init_sd: float = 0.05
+    steps: int = option(1000, "Adam steps per layer (the original scripts' 1000)", at_least(1), group=OPTIMISATION)
+    lr: float = option(0.02, "Adam's learning rate, falling linearly to lr/10", positive, group=OPTIMISATION)
+    init_mean: float = option(0.7, "start: N(init_mean, init_sd^2) per pixel (the original scripts: randn / 20 + "
+                              "0.7)", finite, cli=False)
+    init_sd: float = option(0.05, "see init_mean", non_negative, cli=False)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,30 +79,45 @@ class Subject:
     layers: list  # modules images -> (B, T, D), each with ``name`` and ``spec``
 
 
+def _key(rec: dict) -> str:
+    return f"{rec['model']}/{rec['image']}/{rec['layer']}"
+
+
 def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str], cfg: ReconstructConfig,
                     seed: int, device, on_record: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every image from every layer of every subject: one line per (subject, layer, image) in layers.jsonl, the
-    originals and reconstructions in images.safetensors, then the summary and figures. Returns the records."""
-    tensors, records = {}, []
-    for sub in subjects:
-        originals = {name: load_image(name, sub.side).to(device) for name in images}
-        tensors.update({f"{sub.label}/{name}/original": img.cpu() for name, img in originals.items()})
-        for m in sub.layers:
-            for name, img in originals.items():
-                print(f"{sub.label}: {m.name}, {name} ...", file=sys.stderr)
-                out = reconstruct(m, img, cfg, seed=seed, progress=True)
-                rec = dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
-                           output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
-                           loss_start=out["curve"][0], loss_end=out["curve"][-1],
-                           **image_metrics(out["image"].cpu(), img.cpu(), sub.patch))
-                tensors[f"{sub.label}/{name}/{m.spec.depth}"] = out["image"].cpu()
-                records.append(rec)
-                run_dir.append_jsonl(LAYERS, rec)
-                if on_record:
-                    on_record(rec)
-    run_dir.save_tensors(IMAGES, tensors)
-    report(run_dir)
-    return records
+    """Every image from every layer of every subject that the run folder has not finished: per (subject, layer,
+    image), the reconstruction goes into images.safetensors first and its line into layers.jsonl last (the line
+    marks it finished). Then the summary and figures. Returns every record (those finished earlier first)."""
+    layers = Records(run_dir, LAYERS, key=_key)
+    have = run_dir.load_tensors(IMAGES)
+    layers.keep(k for k in layers.done if k in have)
+    total = sum(len(sub.layers) for sub in subjects) * len(images)
+    resumed(len(layers.done), total, run_dir, "reconstruction")
+    for rec in layers.done.values():
+        if on_record:
+            on_record(rec)
+    try:
+        for sub in subjects:
+            originals = {name: load_image(name, sub.side).to(device) for name in images}
+            run_dir.add_tensors(IMAGES, {f"{sub.label}/{name}/original": img.cpu() for name, img in originals.items()})
+            for m in sub.layers:
+                for name, img in originals.items():
+                    if _key(dict(model=sub.label, image=name, layer=m.name)) in layers.done:
+                        continue
+                    print(f"{sub.label}: {m.name}, {name} ...", file=sys.stderr)
+                    out = reconstruct(m, img, cfg, seed=seed, progress=True)
+                    rec = dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
+                               output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
+                               loss_start=out["curve"][0], loss_end=out["curve"][-1],
+                               **image_metrics(out["image"].cpu(), img.cpu(), sub.patch))
+                    run_dir.add_tensors(IMAGES, {_key(rec): out["image"].cpu()})
+                    layers.add(rec)
+                    if on_record:
+                        on_record(rec)
+    finally:
+        if layers.done:
+            report(run_dir)
+    return list(layers.done.values())
 
 
 def summarize(records: list[dict]) -> dict:
@@ -121,19 +139,25 @@ def report(run_dir: RunDir) -> dict:
     """summary.json, reconstructions.png (originals and reconstructions by layer) and psnr.png, from the run's
     layers.jsonl and saved images; returns the summary."""
     records = run_dir.read_jsonl(LAYERS)
+    if not records:
+        raise LmrepError(f"'{run_dir.path}' has no finished reconstruction ({LAYERS} is empty or missing): nothing "
+                         "to report; rerun the command to resume it")
     summary = summarize(records)
     run_dir.write_json("summary.json", summary)
-    tensors = load_file(str(run_dir / IMAGES))
+    tensors = run_dir.load_tensors(IMAGES)
     rows = []
     for model in summary:
         for name in dict.fromkeys(r["image"] for r in records):
-            recs = sorted((r for r in records if r["model"] == model and r["image"] == name), key=lambda r: r["depth"])
+            recs = sorted((r for r in records if r["model"] == model and r["image"] == name),
+                          key=lambda r: (r["depth"], r["layer"]))
             rows.append((f"{model}\n{name}", tensors[f"{model}/{name}/original"][0],
-                         [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[f"{model}/{name}/{r['depth']}"][0])
+                         [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[_key(r)][0])
                           for r in recs]))
-    reconstruction_grid(rows, run_dir / "reconstructions.png", "reconstruction from each layer's output (depth: PSNR)")
+    models = " vs ".join(summary)
+    reconstruction_grid(rows, run_dir / "reconstructions.png",
+                        f"{models}: reconstruction from each layer's output (depth: PSNR)")
     curves = {model: ([r["depth"] for r in rows_], [r["psnr"]["mean"] for r in rows_],
                       None if rows_[0]["psnr"]["sem"] is None else [r["psnr"]["sem"] for r in rows_])
               for model, rows_ in summary.items()}
-    psnr_by_depth(curves, run_dir / "psnr.png", "how much of the image each layer keeps")
+    psnr_by_depth(curves, run_dir / "psnr.png", f"how much of the image each layer keeps: {models}")
     return summary

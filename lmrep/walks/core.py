@@ -21,12 +21,15 @@ from typing import Callable
 import torch
 
 from ..batching import per_item
-from ..checks import at_least, check_fields, each, non_negative, one_of, option, optional, positive
+from ..checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
+                      seed_value)
 from ..decode import DECODERS
 from ..errors import LmrepError
 
 CONVENTIONS = ("text", "scripts")
 WALK = "walk"
+CLAMPED, JACOBIAN = When("method", ("clamped",)), When("method", ("jacobian",))
+MOVES = When("method", ("tangent", "jacobian"))
 
 
 @dataclass
@@ -35,30 +38,36 @@ class WalkConfig:
                          "re-projection; clamped: noise on one side of a random split, descent on the other",
                          one_of(lambda: list(METHODS)), group=WALK)
     steps: int = option(10, "moves (tangent, jacobian) or rounds (clamped) N", at_least(0), group=WALK)
-    inner_steps: int | None = option(None, "clamped: gradient steps per round (1); jacobian/tangent: re-projection "
-                                     "steps per move (1 / 0)", optional(at_least(0)), group=WALK)
+    inner_steps: int | None = option(None, "clamped: gradient steps per round; jacobian/tangent: re-projection "
+                                     "steps per move", optional(at_least(0)), group=WALK)
     step_size: float = option(0.01, "tangent/jacobian: each move is step-size * sqrt(tokens) long in L2 (the "
-                              "page's 0.01 * perp)", positive, group=WALK)
+                              "page's 0.01 * perp)", positive, group=WALK, when=MOVES)
     convention: str = option("scripts", "clamped: scripts (U(0, noise) on dims >= i, descent on dims < i) or text "
                              "(N(0, noise) on dims < i, descent on dims >= i, as the page's equation)",
-                             one_of(CONVENTIONS), group=WALK)
-    noise: float = option(2e-4, "clamped: noise scale per round (the scripts' 2e-4)", non_negative, group=WALK)
+                             one_of(CONVENTIONS), group=WALK, when=CLAMPED)
+    noise: float = option(2e-4, "clamped: noise scale per round (the scripts' 2e-4)", non_negative, group=WALK,
+                          when=CLAMPED)
     lr: float = option(2e-5, "clamped: plain gradient step on ||O(e_n) - O(e)||_1 (the scripts' 2e-5)", positive,
-                       group=WALK)
+                       group=WALK, when=CLAMPED)
     directions: int = option(8, "jacobian: directions per Krylov block (the walk moves in their span)",
-                             at_least(1), group=WALK)
-    krylov: int = option(3, "jacobian: Krylov blocks, i.e. J^T J products per move", at_least(1), group=WALK)
+                             at_least(1), group=WALK, when=JACOBIAN)
+    krylov: int = option(3, "jacobian: Krylov blocks, i.e. J^T J products per move", at_least(1), group=WALK,
+                         when=JACOBIAN)
     decoder: str = option("pinv", "embeddings -> tokens for the snapshots: pinv (eq. 3), l2, cosine",
                           one_of(DECODERS), group=WALK)
     topk: int = option(5, "decoded alternatives per snapshot (the page prints top-5)", at_least(1), group=WALK)
     snapshots: tuple[int, ...] = option((), "steps at which to decode (default: 0, N/4, N/2, 3N/4, N)",
                                         each(at_least(0)), group=WALK)
     batch_size: int = option(16, "walks run together (each is its own computation)", at_least(1), group=WALK)
-    seed: int = option(0, "noise, split indices and starting directions", at_least(0), cli=False)
+    seed: int = option(0, "noise, split indices and starting directions", seed_value, cli=False)
 
     def check(self, vocab_size: int | None = None) -> "WalkConfig":
         """Raise LmrepError on a value that cannot work; returns self."""
         check_fields(self)
+        late = [s for s in self.snapshots if s > self.steps]
+        if late:
+            raise LmrepError(f"snapshots must be steps 0..{self.steps} (the walk has {self.steps} steps), "
+                             f"got {late[0]}")
         if vocab_size is not None and self.topk > vocab_size:
             raise LmrepError(f"topk must be at most the vocabulary size {vocab_size}, got {self.topk}")
         return self

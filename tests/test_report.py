@@ -1,0 +1,119 @@
+"""`lmrep report` on every kind of run folder (rebuilt from its files alone, to the byte), and one line for a folder
+that is broken, incomplete or foreign. The vision kinds are rebuilt in test_vision.py, the experiments' in
+test_reproduce.py, with the runs those files already make."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmrep.cli import main
+from lmrep.experiments.reporting import above, below, greater, verdict
+from lmrep.stats import mean_sem
+
+
+def rebuilds_the_same(run, capsys) -> None:
+    """Delete the summary and figures of a finished run, rebuild them with lmrep report, compare."""
+    summary = (run / "summary.json").read_text()
+    pngs = sorted(p.name for p in run.glob("*.png"))
+    for p in [run / "summary.json", *run.glob("*.png")]:
+        p.unlink()
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert (run / "summary.json").read_text() == summary
+    assert sorted(p.name for p in run.glob("*.png")) == pngs
+    assert f"rebuilt {run}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def invert_run(tiny_gpt2_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inv") / "run"
+    assert main(["invert", "The sky is blue.", "Hello", "--model", str(tiny_gpt2_dir), "--steps", "3",
+                 "--out", str(out), "--json"]) == 0
+    return out
+
+
+def test_report_rebuilds_an_invert_run(invert_run, capsys):
+    rebuilds_the_same(invert_run, capsys)
+    assert (invert_run / "loss.png").exists()
+
+
+def test_report_rebuilds_a_walk_run(tiny_gpt2_dir, tmp_path, capsys):
+    out = tmp_path / "walk"
+    assert main(["walk", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "2", "--steps", "2",
+                 "--out", str(out), "--json"]) == 0
+    rebuilds_the_same(out, capsys)
+    assert (out / "walk.png").exists()
+
+
+def test_combined_report_of_runs_of_different_kinds(invert_run, tmp_path, capsys):
+    assert main(["report", str(invert_run), "--combined", str(tmp_path / "all.md")]) == 0
+    text = (tmp_path / "all.md").read_text()
+    assert "invert run" in text and "loss.png" in text and '"prompts": 2' in text
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+BROKEN = {
+    "no folder": lambda d: d / "missing",
+    "no config.json": lambda d: (d / "metrics.jsonl").unlink() or (d / "config.json").unlink() or d,
+    "config.json cut short": lambda d: (d / "config.json").write_text('{"command": "inv') or d,
+    "a foreign kind": lambda d: (d / "config.json").write_text('{"command": "something-else"}') or d,
+    "no command": lambda d: (d / "config.json").write_text('{"model": "x"}') or d,
+    "no results yet": lambda d: (d / "metrics.jsonl").unlink() or d,
+    "results of another shape": lambda d: (d / "metrics.jsonl").write_text('{"index": 0, "x": 1}\n') or d,
+    "binary results": lambda d: (d / "metrics.jsonl").write_bytes(b"\x00\x01\x02\n") or d,
+}
+
+
+@pytest.mark.parametrize("damage", list(BROKEN))
+def test_a_broken_incomplete_or_foreign_folder_is_one_line(damage, invert_run, tmp_path, capsys):
+    folder = BROKEN[damage](_copy(invert_run, tmp_path / "copy"))
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lmrep report: error:") and "Traceback" not in err, err
+
+
+def test_every_folder_is_checked_before_any_is_rebuilt(invert_run, tmp_path, capsys):
+    before = (invert_run / "summary.json").stat().st_mtime_ns
+    assert main(["report", str(invert_run), str(tmp_path / "missing")]) == 2
+    assert (invert_run / "summary.json").stat().st_mtime_ns == before
+
+
+# ---- verdicts ---------------------------------------------------------------------------------------------------
+
+def test_one_item_decides_nothing():
+    one, other = mean_sem([0.5]), mean_sem([0.5])
+    assert one["sem"] is None
+    assert above(one, 0.1) is None and below(one, 0.9) is None and greater(one, other) is None
+    assert verdict(greater(one, other)).startswith("not decided")
+    assert verdict(True, evidence=(one,)).startswith("not decided (fewer than two items")
+
+
+def test_verdicts_with_two_or_more_items():
+    hi, lo, same = mean_sem([0.9, 0.91, 0.92]), mean_sem([0.1, 0.12, 0.11]), mean_sem([0.9, 0.91, 0.92])
+    assert greater(hi, lo) is True and greater(lo, hi) is False and greater(hi, same) is None
+    assert above(hi, 0.5) is True and above(lo, 0.5) is False and below(lo, 0.5) is True
+    flat = mean_sem([0.0, 0.0])  # no spread, equal to the level: the claim "above" does not hold
+    assert above(flat, 0.0) is False and greater(flat, mean_sem([0.0, 0.0])) is False
+    assert verdict(greater(hi, lo), evidence=(hi, lo)) == "holds"
+
+
+def test_depth_figure_styles_tell_every_series_apart():
+    from lmrep.experiments.figures import styles
+    kinds = {f"{m}, {meth}, {d}": (meth, d, m) for m in ("smollm2-135m", "gpt2 untrained")
+             for meth, decs in (("gd", ("pinv", "l2", "cosine")), ("nearest", ("pinv", "l2", "cosine")),
+                                ("exact", ("own",))) for d in decs}
+    looks = styles(kinds)
+    assert len(kinds) == 14 and len({tuple(sorted(v.items())) for v in looks.values()}) == 14
+    assert len({v["color"] for v in looks.values()}) == 3  # one colour per method
+
+
+def test_summary_json_is_json(invert_run):
+    assert json.loads((invert_run / "summary.json").read_text())["prompts"] == 2

@@ -1,0 +1,216 @@
+"""Run folders you can trust: one configuration per folder, nothing lost on a rerun or an interruption, nothing
+half-written, the same permissions on every file, and a failed run leaves the folder as it was."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import torch
+
+from lmrep.cli import main
+from lmrep.errors import LmrepError
+from lmrep.experiments import ReproduceConfig
+from lmrep.plots import loss_curves
+from lmrep.runs import Records, RunDir, read_jsonl, write_atomic
+
+
+def _snapshot(folder) -> dict:
+    """Every file of a folder and its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+# ---- JSON lines -------------------------------------------------------------------------------------------------
+
+def test_a_torn_last_line_is_dropped_and_cut_from_the_file(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3, "va')
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}]
+    assert path.read_text() == '{"id": 1}\n{"id": 2}\n'  # the next append starts on a line of its own
+    path.write_text('{"id": 1}\n{"id": 2}')  # whole, only the newline missing: kept
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}] and path.read_text().endswith("\n")
+
+
+def test_a_damaged_line_elsewhere_is_an_error_not_a_silent_loss(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 1}\ngarbage\n{"id": 3}\n')
+    with pytest.raises(LmrepError, match="line 2 .* damaged"):
+        read_jsonl(path)
+
+
+def test_records_keep_the_first_of_each_key_and_can_drop_orphans(tmp_path):
+    run = RunDir(tmp_path)
+    run.append_jsonl("m.jsonl", dict(index=0, v="a"))
+    run.append_jsonl("m.jsonl", dict(index=1, v="b"))
+    run.append_jsonl("m.jsonl", dict(index=0, v="again"))
+    recs = Records(run, "m.jsonl", key="index")
+    assert {k: r["v"] for k, r in recs.done.items()} == {0: "a", 1: "b"}
+    recs.keep([1])
+    assert read_jsonl(tmp_path / "m.jsonl") == [dict(index=1, v="b")]
+
+
+# ---- one configuration per folder -------------------------------------------------------------------------------
+
+def test_a_folder_resumes_only_its_own_configuration(tmp_path):
+    out = tmp_path / "run"
+    RunDir.create("invert", dict(steps=10, prompts=["a"]), out)
+    assert RunDir.create("invert", dict(steps=10, prompts=("a",)), out).path == out  # the same config: resume
+    before = _snapshot(out)
+    with pytest.raises(LmrepError, match=r"another configuration \(steps: 10 there, 20 now\).*--new"):
+        RunDir.create("invert", dict(steps=20, prompts=["a"]), out)
+    with pytest.raises(LmrepError, match="another kind"):
+        RunDir.create("walk", dict(steps=10, prompts=["a"]), out)
+    assert _snapshot(out) == before
+    fresh = RunDir.create("invert", dict(steps=20, prompts=["a"]), out, new=True)
+    assert fresh.path == tmp_path / "run-2" and fresh.config()["steps"] == 20
+    assert RunDir.create("invert", dict(steps=20, prompts=["a"]), out, new=True).path == tmp_path / "run-2"
+
+
+@pytest.mark.parametrize("content", ["not json {", '["a list"]', None])
+def test_a_foreign_folder_is_refused(tmp_path, content):
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:
+        (out / "notes.txt").write_text("someone's files")
+    else:
+        (out / "config.json").write_text(content)
+    before = _snapshot(out)
+    with pytest.raises(LmrepError):
+        RunDir.create("invert", dict(steps=10), out)
+    assert _snapshot(out) == before
+
+
+def test_a_reproduce_run_with_another_setting_does_not_mix(tmp_path, capsys):
+    """The issue's case: a --setting text run aimed at a folder of --setting original items."""
+    out = tmp_path / "depth"
+    RunDir.create("reproduce-depth", ReproduceConfig("depth", quick=True, setting="original").resolved().to_dict(),
+                  out)
+    (out / "items.jsonl").write_text(json.dumps({"id": "x", "setting": "original"}) + "\n")
+    before = _snapshot(out)
+    assert main(["reproduce", "depth", "--quick", "--setting", "text", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "setting" in err and "--new" in err
+    assert _snapshot(out) == before
+
+
+def test_a_failed_run_leaves_the_folder_as_it_was(tmp_path, capsys):
+    """The issue's case: a threshold run with a model that is not one, aimed at a depth folder."""
+    out = tmp_path / "depth"
+    RunDir.create("reproduce-depth", ReproduceConfig("depth", quick=True).resolved().to_dict(), out)
+    before = _snapshot(out)
+    assert main(["reproduce", "threshold", "--quick", "--model", str(tmp_path), "--out", str(out)]) == 2
+    assert _snapshot(out) == before
+    assert main(["report", str(out)]) == 2  # still one line: the depth folder has no finished item
+    assert "no finished item" in capsys.readouterr().err
+
+
+# ---- whole files, same permissions ------------------------------------------------------------------------------
+
+def test_every_writer_gives_the_same_permissions(tmp_path):
+    run = RunDir.create("invert", dict(steps=1), tmp_path / "run")
+    run.write_json("summary.json", {"a": 1})
+    run.append_jsonl("metrics.jsonl", {"a": 1})
+    run.save_tensors("t.safetensors", {"x": torch.zeros(2)})
+    loss_curves({"a": [1.0, 0.5]}, run / "loss.png")
+    write_atomic(run / "report.md", "# hi\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.path.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_tensors_are_added_not_replaced(tmp_path):
+    run = RunDir.create("walk", {}, tmp_path / "run")
+    run.add_tensors("e.safetensors", {"0.start": torch.ones(2)})
+    run.add_tensors("e.safetensors", {"1.start": torch.zeros(3)})
+    assert set(run.load_tensors("e.safetensors")) == {"0.start", "1.start"}
+    (run / "e.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(LmrepError, match="damaged"):
+        run.load_tensors("e.safetensors")
+
+
+# ---- reruns keep earlier results --------------------------------------------------------------------------------
+
+def _count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*a, **kw):
+        calls.append(a)
+        return real(*a, **kw)
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_invert_rerun_keeps_and_skips_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):
+    import lmrep.inversion.report as inv
+    out = tmp_path / "run"
+    argv = ["invert", "one", "two", "three", "--model", str(tiny_gpt2_dir), "--steps", "3", "--batch-size", "1",
+            "--out", str(out)]
+    real = inv.invert
+
+    def interrupted(target, prompts, cfg, progress=True):
+        for i, rec in enumerate(real(target, prompts, cfg, progress)):
+            if i == 1:
+                raise KeyboardInterrupt
+            yield rec
+    monkeypatch.setattr(inv, "invert", interrupted)
+    assert main(argv) == 130
+    first = (out / "metrics.jsonl").read_text()
+    assert [json.loads(x)["prompt"] for x in first.splitlines()] == ["one"]
+    monkeypatch.setattr(inv, "invert", real)
+    calls = _count_calls(monkeypatch, inv, "invert")
+    assert main(argv) == 0
+    assert [c[1] for c in calls] == [["two", "three"]]  # only what was missing
+    after = (out / "metrics.jsonl").read_text()
+    assert after.startswith(first) and len(after.splitlines()) == 3
+    assert len((out / "snapshots.jsonl").read_text().splitlines()) == 3
+    assert main(argv) == 0 and len(calls) == 1  # everything finished: nothing runs, nothing is deleted
+    assert (out / "metrics.jsonl").read_text() == after
+    assert "3 of 3 prompt(s) already finished" in capsys.readouterr().err
+
+
+def test_walk_rerun_keeps_and_skips_finished_walks(tiny_gpt2_dir, tmp_path, monkeypatch):
+    import lmrep.walks.report as wr
+    out = tmp_path / "walk"
+    argv = ["walk", "The sky is blue.", "Hello world", "--model", str(tiny_gpt2_dir), "--layer", "2", "--steps", "1",
+            "--seeds", "2", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    first = (out / "metrics.jsonl").read_text()
+    assert len(first.splitlines()) == 4
+    tensors = RunDir(out).load_tensors("embeddings.safetensors")
+    calls = _count_calls(monkeypatch, wr, "walk_items")
+    (out / "metrics.jsonl").write_text("".join(line + "\n" for line in first.splitlines()[:3]))  # one walk lost
+    assert main(argv) == 0
+    assert [len(c[1]) for c in calls] == [1]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines[:3] == first.splitlines()[:3]  # kept as written
+    redone, lost = json.loads(lines[3]), json.loads(first.splitlines()[3])
+    assert (redone["index"], redone["seed"], redone["prompt"]) == (lost["index"], lost["seed"], lost["prompt"])
+    assert redone["r"] == pytest.approx(lost["r"], rel=1e-4)  # alone, not in a batch: the same walk to rounding
+    again = RunDir(out).load_tensors("embeddings.safetensors")
+    assert set(again) == set(tensors) and all(torch.equal(tensors[k], again[k]) for k in tensors if k[0] != "3")
+
+
+def test_invert_into_a_folder_of_another_config(tiny_gpt2_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["invert", "one", "--model", str(tiny_gpt2_dir), "--out", str(out)]
+    assert main(base + ["--steps", "2"]) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(base + ["--steps", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "steps: 2 there, 3 now" in err
+    assert _snapshot(out) == before
+    assert main(base + ["--steps", "3", "--new"]) == 0
+    assert json.loads((tmp_path / "run-2" / "config.json").read_text())["steps"] == 3
+
+
+def test_the_exact_summary_names_only_what_it_wrote(tiny_gpt2_dir, tmp_path, capsys):
+    assert main(["invert", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--method", "exact",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "loss.png" not in out and "m_g" not in out and "verified   yes" in out
+    assert not (tmp_path / "run" / "loss.png").exists()
