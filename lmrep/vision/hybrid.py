@@ -71,7 +71,7 @@ class Hybrid:
         kw = {}
         if not self.cfg.causal:  # a 4D mask is used as given: additive zeros = every patch sees every patch
             kw["attention_mask"] = torch.zeros(B, 1, T, T, device=tokens.device, dtype=tokens.dtype)
-        if not self.cfg.lm_positions and self.lm.position_embedding(T) is None:
+        if not self.cfg.lm_positions and self.lm.position_module is None:
             kw["position_ids"] = torch.zeros(B, T, dtype=torch.long, device=tokens.device)  # rotation by 0
         return kw
 
@@ -93,8 +93,9 @@ class HybridLayer(nn.Module):
 
 @contextmanager
 def _without_learned_positions(lm: LoadedModel, off: bool):
-    """While active, the LM's learned position table (GPT-2's wpe) contributes zeros; the hook is always removed."""
-    wpe = getattr(lm.base, "wpe", None)
+    """While active, the LM's learned position table (GPT-2's wpe, OPT's embed_positions) contributes zeros; the
+    hook is always removed."""
+    wpe = lm.position_module
     if not off or wpe is None:
         yield
         return
