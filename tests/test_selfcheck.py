@@ -14,9 +14,10 @@ from lmrep.cli import main
 
 
 @pytest.fixture
-def fresh_checks(monkeypatch):
-    """No pass remembered in memory for this test."""
+def fresh_checks(monkeypatch, tmp_path):
+    """No pass remembered, in memory or on disk (an empty cache folder), for this test."""
     monkeypatch.setattr(selfcheck, "_PASSED", set())
+    monkeypatch.setenv("LMREP_CACHE", str(tmp_path / "cache"))
 
 
 def _one_line_exit_2(args, capsys, *needles):
@@ -58,9 +59,8 @@ def test_learned_positions_at_the_wrong_offset_are_an_error(arch_dirs, monkeypat
 
 
 def test_a_pass_is_remembered_on_disk(arch_dirs, tmp_path, monkeypatch, fresh_checks):
-    monkeypatch.setenv("LMREP_CACHE", str(tmp_path))
     lm = load_model(str(arch_dirs("qwen3")))
-    (record,) = (tmp_path / "checks").glob("*.json")
+    (record,) = (tmp_path / "cache" / "checks").glob("*.json")
     assert json.loads(record.read_text())["passed"] and record.stem == selfcheck.fingerprint(lm)
     monkeypatch.setattr(selfcheck, "_PASSED", set())
     monkeypatch.setattr(selfcheck, "_failure", lambda lm: pytest.fail("checked twice"))
@@ -117,4 +117,5 @@ def test_a_broken_model_folder_is_one_line(damage, arch_dirs, tmp_path, capsys):
     else:
         folder = folder / "config.json"
     err = _one_line_exit_2(["--model", str(folder)], capsys, str(folder))
-    assert ("is a file" in err) if damage == "a file" else ("cannot load the model folder" in err)
+    expected = {"a file": "is a file", "empty": "no config.json"}.get(damage, "cannot load the model folder")
+    assert expected in err, err
