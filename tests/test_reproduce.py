@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
+import tempfile
 
+import matplotlib.image
 import pytest
 import torch
 
@@ -187,3 +191,44 @@ def test_resume_does_not_redo_finished_items(quick_run, pool, tmp_path, monkeypa
     assert new[:-1] == lines[:-1] and len(new) == len(lines)
     assert json.loads(new[-1])["recovered_ids"] == json.loads(lines[-1])["recovered_ids"]  # same seed, same answer
 
+
+
+def _chromium(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium with a fresh profile, nothing fetched from anywhere."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no chromium here (.ci/run installs the Debian package)")
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_html_report_renders_in_a_browser(quick_run, tiny_gpt2_dir, tmp_path, capsys):
+    run = quick_run("threshold")
+    base = ["--model", str(tiny_gpt2_dir), "--layer", "1"]
+    assert main(["invert", "The sky is blue.", "Paris is nice.", *base, "--steps", "20", "--topk", "3",
+                 "--out", str(tmp_path / "gd-run")]) == 0
+    assert main(["invert", "The sky is blue.", *base, "--method", "exact", "--out", str(tmp_path / "exact-run")]) == 0
+    site = tmp_path / "site"
+    assert main(["report", str(run.path), str(tmp_path / "gd-run"), str(tmp_path / "exact-run"), "--html",
+                 str(site)]) == 0
+    index = _chromium("--dump-dom", (site / "index.html").as_uri()).stdout
+    assert all(f">{name}</a>" in index for name in (run.path.name, "gd-run", "exact-run"))
+    claims = [line for line in (run / "report.md").read_text().split("## Per condition")[0].splitlines()
+              if line.startswith("| ") and not line.startswith("| the page says")]
+    page = _chromium("--dump-dom", (site / f"{run.path.name}.html").as_uri()).stdout
+    assert page.count('<tr class="claim">') == len(claims) >= 5 and 'class="verdict holds"' in page
+    assert page.count("data:image/png;base64,") >= 1  # the figure is inside the page
+    gd = _chromium("--dump-dom", (site / "gd-run.html").as_uri()).stdout
+    recs = [json.loads(line) for line in (tmp_path / "gd-run" / "metrics.jsonl").read_text().splitlines()]
+    assert gd.count('class="tok ') == sum(len(r["recovered_ids"]) for r in recs) + 5  # + the legend's five
+    assert gd.count('<table class="snapshots">') == 2 and gd.count('<ol class="topk">') == 2
+    exact = _chromium("--dump-dom", (site / "exact-run.html").as_uri()).stdout
+    (rec,) = [json.loads(line) for line in (tmp_path / "exact-run" / "metrics.jsonl").read_text().splitlines()]
+    certified = sum(c["verified"] for c in rec["certificate"])
+    assert exact.count('class="tok sure"') + exact.count('class="tok close"') == certified + 2  # + the legend's
+    shot = tmp_path / "shot.png"
+    _chromium("--window-size=1000,1200", f"--screenshot={shot}", (site / f"{run.path.name}.html").as_uri())
+    pixels = matplotlib.image.imread(shot)[..., :3]  # (H, W, 3) in [0, 1]
+    assert pixels.std() > 0.05 and (pixels < 0.5).mean() > 0.01  # text, tables and a figure, not a blank page

@@ -58,6 +58,7 @@ def _checked(fn, what: str):
 
 OUT_DIR = _checked(check_out_dir, "run folder")
 OUT_FILE = _checked(check_out_file, "output file")
+SITE_DIR = _checked(check_out_dir, "site folder")
 
 
 def _shape(hint) -> tuple[type, object]:
@@ -212,3 +213,15 @@ def read_prompts(texts: list[str], prompts_file: str | None) -> list[str]:
         if not p.strip():
             raise LmrepError("empty prompt: give some text to invert")
     return prompts
+
+
+def add_executor_args(parser: argparse.ArgumentParser) -> None:
+    """Where the items of a sweep or an experiment run: worker processes here, or Ray."""
+    g = parser.add_argument_group("executor")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: worker processes on this machine (default); ray: Ray tasks on a local Ray, or on "
+                        "the cluster at --address")
+    g.add_argument("--address", help="a running Ray cluster to join (e.g. ray://head:10001 or auto); default: "
+                                     "start a local Ray")
+    g.add_argument("--workers", type=value_type(int, lambda v: None if v >= 1 else "1 or more"),
+                   help="worker processes (local) or CPUs of the local Ray (default: the cores here)")

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 from ..experiments import combine, rebuild_any, reporter
+from ..experiments.site import write_site
 from ..runs import RunDir
-from .args import OUT_FILE
+from .args import OUT_FILE, SITE_DIR
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="rebuild the figures and summaries of run folders from their JSON (no model "
                                       "needed)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run folders written by lmrep invert, walk, features, reconstruct-image or reproduce")
+                   help="run folders written by lmrep invert, walk, features, reconstruct-image, reproduce or sweep")
     p.add_argument("--combined", metavar="FILE", type=OUT_FILE,
                    help="also write one markdown file with every run's report in it (default: none)")
+    p.add_argument("--html", metavar="DIR", type=SITE_DIR,
+                   help="also write a static site to DIR: index.html, a page per run (claims, figures, a per-prompt "
+                        "view of inversions); open it in any browser (default: none)")
     p.set_defaults(run=run)
 
 
@@ -27,4 +31,6 @@ def run(args) -> int:
     if args.combined:
         combine(dirs, args.combined)
         print(f"combined report: {args.combined}")
+    if args.html:
+        print(f"site: {write_site(dirs, args.html)}")
     return 0

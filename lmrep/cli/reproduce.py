@@ -4,10 +4,11 @@ from __future__ import annotations
 import sys
 
 from ..checks import at_least
-from ..experiments import ReproduceConfig, experiments, reproduce, reproduce_all
+from ..experiments import ReproduceConfig, check, experiments, get, make_executor, reproduce, reproduce_all
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
+from ..experiments.engine import ItemsFailed
 from ..models import DEFAULT_MODEL
-from .args import add_out_arg, read_prompts, value_type
+from .args import add_executor_args, add_out_arg, read_prompts, value_type
 
 
 def register(sub) -> None:
@@ -31,6 +32,7 @@ def register(sub) -> None:
                         "(sentence-reconstruction; e.g. gpt2) (default: none)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     add_out_arg(p, "reproduce-<name>")
+    add_executor_args(p)
     p.set_defaults(run=run)
 
 
@@ -49,7 +51,14 @@ def run(args) -> int:
     prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
     cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
                           seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also))
+    exps = list(known.values()) if args.name == "all" else [get(args.name)]
+    check(cfg.resolved(), exps)  # bad values are one line before any worker (or Ray) starts
+    executor = make_executor(args.executor, args.device, args.workers, args.address)
     go = reproduce_all if args.name == "all" else reproduce
-    run_dir = go(cfg, args.out, new=args.new)
+    try:
+        run_dir = go(cfg, args.out, new=args.new, executor=executor)
+    except ItemsFailed as e:
+        print(f"lmrep reproduce: {e}", file=sys.stderr)
+        return 1
     print(f"report: {run_dir / 'report.md'}")
     return 0

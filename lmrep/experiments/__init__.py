@@ -2,7 +2,9 @@
 
 Each experiment is a module with ``NAME``, ``ABOUT``, ``TITLE`` and four functions:
 
-    run(run_dir, cfg, progress, pool)    one JSON line per finished item in items.jsonl (an interrupted run resumes)
+    plan(cfg, pool, done) -> stages      the independent tasks that make its items (``engine``); ``execute`` runs
+                                         them on an executor and writes one JSON line per finished item to
+                                         items.jsonl (an interrupted run resumes)
     summarize(items) -> summary          the numbers the report shows (written to summary.json)
     draw(run_dir, summary, items)        the figures
     markdown(config, items, summary)     the report's sections after its header
@@ -13,6 +15,7 @@ Each experiment is a module with ``NAME``, ``ABOUT``, ``TITLE`` and four functio
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -23,9 +26,14 @@ from typing import Callable
 from ..errors import LmrepError
 from ..models import check_model, resolve_device
 from ..runs import RunDir, write_atomic
+from . import grid
 from .config import ReproduceConfig
+from .engine import RETRIES, Inline, ItemsFailed, Job, execute
+from .items import ItemLog
 from .pool import ModelPool
 from .reporting import header, load_run
+
+EXECUTORS = ("local", "ray")
 
 # in the order the report presents them; depth's figure is the headline
 MODULES = ("depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks")
@@ -45,9 +53,10 @@ class Experiment:
     def about(self) -> str:
         return self.module.ABOUT
 
-    def run(self, run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True,
-            pool: ModelPool | None = None) -> None:
-        self.module.run(run_dir, cfg, progress, pool or ModelPool(cfg.device))
+    def job(self, run_dir: RunDir, cfg, pool: ModelPool) -> Job:
+        """This experiment's plan for ``run_dir`` (``pool`` answers the planner's questions: layers, lengths)."""
+        log = ItemLog(run_dir)
+        return Job(self.name, log, self.module.plan(cfg, pool, log.done))
 
     def report(self, run_dir: RunDir) -> str:
         """summary.json, the figures and report.md from the run folder's JSON alone; returns the markdown."""
@@ -58,7 +67,9 @@ class Experiment:
         summary = self.module.summarize(items)
         run_dir.write_json("summary.json", summary)
         self.module.draw(run_dir, summary, items)
-        text = "\n".join([header(self.module.TITLE, config, items), *self.module.markdown(config, items, summary)])
+        head = self.module.header(config, items) if hasattr(self.module, "header") else \
+            header(self.module.TITLE, config, items)
+        text = "\n".join([head, *self.module.markdown(config, items, summary)])
         run_dir.write_text("report.md", text)
         return text
 
@@ -89,29 +100,75 @@ def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
         check_model(name)
 
 
+def make_executor(kind: str = "local", device: str = "cpu", workers: int | None = None, address: str | None = None,
+                  retries: int = RETRIES, pool: ModelPool | None = None):
+    """An executor by name: local worker processes, Ray, or (given a pool) this process itself."""
+    if pool is not None:
+        return Inline(pool, retries)
+    if kind == "local":
+        from .local import LocalExecutor
+        return LocalExecutor(workers, device, retries)
+    if kind == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise LmrepError("the ray executor needs Ray: pip install 'lmrep[ray]' (or use --executor local)")
+        from .cluster import RayExecutor
+        return RayExecutor(address, workers, device, retries)
+    raise LmrepError(f"unknown executor '{kind}': choose one of {', '.join(EXECUTORS)}")
+
+
+def run_jobs(jobs: list[Job], executor, progress: bool = True, desc: str = "items") -> None:
+    """Execute the jobs; raise ItemsFailed (after everything else finished) if some items failed for good."""
+    outcome = execute(jobs, executor, progress, desc)
+    if not outcome.ok:
+        raise ItemsFailed(outcome.message())
+
+
 def reproduce(cfg: ReproduceConfig, out: str | None = None, progress: bool = True,
-              pool: ModelPool | None = None, new: bool = False) -> RunDir:
+              pool: ModelPool | None = None, new: bool = False, executor=None) -> RunDir:
     """Run one experiment into its run folder (resuming what a previous run with the same config finished) and
-    write its report; returns the run folder. ``new``: a fresh folder if ``out`` holds another configuration."""
+    write its report; returns the run folder. ``new``: a fresh folder if ``out`` holds another configuration.
+    ``executor``: default the local worker processes (this process when a ``pool`` is given)."""
     exp = get(cfg.experiment)
     cfg = cfg.resolved()
     check(cfg, [exp])
     run_dir = RunDir.create(f"reproduce-{exp.name}", cfg.to_dict(), out, new=new)
-    exp.run(run_dir, cfg, progress, pool)
+    executor = executor or make_executor(device=cfg.device, pool=pool)
+    try:
+        run_jobs([exp.job(run_dir, cfg, pool or ModelPool("cpu"))], executor, progress, exp.name)
+    except ItemsFailed:
+        if ItemLog(run_dir).done:
+            exp.report(run_dir)  # what finished is reported; the failures are said and can be rerun
+        raise
     exp.report(run_dir)
     return run_dir
 
 
 def reproduce_all(cfg: ReproduceConfig, out: str | None = None, progress: bool = True,
-                  pool: ModelPool | None = None, new: bool = False) -> RunDir:
-    """Every experiment, each in a subfolder of one run folder, plus a combined report.md naming each."""
+                  pool: ModelPool | None = None, new: bool = False, executor=None) -> RunDir:
+    """Every experiment, each in a subfolder of one run folder, run together, plus a combined report.md."""
     cfg = cfg.resolved()
     check(cfg, list(experiments().values()))
     top = RunDir.create("reproduce-all", cfg.to_dict(), out, new=new)
-    pool = pool or ModelPool(cfg.device)
-    dirs = [reproduce(replace(cfg, experiment=name), top / name, progress, pool) for name in experiments()]
-    combine(dirs, top / "report.md")
+    planner = pool or ModelPool("cpu")
+    runs = {name: RunDir.create(f"reproduce-{name}", replace(cfg, experiment=name).to_dict(), top / name)
+            for name in experiments()}
+    jobs = [get(name).job(d, replace(cfg, experiment=name), planner) for name, d in runs.items()]
+    try:
+        run_jobs(jobs, executor or make_executor(device=cfg.device, pool=pool), progress, "all")
+    except ItemsFailed:
+        report_runs(list(runs.values()), top / "report.md")
+        raise
+    report_runs(list(runs.values()), top / "report.md")
     return top
+
+
+def report_runs(run_dirs: list[RunDir], combined) -> None:
+    """Rebuild the report of each run that has items, and one combined report of them."""
+    done = [d for d in run_dirs if ItemLog(d).done]
+    for d in done:
+        rebuild(d)
+    if done:
+        combine(done, combined)
 
 
 def combine(run_dirs: list[RunDir], path) -> str:
@@ -132,7 +189,7 @@ def combine(run_dirs: list[RunDir], path) -> str:
 
 def _title(run_dir: RunDir) -> str:
     cfg = run_dir.config()
-    return cfg.get("experiment") if cfg["command"].startswith("reproduce-") else f"{cfg['command']} {run_dir.path.name}"
+    return cfg["experiment"] if cfg.get("experiment") else f"{cfg['command']} {run_dir.path.name}"
 
 
 def _section(run_dir: RunDir) -> str:
@@ -151,18 +208,31 @@ def _demote(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.M)
 
 
+FOLDERS_OF_RUNS = ("all", "sweep")  # a reproduce-all folder, a sweep's folder
+
+
 def _name(run_dir: RunDir) -> str:
-    name = run_dir.config().get("experiment")
+    """The experiment (or grid) a run folder holds; 'all' and 'sweep' for folders of runs."""
+    config = run_dir.config()
+    name = config.get("experiment") or ("sweep" if config.get("command") == "sweep" else None)
     if not isinstance(name, str):
         raise LmrepError(f"'{run_dir / 'config.json'}' names no experiment: not a folder written by lmrep reproduce")
     return name
 
 
+def kind(name: str) -> Experiment:
+    """The experiment or grid a run folder's config names."""
+    if name == grid.NAME:
+        return Experiment(grid)
+    return get(name)
+
+
 def rebuild(run_dir: RunDir) -> str:
-    """Rebuild a reproduce run folder's summary, figures and report.md from its JSON alone (no model is loaded)."""
+    """Rebuild a reproduce or sweep run folder's summary, figures and report.md from its JSON alone (no model is
+    loaded)."""
     name = _name(run_dir)
-    if name != "all":
-        return get(name).report(run_dir)
+    if name not in FOLDERS_OF_RUNS:
+        return kind(name).report(run_dir)
     order = list(experiments())
     subs = sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
                   key=lambda d: order.index(_name(d)) if _name(d) in order else len(order))
@@ -193,12 +263,12 @@ def reporter(run_dir: RunDir) -> Callable[[RunDir], object]:
         raise LmrepError(f"'{run_dir.path}' is not a run folder (no config.json): give a folder an lmrep command "
                          "wrote")
     command = run_dir.config()["command"]
-    if command.startswith("reproduce-"):
+    if command.startswith(("reproduce-", "sweep")):
         return rebuild
     known = reporters()
     if command not in known:
         raise LmrepError(f"'{run_dir.path}' holds a run of kind '{command}', which lmrep report does not know: "
-                         f"it rebuilds {', '.join(known)} and reproduce runs")
+                         f"it rebuilds {', '.join(known)}, reproduce and sweep runs")
     return known[command]
 
 

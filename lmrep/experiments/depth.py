@@ -7,16 +7,16 @@ L2-nearest, cosine-nearest) from one run, other methods by their own output. The
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from ..decode import DECODERS
 from ..inversion import METHODS
-from ..layers import layer_model
 from ..runs import RunDir
 from ..stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
-from .inversion import invert_items
-from .items import ItemLog, Progress
+from .engine import Plan
+from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_table, figure, greater, table, verdict
 
@@ -41,28 +41,23 @@ def layers_for(n_layers: int, quick: bool) -> list[int]:
     return list(QUICK_LAYERS) if quick else list(range(n_layers + 1))
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
-    pool = pool or ModelPool(cfg.device)
-    setting, log = cfg.get_setting(), ItemLog(run_dir)
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """One stage: every (model, layer, method, seed), its prompts inverted as batches."""
+    setting = cfg.get_setting()
     models = [ModelSpec(cfg.model, cfg.model, True), ModelSpec("gpt2 untrained", "gpt2", False)]
-    n_layers = {m.label: pool.model(m.name, untrained=not m.trained).n_layers for m in models}
-    methods = sorted(METHODS)
     prompts = list(cfg.prompts[:1] if cfg.quick else cfg.prompts)
-    plan = [(m, k, meth, s) for m in models for k in layers_for(n_layers[m.label], cfg.quick) for meth in methods
-            for s in range(cfg.seeds)]
-    bar = Progress(len(plan) * len(prompts), len(log.done), NAME, progress)
-    try:
-        for model, k, method, seed in plan:
-            steps = QUICK_STEPS if cfg.quick else setting.steps(model.trained)
-            inv = setting.invert_config(steps, seed, method=method)
-
-            def make(prompt: str, model=model, k=k):
-                return layer_model(pool.model(model.name, untrained=not model.trained), k, "none")
-            invert_items(log, bar, f"{model.label} | layer {k} | {method}", make, prompts, inv,
-                         dict(label=model.label, depth=k, method=method, setting=setting.name), keep_curve=False)
-    finally:
-        bar.close()
+    tasks = []
+    for m in models:
+        for k in layers_for(pool.n_layers(m.name, untrained=not m.trained), cfg.quick):
+            for method in sorted(METHODS):
+                for seed in range(cfg.seeds):
+                    inv = setting.invert_config(QUICK_STEPS if cfg.quick else setting.steps(m.trained), seed,
+                                                method=method)
+                    tasks += invert_tasks(f"{m.label} | layer {k} | {method}",
+                                          TargetSpec(m.name, not m.trained, k, "none"), prompts, inv,
+                                          dict(label=m.label, depth=k, method=method, setting=setting.name),
+                                          keep_curve=False)
+    yield tasks
 
 
 def _accuracy(rec: dict, decoder: str) -> float:

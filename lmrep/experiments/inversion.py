@@ -1,15 +1,19 @@
 """Inverting the prompts of one condition as resumable items: the step every experiment built on eq. 2 shares."""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 
 from ..decode import DECODERS, Decoder
 from ..inversion import InvertConfig, invert
 from ..inversion.base import Target
+from ..layers import layer_model
 from ..models import LoadedModel
-from .items import ItemLog, Progress, item_id, run_group
+from .engine import Task
+from .items import item_id
+from .pool import ModelPool
 
 CURVE_POINTS = 200  # loss curves are stored thinned to about this many points (the crossing steps use all of them)
 
@@ -46,26 +50,49 @@ def as_item(rec: dict, keep_curve: bool = True) -> dict:
     return out
 
 
-def invert_items(log: ItemLog, progress: Progress, condition: str, make_target: Callable[[str], Target],
-                 prompts: list[str], cfg: InvertConfig, extra: dict,
-                 post: Callable[[Target, dict], dict] | None = None, one_length: bool = False,
-                 keep_curve: bool = True) -> list[dict]:
-    """Invert each prompt of ``condition`` (skipping finished ones) and return every prompt's item.
+@dataclass(frozen=True)
+class TargetSpec:
+    """What to invert, as data (it travels to workers): the first ``depth`` blocks of a model with a head, or one
+    of the page's toy nets over the model's embeddings (FCNet is built for each prompt's length)."""
 
-    ``make_target(prompt)`` builds the target only when something is left to do; ``one_length`` inverts prompts
-    one at a time for targets tied to an input length (FCNet). ``post(target, record)`` adds measurements that need
-    the full record (e.g. crossings of the whole loss curve) before it is thinned (or dropped: ``keep_curve``);
-    ``extra`` tags every item, and each gets its decoders' ceiling (their accuracy on the true embeddings).
+    model: str
+    untrained: bool = False
+    depth: int = 1
+    head: str = "none"
+    dtype: str = "float32"
+    toy: str | None = None  # fcnet, fcnet-noninv, mlp
+
+    def build(self, pool: ModelPool, prompt: str) -> Target:
+        lm = pool.model(self.model, untrained=self.untrained, dtype=self.dtype)
+        if self.toy:
+            return pool.toy(self.toy, lm, len(lm.encode(prompt)), seed=0)
+        return layer_model(lm, self.depth, self.head)
+
+
+Post = Callable[[ModelPool, Target, dict, InvertConfig], dict]
+
+
+def invert_tasks(condition: str, target: TargetSpec, prompts: list[str], cfg: InvertConfig, extra: dict,
+                 post: Post | None = None, one_length: bool = False, keep_curve: bool = True) -> list[Task]:
+    """The tasks that invert each prompt of ``condition``: a batch of cfg.batch_size prompts each (optimised
+    together), or one prompt each for targets tied to an input length (``one_length``: FCNet).
+
+    ``post(pool, target, record, cfg)`` adds measurements that need the full record (e.g. crossings of the whole
+    loss curve) before it is thinned (or dropped: ``keep_curve``); ``extra`` tags every item, and each gets its
+    decoders' ceiling (their accuracy on the true embeddings).
     """
+    size = 1 if one_length else cfg.batch_size
     keys = [item_id(condition, f"seed={cfg.seed}", p) for p in prompts]
+    return [Task(solve_invert, (condition, target, cfg, extra, post, keep_curve), tuple(keys[i:i + size]),
+                 tuple(prompts[i:i + size]), affinity=target.model)
+            for i in range(0, len(prompts), size)]
 
-    def solve(indices: list[int]):
-        groups = [[i] for i in indices] if one_length else [indices]
-        for group in groups:
-            target = make_target(prompts[group[0]])
-            for rec in invert(target, [prompts[i] for i in group], cfg, progress=False):
-                more = post(target, rec) if post else {}
-                yield {"condition": condition, "seed": cfg.seed, **as_item(rec, keep_curve), **extra, **more,
-                       "decoder_ceiling": decoder_ceiling(target.lm, rec["target_ids"])}  # tags win
 
-    return list(run_group(log, keys, solve, progress))
+def solve_invert(pool: ModelPool, prompts: list[str], condition: str, spec: TargetSpec, cfg: InvertConfig,
+                 extra: dict, post: Post | None, keep_curve: bool) -> Iterator[dict]:
+    """One task of ``invert_tasks``: every prompt inverted in one batch, one item each."""
+    target = spec.build(pool, prompts[0])
+    for rec in invert(target, prompts, cfg, progress=False):
+        more = post(pool, target, rec, cfg) if post else {}
+        yield {"condition": condition, "seed": cfg.seed, **as_item(rec, keep_curve), **extra, **more,
+               "decoder_ceiling": decoder_ceiling(target.lm, rec["target_ids"])}  # tags win

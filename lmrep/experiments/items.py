@@ -1,13 +1,14 @@
 """Per-item results keyed by a stable id, so an interrupted run picks up where it stopped.
 
 Every experiment writes one JSON line per finished item to ``items.jsonl`` with an ``id`` built from what the item
-is (condition, seed, prompt), never from when it ran. On a restart the finished ids are skipped, so nothing is
-redone and nothing written is lost. A line cut short by the interruption is dropped (its item runs again).
+is (condition, seed, prompt), never from when it ran, and an ``order``: its place in the experiment's plan. Items
+arrive in whatever order the workers finish them; reports read them back in plan order, so a report does not
+depend on the executor. On a restart the finished ids are skipped, so nothing is redone and nothing written is
+lost. A line cut short by an interruption is dropped (its item runs again).
 """
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -17,14 +18,19 @@ ITEMS = "items.jsonl"
 
 
 class ItemLog(Records):
-    """The items a run has finished, read from items.jsonl, and the way to add more."""
+    """The items a run has finished, read from items.jsonl, and the way to add more (the driver alone adds)."""
 
     def __init__(self, run_dir: RunDir):
         super().__init__(run_dir, ITEMS, key="id")
 
     def add(self, item_id: str, record: dict) -> dict:
-        """Append a finished item (flushed at once) and remember it."""
+        """Append a finished item as one whole line (flushed at once) and remember it."""
         return super().add(dict(id=item_id, **record))
+
+    def items(self) -> list[dict]:
+        """Every finished item, in plan order (file order for items written before plans had one)."""
+        recs = list(self.done.values())
+        return sorted(recs, key=lambda r: r.get("order", -1)) if all("order" in r for r in recs) else recs
 
 
 def item_id(*parts) -> str:
@@ -33,30 +39,47 @@ def item_id(*parts) -> str:
 
 
 class Progress:
-    """One bar over all items of a run (with the time left), started at the number already finished."""
+    """One bar over the items of a sweep: done (with the time left), failed and retried."""
 
-    def __init__(self, total: int, done: int, desc: str, enabled: bool):
-        self.bar = tqdm(total=total, initial=done, desc=desc, unit="item", file=sys.stderr, disable=not enabled,
-                        dynamic_ncols=True)
+    def __init__(self, desc: str, enabled: bool):
+        self.failed = self.retried = 0
+        self.desc, self.enabled, self._bar = desc, enabled, None
+
+    @property
+    def bar(self):
+        if self._bar is None:  # shown once the first items are planned
+            self._bar = tqdm(total=0, desc=self.desc, unit="item", file=sys.stderr, disable=not self.enabled,
+                             dynamic_ncols=True)
+        return self._bar
+
+    def grow(self, total: int, done: int) -> None:
+        """More items planned (the first or a later stage of a plan), ``done`` of them finished already."""
+        bar = self.bar
+        bar.total += total
+        bar.n += done
+        if not bar.disable:
+            bar.last_print_n += done
+            bar.initial += done
+            bar.refresh()  # finished items are not counted into the rate, so the time left stays honest
 
     def step(self, label: str = "") -> None:
-        self.bar.set_postfix_str(label[:40], refresh=False)
+        self._postfix(label)
         self.bar.update(1)
 
+    def fail(self, n: int, label: str = "") -> None:
+        self.failed += n
+        self._postfix(label)
+        self.bar.refresh()
+
+    def retry(self, label: str = "") -> None:
+        self.retried += 1
+        self._postfix(label)
+        self.bar.refresh()
+
+    def _postfix(self, label: str) -> None:
+        extra = f"failed {self.failed}, retried {self.retried}" if self.failed or self.retried else ""
+        self.bar.set_postfix_str(", ".join(x for x in (extra, label[:40]) if x), refresh=False)
+
     def close(self) -> None:
-        self.bar.close()
-
-
-def run_group(log: ItemLog, keys: list[str], solve: Callable[[list[int]], Iterable[dict]],
-              progress: Progress) -> Iterator[dict]:
-    """Run the items of one condition that are not finished yet.
-
-    ``keys[i]`` is item i's id; ``solve(indices)`` computes the pending items (in that order, yielding one record
-    each) — e.g. one batched inversion over the pending prompts. Yields every item's record, finished or new.
-    """
-    pending = [i for i, k in enumerate(keys) if k not in log.done]
-    if pending:
-        for i, rec in zip(pending, solve(pending)):
-            log.add(keys[i], rec)
-            progress.step(keys[i])
-    return (log.done[k] for k in keys)
+        if self._bar is not None:
+            self._bar.close()

@@ -11,18 +11,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
+from typing import Mapping
 
 import torch
 
 from ..errors import LmrepError
-from ..layers import LayerModel, layer_model
+from ..layers import LayerModel
 from ..models import LoadedModel
 from ..runs import RunDir
 from ..stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
-from .inversion import invert_items
-from .items import ItemLog, Progress, item_id, run_group
+from .engine import Plan, Task
+from .inversion import TargetSpec, invert_tasks
+from .items import item_id
 from .pool import ModelPool
 from .reporting import Claim, above, all_of, below, claims_table, figure, quote, table, verdict
 from .swap_search import SwapSearchConfig, next_logits, search
@@ -62,46 +65,45 @@ def head_for(setting_head: str, depth: int, n_layers: int) -> str:
     return "logits" if depth == n_layers else setting_head
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
-    pool = pool or ModelPool(cfg.device)
-    setting, log = cfg.get_setting(), ItemLog(run_dir)
-    judge = pool.model(cfg.model)  # the trained model whose perplexity measures fluency
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """One stage: per (target, seed), gradient descent on the prompts as batches and a swap search per prompt."""
+    setting = cfg.get_setting()
+    n_layers = pool.n_layers(cfg.model)
     prompts = [SKY] if cfg.quick else list(dict.fromkeys([SKY, *cfg.prompts]))
-    plan = [(c, s) for c in conditions(cfg, judge.n_layers) for s in range(cfg.seeds)]
-    bar = Progress(2 * len(plan) * len(prompts), len(log.done), NAME, progress)
-    try:
-        for cond, seed in plan:
-            def target(prompt: str = "", cond=cond) -> LayerModel:
-                lm = pool.model(cond.model, untrained=not cond.trained)
-                return layer_model(lm, cond.depth, head_for(setting.head, cond.depth, lm.n_layers))
-            tags = dict(label=cond.label, depth=cond.depth, setting=setting.name)
+    rounds = QUICK_ROUNDS if cfg.quick else FULL_ROUNDS
+    tasks = []
+    for cond in conditions(cfg, n_layers):
+        whole = pool.n_layers(cond.model, untrained=not cond.trained)
+        spec = TargetSpec(cond.model, not cond.trained, cond.depth, head_for(setting.head, cond.depth, whole))
+        tags = dict(label=cond.label, depth=cond.depth, setting=setting.name)
+        for seed in range(cfg.seeds):
             steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained)
-            invert_items(log, bar, f"{cond.label} | gd+pinv", target, prompts,
-                         setting.invert_config(steps, seed), dict(tags, method="gd+pinv"),
-                         post=lambda t, rec: measure(t, judge, rec["target_ids"], rec["recovered_ids"], rec))
-            swap_items(log, bar, target, prompts, judge, tags, seed, QUICK_ROUNDS if cfg.quick else FULL_ROUNDS)
-    finally:
-        bar.close()
+            tasks += invert_tasks(f"{cond.label} | gd+pinv", spec, prompts, setting.invert_config(steps, seed),
+                                  dict(tags, method="gd+pinv"), post=partial(_measure_gd, judge=cfg.model))
+            condition = f"{cond.label} | swap search"
+            tasks += [Task(solve_swap, (condition, spec, cfg.model, tags, seed, rounds),
+                           (item_id(condition, f"seed={seed}", p),), (p,), affinity=cond.model) for p in prompts]
+    yield tasks
 
 
-def swap_items(log: ItemLog, bar: Progress, make_target, prompts: list[str], judge: LoadedModel, tags: dict,
-               seed: int, rounds: int) -> list[dict]:
-    """The swap search on each prompt of one target (skipping finished ones), measured like gradient descent."""
-    condition = f"{tags['label']} | swap search"
+def _measure_gd(pool: ModelPool, target: LayerModel, rec: dict, cfg, judge: str) -> dict:
+    """Gradient descent's input found, measured like the swap search's (fluency under the judge model)."""
+    return measure(target, pool.model(judge), rec["target_ids"], rec["recovered_ids"], rec)
 
-    def solve(indices: list[int]):
-        target = make_target()
-        for i in indices:
-            start = time.perf_counter()
-            ids = target.lm.encode(prompts[i])
-            found = search(target, len(ids), predicted(target, ids), SwapSearchConfig(iterations=rounds, seed=seed))
-            yield dict(condition=condition, seed=seed, **tags, method="swap search", prompt=prompts[i],
-                       target_ids=ids, recovered_ids=found["ids"], recovered_text=target.lm.decode(found["ids"]),
-                       rounds=found["rounds"], goal_logprob=found["goal_logprob"],
-                       **measure(target, judge, ids, found["ids"]), forward_passes=found["forward_passes"],
-                       seconds=time.perf_counter() - start)
-    return list(run_group(log, [item_id(condition, f"seed={seed}", p) for p in prompts], solve, bar))
+
+def solve_swap(pool: ModelPool, prompts: list[str], condition: str, spec: TargetSpec, judge_name: str, tags: dict,
+               seed: int, rounds: int):
+    """The swap search on each prompt of one target, measured like gradient descent."""
+    target, judge = spec.build(pool, prompts[0]), pool.model(judge_name)
+    for prompt in prompts:
+        start = time.perf_counter()
+        ids = target.lm.encode(prompt)
+        found = search(target, len(ids), predicted(target, ids), SwapSearchConfig(iterations=rounds, seed=seed))
+        yield dict(condition=condition, seed=seed, **tags, method="swap search", prompt=prompt,
+                   target_ids=ids, recovered_ids=found["ids"], recovered_text=target.lm.decode(found["ids"]),
+                   rounds=found["rounds"], goal_logprob=found["goal_logprob"],
+                   **measure(target, judge, ids, found["ids"]), forward_passes=found["forward_passes"],
+                   seconds=time.perf_counter() - start)
 
 
 @torch.no_grad()

@@ -35,6 +35,13 @@ class ModelPool:
         return self._get(("model", name, untrained, seed if untrained else 0, dtype),
                          lambda: load_model(name, untrained=untrained, seed=seed, device=self.device, dtype=dtype))
 
+    def n_layers(self, name: str, untrained: bool = False) -> int:
+        """How many blocks a model has; the untrained GPT-2 is not built for it (its config says: 12)."""
+        if untrained and name == "gpt2":
+            from transformers import GPT2Config
+            return GPT2Config().n_layer
+        return self.model(name, untrained=untrained).n_layers
+
     def toy(self, toy: str, lm: LoadedModel, tokens: int, seed: int) -> EmbeddingTarget:
         """A page net over ``lm``'s token embeddings (lmrep.targets.toy_target)."""
         # the MLP works on any length; FCNet is built for one

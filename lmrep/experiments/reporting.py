@@ -78,7 +78,7 @@ def quote(text: str) -> str:
 
 def load_run(run_dir: RunDir) -> tuple[dict, list[dict]]:
     """config.json and the finished items of a run folder."""
-    return run_dir.config(), list(ItemLog(run_dir).done.values())
+    return run_dir.config(), ItemLog(run_dir).items()
 
 
 def _spread(stat: dict | None) -> float | None:

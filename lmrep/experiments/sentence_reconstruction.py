@@ -8,15 +8,15 @@ GPT-2 and of the trained model, with and without the LM head. Decoded text is ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from ..decode import DECODERS
-from ..layers import layer_model
 from ..runs import RunDir
 from ..stats import fmt, group_stats
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
-from .inversion import invert_items
-from .items import ItemLog, Progress
+from .engine import Plan
+from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
 from .reporting import Claim, above, below, claims_table, figure, greater, quote, table, verdict
 
@@ -64,27 +64,19 @@ def conditions(cfg: ReproduceConfig) -> list[Condition]:
     return out
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
-    pool = pool or ModelPool(cfg.device)
-    setting, log = cfg.get_setting(), ItemLog(run_dir)
-    conds = conditions(cfg)
-    plan = [(c, s, _prompts_for(c, cfg, pool)) for c in conds for s in range(cfg.seeds)]
-    bar = Progress(sum(len(p) for _, _, p in plan), len(log.done), NAME, progress)
-    try:
-        for cond, seed, prompts in plan:
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """One stage: every (target, seed); the toy nets one prompt at a time (FCNet is built per length)."""
+    setting = cfg.get_setting()
+    tasks = []
+    for cond in conditions(cfg):
+        prompts = _prompts_for(cond, cfg, pool)
+        spec = TargetSpec(cond.model, not cond.trained, cond.depth or 0, cond.head, toy=cond.toy)
+        for seed in range(cfg.seeds):
             steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained and cond.toy is None)
             inv = setting.invert_config(steps, seed, snapshots=SNAPSHOTS)
             tags = dict(label=cond.label, toy=cond.toy, depth=cond.depth, head=cond.head, setting=setting.name)
-
-            def make(prompt: str, cond=cond):
-                lm = pool.model(cond.model, untrained=not cond.trained)
-                if cond.toy:
-                    return pool.toy(cond.toy, lm, len(lm.encode(prompt)), seed=0)
-                return layer_model(lm, cond.depth, cond.head)
-            invert_items(log, bar, cond.label, make, prompts, inv, tags, one_length=cond.toy is not None)
-    finally:
-        bar.close()
+            tasks += invert_tasks(cond.label, spec, prompts, inv, tags, one_length=cond.toy is not None)
+    yield tasks
 
 
 def _prompts_for(cond: Condition, cfg: ReproduceConfig, pool: ModelPool) -> list[str]:

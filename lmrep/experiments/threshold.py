@@ -8,18 +8,18 @@ Runs that never get there within the budget are censored: their steps are report
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 
 from ..batching import prompt_generator
 from ..inversion.gd import threshold as eq4_threshold
-from ..layers import layer_model
 from ..runs import RunDir
 from ..stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
-from .inversion import first_below, invert_items
-from .items import ItemLog, Progress
+from .engine import Plan
+from .inversion import TargetSpec, first_below, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_table, figure, judged, table, verdict
 
@@ -54,35 +54,28 @@ def conditions(cfg: ReproduceConfig) -> list[Condition]:
     return out
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
-    pool = pool or ModelPool(cfg.device)
-    setting, log = cfg.get_setting(), ItemLog(run_dir)
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """One stage: every (condition, seed), its prompts inverted as batches."""
+    setting = cfg.get_setting()
     prompts = list(cfg.prompts[:1] if cfg.quick else cfg.prompts)
-    plan = [(c, s) for c in conditions(cfg) for s in range(cfg.seeds)]
-    bar = Progress(len(plan) * len(prompts), len(log.done), NAME, progress)
-    try:
-        for cond, seed in plan:
+    tasks = []
+    for cond in conditions(cfg):
+        for seed in range(cfg.seeds):
             steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained)
             kw = dict(init="mix", mix=cond.mix) if cond.mix else {}
             inv = setting.invert_config(steps, seed, sigma=SIGMA, **kw)
             head = setting.head if cond.head else "none"
-            model = cfg.model if cond.trained else "gpt2"
+            spec = TargetSpec(cfg.model if cond.trained else "gpt2", not cond.trained, DEPTH, head, cond.dtype)
             tags = dict(label=cond.label, trained=cond.trained, head=head, dtype=cond.dtype,
                         mix=list(cond.mix) if cond.mix else None, setting=setting.name, budget=steps)
-
-            def make(prompt: str, cond=cond, model=model, head=head):
-                return layer_model(pool.model(model, untrained=not cond.trained, dtype=cond.dtype), DEPTH, head)
-            invert_items(log, bar, cond.label, make, prompts, inv, tags,
-                         post=lambda target, rec, seed=seed: crossings(target, rec, seed))
-    finally:
-        bar.close()
+            tasks += invert_tasks(cond.label, spec, prompts, inv, tags, post=crossings)
+    yield tasks
 
 
 @torch.no_grad()
-def crossings(target, rec: dict, seed: int) -> dict:
+def crossings(pool: ModelPool, target, rec: dict, cfg) -> dict:
     """The stricter threshold (the same noise direction, sigma 1/25) and the first step below each threshold."""
-    lm = target.lm
+    lm, seed = target.lm, cfg.seed
     ids = torch.tensor([rec["target_ids"]], device=lm.device)  # (1, T)
     e, mask = lm.embed(ids), torch.ones_like(ids)  # (1, T, d), (1, T)
     strict = eq4_threshold(target, e, mask, target(e, mask), SIGMA_STRICT,

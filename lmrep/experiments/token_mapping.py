@@ -8,15 +8,15 @@ often the true token is within the top k, per decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from ..decode import DECODERS
-from ..layers import layer_model
 from ..runs import RunDir
 from ..stats import fmt, mean_sem
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
-from .inversion import invert_items
-from .items import ItemLog, Progress
+from .engine import Plan
+from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, above, below, claims_table, figure, table, verdict
 from .sentence_reconstruction import FCNET_MAX_TOKENS
@@ -41,28 +41,19 @@ CONDITIONS = (Condition("FCNet (invertible)", "fcnet"), Condition("MLP d-4d-d (n
               Condition("one trained block", None))
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) this experiment into ``run_dir``: one line per finished item in items.jsonl."""
-    pool = pool or ModelPool(cfg.device)
-    setting, log = cfg.get_setting(), ItemLog(run_dir)
-    lm = pool.model(cfg.model)
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """One stage: every (target, seed); FCNet one prompt at a time (it is built per length), short prompts only."""
+    setting, lm = cfg.get_setting(), pool.model(cfg.model)
     short = [p for p in cfg.prompts if len(lm.encode(p)) <= FCNET_MAX_TOKENS]
-    plan = [(c, s, ([PAGE_PROMPT] if cfg.quick else short) if c.toy == "fcnet" else list(cfg.prompts))
-            for c in CONDITIONS for s in range(cfg.seeds)]
-    bar = Progress(sum(len(p) for *_, p in plan), len(log.done), NAME, progress)
-    try:
-        for cond, seed, prompts in plan:
-            steps = QUICK_STEPS if cfg.quick else setting.steps(cond.toy is None)
-            inv = setting.invert_config(steps, seed, topk=TOPK)
-
-            def make(prompt: str, cond=cond):
-                if cond.toy:
-                    return pool.toy(cond.toy, lm, len(lm.encode(prompt)), seed=0)
-                return layer_model(lm, 1, "none")
-            invert_items(log, bar, cond.label, make, prompts, inv, dict(label=cond.label, setting=setting.name),
-                         one_length=cond.toy == "fcnet")
-    finally:
-        bar.close()
+    tasks = []
+    for cond in CONDITIONS:
+        prompts = ([PAGE_PROMPT] if cfg.quick else short) if cond.toy == "fcnet" else list(cfg.prompts)
+        for seed in range(cfg.seeds):
+            inv = setting.invert_config(QUICK_STEPS if cfg.quick else setting.steps(cond.toy is None), seed,
+                                        topk=TOPK)
+            tasks += invert_tasks(cond.label, TargetSpec(cfg.model, toy=cond.toy), prompts, inv,
+                                  dict(label=cond.label, setting=setting.name), one_length=cond.toy == "fcnet")
+    yield tasks
 
 
 def summarize(items: list[dict]) -> dict:

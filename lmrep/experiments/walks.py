@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
-from ..runs import RunDir
 from ..targets import make_target
 from ..walks import WalkConfig, walk_items
 from . import walks_report
 from .config import ReproduceConfig
-from .items import ItemLog, Progress, item_id
+from .engine import Plan, Task
+from .items import item_id
 from .pool import ModelPool
 
 NAME = "walks"
@@ -78,31 +79,24 @@ def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
                    long_prompts=2)
 
 
-class _Targets:
-    """Each subject's target, built on first use from the pool's models."""
-
-    def __init__(self, pool: ModelPool, depth: int, trained_model: str):
-        self.pool, self.depth, self.trained_model, self.targets = pool, depth, trained_model, {}
-
-    def get(self, s: Subject):
-        if s.key not in self.targets:
-            lm = self.pool.model(s.model or self.trained_model, untrained=s.untrained)
-            self.targets[s.key] = make_target(lm, self.depth, toy=s.toy)
-        return self.targets[s.key]
+def solve_walks(pool: ModelPool, units: list[tuple[str, int]], subject: Subject, depth: int, trained_model: str,
+                kind: str, tag: str, cfg: WalkConfig):
+    """One task: walk every (prompt, seed) under cfg, batched; one item each."""
+    target = make_target(pool.model(subject.model or trained_model, untrained=subject.untrained), depth,
+                         toy=subject.toy)
+    items = [(target.lm.encode(p), seed) for p, seed in units]
+    for res in walk_items(target, items, cfg):
+        yield dict(kind=kind, subject=subject.key, subject_label=subject.label(depth), tag=tag, **res.record)
 
 
-def _run_condition(log: ItemLog, bar: Progress, targets: _Targets, s: Subject, kind: str, tag: str,
-                   cfg: WalkConfig, prompts: tuple[str, ...], seeds: tuple[int, ...]) -> list[dict]:
-    """Walk every (prompt, seed) not finished yet under cfg, batched; returns every item's record."""
-    keys = [(item_id(kind, s.key, tag, seed, p), p, seed) for seed in seeds for p in prompts]
-    pending = [(k, p, seed) for k, p, seed in keys if k not in log.done]
-    if pending:
-        target = targets.get(s)
-        items = [(target.lm.encode(p), seed) for _, p, seed in pending]
-        for (k, _, _), res in zip(pending, walk_items(target, items, cfg)):
-            log.add(k, dict(kind=kind, subject=s.key, subject_label=s.label(targets.depth), tag=tag, **res.record))
-            bar.step(k)
-    return [log.done[k] for k, _, _ in keys]
+def _tasks(prof: Profile, trained_model: str, s: Subject, kind: str, tag: str, cfg: WalkConfig,
+           prompts: tuple[str, ...], seeds: tuple[int, ...]) -> list[Task]:
+    """The walks of one condition: every (prompt, seed), cfg.batch_size per task."""
+    units = [(p, seed) for seed in seeds for p in prompts]
+    keys = [item_id(kind, s.key, tag, seed, p) for p, seed in units]
+    size = cfg.batch_size
+    return [Task(solve_walks, (s, prof.depth, trained_model, kind, tag, cfg), tuple(keys[i:i + size]),
+                 tuple(units[i:i + size]), affinity=s.model or trained_model) for i in range(0, len(units), size)]
 
 
 def _score(records: list[dict]) -> float:
@@ -111,45 +105,39 @@ def _score(records: list[dict]) -> float:
     return sum(math.log(x) for x in rs) / len(rs) if rs else -math.inf
 
 
-def run(run_dir: RunDir, cfg: ReproduceConfig, progress: bool = True, pool: ModelPool | None = None) -> None:
-    """Run (or resume) the whole experiment into run_dir/items.jsonl."""
+def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
+    """Two stages: the lr grid, comparisons and long walks; then the clamped sweep at each subject's best lr."""
     prof = profile(cfg.quick, cfg.seeds, list(cfg.prompts))
-    log = ItemLog(run_dir)
-    n_tune = len(prof.lr_grid) * prof.tune_prompts
-    n_sweep = len(prof.inner) * len(prof.prompts) * len(prof.seeds)
-    n_cmp = 2 * len(prof.seeds) * (2 * min(prof.compare_prompts, len(prof.prompts)) + len(prof.prompts))
-    n_long = prof.long_prompts * sum(not s.untrained for s in SUBJECTS)
-    bar = Progress(len(SUBJECTS) * (n_tune + n_sweep) + n_cmp + n_long, len(log.done), "walks", progress)
-    targets = _Targets(pool or ModelPool(cfg.device), prof.depth, cfg.model)
     base = dict(steps=prof.rounds, convention="scripts", noise=2e-4, batch_size=prof.batch_size, topk=5)
-    try:
-        for s in SUBJECTS:
-            scores = {}
-            for lr in prof.lr_grid:
-                recs = _run_condition(log, bar, targets, s, "tune", f"lr={lr:g} rounds={prof.rounds}",
-                                      WalkConfig(method="clamped", inner_steps=prof.tune_inner, lr=lr, **base),
-                                      prof.prompts[:prof.tune_prompts], (0,))
-                scores[lr] = _score(recs)
-            lr = max(prof.lr_grid, key=lambda x: scores[x])
-            for inner in prof.inner:
-                _run_condition(log, bar, targets, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
-                               WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
-                               prof.seeds)
-            n = len(prof.prompts) if s.toy else prof.compare_prompts
-            for method in ("tangent", "jacobian"):
-                walk_cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
-                                      directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
-                tag = f"{method} steps={prof.compare_steps} k={prof.directions}x{prof.krylov}"
-                _run_condition(log, bar, targets, s, "compare", tag, walk_cfg, prof.prompts[:n], prof.seeds)
-        trained = [s for s in SUBJECTS if not s.untrained]
-        for s in trained:
-            walk_cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
-                                  directions=prof.directions, krylov=prof.krylov, topk=5,
-                                  snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
-            tag = f"jacobian steps={prof.long_steps} size={prof.long_step_size:g}"
-            _run_condition(log, bar, targets, s, "long", tag, walk_cfg, prof.prompts[:prof.long_prompts], (0,))
-    finally:
-        bar.close()
+    tune: dict[str, dict[float, list[Task]]] = {}
+    first = []
+    for s in SUBJECTS:
+        tune[s.key] = {lr: _tasks(prof, cfg.model, s, "tune", f"lr={lr:g} rounds={prof.rounds}",
+                                  WalkConfig(method="clamped", inner_steps=prof.tune_inner, lr=lr, **base),
+                                  prof.prompts[:prof.tune_prompts], (0,)) for lr in prof.lr_grid}
+        first += [t for ts in tune[s.key].values() for t in ts]
+        n = len(prof.prompts) if s.toy else prof.compare_prompts
+        for method in ("tangent", "jacobian"):
+            walk_cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
+                                  directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
+            tag = f"{method} steps={prof.compare_steps} k={prof.directions}x{prof.krylov}"
+            first += _tasks(prof, cfg.model, s, "compare", tag, walk_cfg, prof.prompts[:n], prof.seeds)
+    for s in (s for s in SUBJECTS if not s.untrained):
+        walk_cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
+                              directions=prof.directions, krylov=prof.krylov, topk=5,
+                              snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
+        tag = f"jacobian steps={prof.long_steps} size={prof.long_step_size:g}"
+        first += _tasks(prof, cfg.model, s, "long", tag, walk_cfg, prof.prompts[:prof.long_prompts], (0,))
+    yield first
+    second = []
+    for s in SUBJECTS:
+        scores = {lr: _score([done[k] for t in ts for k in t.keys if k in done]) for lr, ts in tune[s.key].items()}
+        lr = max(prof.lr_grid, key=lambda x: scores[x])
+        for inner in prof.inner:
+            second += _tasks(prof, cfg.model, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
+                             WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
+                             prof.seeds)
+    yield second
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:

@@ -36,18 +36,20 @@ def next_tokens(target: Target, batch: list[list[int]]) -> list[int]:
     """The full model's predicted next token after each sequence."""
     lm = target.lm
     ids, mask = pad(batch, device=lm.device)
-    logits = lm.model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+    h = lm.base(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, d), after the final norm
     last = mask.sum(1) - 1
-    return logits[torch.arange(len(batch)), last].argmax(-1).tolist()
+    return lm.lm_head(h[torch.arange(len(batch)), last]).argmax(-1).tolist()  # the head on the last tokens only
 
 
 def record(target: Target, cfg: InvertConfig, ids: list[int], recovered: list[int], **extra) -> dict:
-    """The fields every method reports; ``extra`` adds the method's own."""
+    """The fields every method reports; ``extra`` adds the method's own. Token texts are kept one by one, so a
+    report can show each token (and colour it) without a tokenizer."""
     lm = target.lm
     correct = sum(int(a == b) for a, b in zip(ids, recovered))
     return dict(
         model=lm.name, trained=lm.trained, layer=depth_of(target), layer_name=target.name, method=cfg.method,
         prompt=lm.decode(ids), target_ids=ids, recovered_ids=recovered, recovered_text=lm.decode(recovered),
+        target_tokens=[lm.decode([i]) for i in ids], recovered_tokens=[lm.decode([i]) for i in recovered],
         n_tokens=len(ids), token_accuracy=correct / len(ids), exact_match=recovered == ids, **extra)
 
 

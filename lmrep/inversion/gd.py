@@ -45,10 +45,8 @@ def threshold(target: Target, e_true: torch.Tensor, mask: torch.Tensor, out_true
     return distance(target(e_true + sigma * shift, mask), out_true, mask, "l1")
 
 
-@torch.no_grad()
-def true_rank(decoder: Decoder, e: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Rank of each true token among all tokens under ``decoder`` (1 = the decoded one): e (B, T, d) -> (B, T)."""
-    s = decoder.scores(e)  # (B, T, V)
+def rank_of(s: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Rank of each true token given a decoder's scores s (B, T, V) (1 = the highest): -> (B, T)."""
     return (s > s.gather(-1, ids[..., None])).sum(-1) + 1
 
 
@@ -80,33 +78,49 @@ def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: In
     yield from run.records()
 
 
+LOSS_STOP, GRAD_STOP = 1, 2  # why a prompt stopped early: its loss, or its gradient, became non-finite
+POSTFIX_EVERY = 50  # steps between updates of the progress bar's best loss (an update waits for the device)
+
+
 @dataclass
 class _Batch:
-    """One padded batch of prompts optimised together, and what is tracked for each of them."""
+    """One padded batch of prompts optimised together, and what is tracked for each of them.
+
+    Everything tracked per step stays a tensor on the model's device (best loss and embedding, the loss curve,
+    eq. 4's first crossing, why a prompt stopped), so a step never waits for the device and costs no Python per
+    prompt: the batch runs at the speed of the model's forward and backward. Values become Python at the end.
+    """
     target: Target
     decoder: Decoder
     batch: list[list[int]]
     cfg: InvertConfig
     transform: Transform
-    notes: list = field(init=False)
+    snaps: list = field(init=False)
 
     def __post_init__(self):
-        lm, B = self.target.lm, len(self.batch)
+        lm, B, cfg = self.target.lm, len(self.batch), self.cfg
+        dev = lm.device
         self.t0 = time.perf_counter()
-        self.ids, self.mask = pad(self.batch, device=lm.device)  # (B, T)
+        self.ids, self.mask = pad(self.batch, device=dev)  # (B, T)
         self.lengths = self.mask.sum(1).tolist()
+        # no padding (one prompt, or prompts of one length): the model needs only its causal mask, which is cheaper
+        self.run_mask = None if min(self.lengths) == max(self.lengths) else self.mask
         self.e_true = lm.embed(self.ids).detach()  # (B, T, d)
         with torch.no_grad():
-            self.out_true = self.target(self.e_true, self.mask)  # (B, T, D)
-        gens = [prompt_generator(self.cfg.seed, x, lm.device) for x in self.batch]
-        self.m = threshold(self.target, self.e_true, self.mask, self.out_true, self.cfg.sigma, gens)  # (B,)
-        self.e = initial_embedding(self.cfg, self.e_true, gens, self.lengths).requires_grad_(True)
-        self.alive = torch.ones(B, dtype=torch.bool, device=lm.device)
-        self.best = torch.full((B,), float("inf"), device=lm.device, dtype=torch.float64)
+            self.out_true = self.target(self.e_true, self.run_mask)  # (B, T, D)
+        gens = [prompt_generator(cfg.seed, x, dev) for x in self.batch]
+        self.m = threshold(self.target, self.e_true, self.mask, self.out_true, cfg.sigma, gens)  # (B,)
+        self.e = initial_embedding(cfg, self.e_true, gens, self.lengths).requires_grad_(True)
+        self.alive = torch.ones(B, dtype=torch.bool, device=dev)
+        self.best = torch.full((B,), float("inf"), device=dev, dtype=torch.float64)
         self.best_l1 = self.best.clone()
         self.best_e = self.e.detach().clone()
-        self.first_within, self.notes = [None] * B, [None] * B
-        self.curves, self.snaps = [[] for _ in range(B)], [[] for _ in range(B)]
+        self.curve = torch.full((cfg.steps + 1, B), float("nan"), device=dev)  # (N + 1, B) loss per step
+        self.first_within = torch.full((B,), -1, dtype=torch.long, device=dev)  # (B,) first step with m_g < m
+        self.stop_step = torch.full((B,), -1, dtype=torch.long, device=dev)  # (B,) step it stopped at
+        self.stop_why = torch.zeros(B, dtype=torch.long, device=dev)  # (B,) LOSS_STOP / GRAD_STOP
+        self.stop_value = torch.zeros(B, device=dev)  # (B,) the non-finite loss it stopped on
+        self.snaps = [[] for _ in range(B)]
         self.steps = 0
 
     def descend(self, bar) -> None:
@@ -118,53 +132,64 @@ class _Batch:
             loss = self._track(n)
             if n in snaps:
                 self._snapshot(n)
-            if n == cfg.steps or not self.alive.any():
+            if n == cfg.steps or not self.alive.any():  # one look at the device per step
                 break
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * decay(n, cfg.steps)
             opt.zero_grad(set_to_none=False)
-            loss[self.alive].sum().backward()
-            self._stop(self.alive & ~torch.isfinite(self.e.grad).flatten(1).all(1), f"gradient became non-finite "
-                       f"at step {n}")
-            self.e.grad[~self.alive] = 0
-            opt.step()
+            torch.where(self.alive, loss, 0).sum().backward()  # a stopped prompt's loss gets no gradient
+            alive = self.alive[:, None, None]  # (B, 1, 1)
             with torch.no_grad():
-                self.e[~self.alive] = self.best_e[~self.alive]  # frozen prompts stay at their best
+                self._stop(self.alive & ~torch.isfinite(self.e.grad).flatten(1).all(1), n, GRAD_STOP)
+                self.e.grad.copy_(torch.where(alive, self.e.grad, 0))
+                opt.step()
+                self.e.copy_(torch.where(alive, self.e, self.best_e))  # stopped prompts stay at their best
             bar.update(1)
-            bar.set_postfix(loss=f"{self.best.min().item():.3g}")
+            if not bar.disable and n % POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{self.best.min().item():.3g}")
         self.steps = n
         bar.update(cfg.steps - n)
 
     def _track(self, n: int) -> torch.Tensor:
-        """The loss at step n (B,), with best-so-far, curves and eq. 4's first crossing updated."""
-        out = self.target(self.transform(self.e), self.mask)  # (B, T, D)
+        """The loss at step n (B,), with best-so-far, the curve and eq. 4's first crossing updated on the device."""
+        out = self.target(self.transform(self.e), self.run_mask)  # (B, T, D)
         loss = distance(out, self.out_true, self.mask, self.cfg.loss)  # (B,)
-        value = loss.detach()
-        l1 = value if self.cfg.loss == "l1" else distance(out.detach(), self.out_true, self.mask, "l1")
-        for b in torch.nonzero(self.alive & ~torch.isfinite(value)).flatten().tolist():
-            self._stop_one(b, f"loss became {value[b].item()} at step {n}")
-        improved = self.alive & (value.double() < self.best)
-        self.best = torch.where(improved, value.double(), self.best)
-        self.best_l1 = torch.where(improved, l1.double(), self.best_l1)
-        self.best_e[improved] = self.e.detach()[improved]
-        for b in range(len(self.batch)):
-            self.curves[b].append(value[b].item() if self.alive[b] else float("nan"))
-            if self.first_within[b] is None and self.alive[b] and l1[b] < self.m[b]:
-                self.first_within[b] = n
+        with torch.no_grad():
+            value = loss.detach()
+            l1 = value if self.cfg.loss == "l1" else distance(out, self.out_true, self.mask, "l1")
+            self._stop(self.alive & ~torch.isfinite(value), n, LOSS_STOP, value)
+            improved = self.alive & (value.double() < self.best)  # (B,)
+            self.best = torch.where(improved, value.double(), self.best)
+            self.best_l1 = torch.where(improved, l1.double(), self.best_l1)
+            self.best_e = torch.where(improved[:, None, None], self.e, self.best_e)  # (B, T, d)
+            self.curve[n] = torch.where(self.alive, value, float("nan"))
+            self.first_within = torch.where((self.first_within < 0) & self.alive & (l1 < self.m), n,
+                                            self.first_within)
         return loss
 
-    def _stop(self, which: torch.Tensor, why: str) -> None:
-        for b in torch.nonzero(which).flatten().tolist():
-            self._stop_one(b, why)
+    def _stop(self, which: torch.Tensor, n: int, why: int, value: torch.Tensor | None = None) -> None:
+        """Stop the prompts in ``which`` (B,) at step n, remembering why (no wait for the device)."""
+        self.stop_step = torch.where(which, n, self.stop_step)
+        self.stop_why = torch.where(which, why, self.stop_why)
+        if value is not None:
+            self.stop_value = torch.where(which, value, self.stop_value)
+        self.alive = self.alive & ~which
 
-    def _stop_one(self, b: int, why: str) -> None:
-        self.notes[b] = f"{why}; stopped this prompt and kept its best so far"
-        self.alive[b] = False
+    def notes(self) -> list[str | None]:
+        """Why each prompt stopped early, in words (None: it ran every step)."""
+        out = []
+        for step, why, value in zip(self.stop_step.tolist(), self.stop_why.tolist(), self.stop_value.tolist()):
+            if step < 0:
+                out.append(None)
+                continue
+            what = f"loss became {value}" if why == LOSS_STOP else "gradient became non-finite"
+            out.append(f"{what} at step {step}; stopped this prompt and kept its best so far")
+        return out
 
     def _snapshot(self, step: int) -> None:
-        got_all = self.decoder(self.e.detach(), allowed=None)  # (B, T)
+        got_all = self.decoder(self.e.detach(), allowed=None).tolist()  # (B, T)
         for b, want in enumerate(self.batch):
-            got = got_all[b, : self.lengths[b]].tolist()
+            got = got_all[b][: self.lengths[b]]
             acc = sum(int(x == y) for x, y in zip(got, want)) / len(got)
             self.snaps[b].append(dict(step=step, text=self.target.lm.decode(got), token_accuracy=acc))
 
@@ -172,27 +197,33 @@ class _Batch:
         """One record per prompt of the batch, from its best embedding."""
         lm, cfg, mask = self.target.lm, self.cfg, self.mask
         with torch.no_grad():
-            final = self.decoder.topk(self.best_e, cfg.topk)  # (B, T, k)
+            scores = {name: (self.decoder if name == cfg.decoder else Decoder(lm, name)).scores(self.best_e)
+                      for name in DECODERS}  # (B, T, V) each: one product per decoder serves top-k and ranks
+            final = scores[cfg.decoder].topk(cfg.topk, dim=-1).indices  # (B, T, k)
             rec_ids = [final[b, :L, 0].tolist() for b, L in enumerate(self.lengths)]
             rec_pad, _ = pad(rec_ids, device=lm.device)
-            tok_dist = distance(self.target(lm.embed(rec_pad), mask), self.out_true, mask, "l1")
+            tok_dist = distance(self.target(lm.embed(rec_pad), self.run_mask), self.out_true, mask, "l1")
             cos = torch.nn.functional.cosine_similarity(self.best_e, self.e_true, dim=-1)  # (B, T)
-            ranks = {name: true_rank(self.decoder if name == cfg.decoder else Decoder(lm, name), self.best_e,
-                                     self.ids) for name in DECODERS}  # (B, T) each
-        nxt_true, nxt_rec = next_tokens(self.target, self.batch), next_tokens(self.target, rec_ids)
+            ranks = {name: rank_of(s, self.ids) for name, s in scores.items()}  # (B, T) each
+            del scores
+        nxt = next_tokens(self.target, self.batch + rec_ids)  # the prompts' and the recovered ones' in one pass
+        nxt_true, nxt_rec = nxt[: len(self.batch)], nxt[len(self.batch):]
         seconds = (time.perf_counter() - self.t0) / len(self.batch)
+        notes, curves = self.notes(), self.curve[: self.steps + 1].T.tolist()  # (B, n + 1)
+        firsts = [None if f < 0 else f for f in self.first_within.tolist()]
+        best, best_l1, m = self.best.tolist(), self.best_l1.tolist(), self.m.tolist()
         for b, L in enumerate(self.lengths):
             topk_ids = final[b, :L].tolist()
-            if self.notes[b]:
-                print(f"lmrep: prompt {lm.decode(self.batch[b])!r}: {self.notes[b]}", file=sys.stderr)
+            if notes[b]:
+                print(f"lmrep: prompt {lm.decode(self.batch[b])!r}: {notes[b]}", file=sys.stderr)
             yield record(
-                self.target, cfg, self.batch[b], rec_ids[b], output_distance=self.best_l1[b].item(),
-                threshold=self.m[b].item(), within_threshold=bool(self.best_l1[b] < self.m[b]),
-                first_within_step=self.first_within[b], token_output_distance=tok_dist[b].item(),
+                self.target, cfg, self.batch[b], rec_ids[b], output_distance=best_l1[b],
+                threshold=m[b], within_threshold=bool(self.best_l1[b] < self.m[b]),
+                first_within_step=firsts[b], token_output_distance=tok_dist[b].item(),
                 tokens_within_threshold=bool(tok_dist[b] < self.m[b]), next_token_match=nxt_true[b] == nxt_rec[b],
                 next_token=lm.decode([nxt_true[b]]), recovered_next_token=lm.decode([nxt_rec[b]]),
-                embedding_cosine=cos[b, :L].mean().item(), final_loss=self.best[b].item(), steps=self.steps,
+                embedding_cosine=cos[b, :L].mean().item(), final_loss=best[b], steps=self.steps,
                 seconds=seconds, true_in_topk=sum(int(t in row) for t, row in zip(self.batch[b], topk_ids)) / L,
                 topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
                 true_rank={name: r[b, :L].tolist() for name, r in ranks.items()},
-                snapshots=self.snaps[b], loss_curve=self.curves[b], stopped=self.notes[b])
+                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b])

@@ -1,0 +1,34 @@
+"""`lmrep sweep`: grids of inversions and the page's experiments from one TOML spec, on local workers or Ray."""
+from __future__ import annotations
+
+import sys
+
+from ..experiments.engine import ItemsFailed
+from ..experiments.sweep import load_spec, run_sweep
+from .args import add_executor_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid (models x layers x methods x prompts x seeds) and experiments "
+                                     "from a TOML spec",
+                       description="Every cell of the spec becomes independent items, run by local worker "
+                                   "processes or by Ray; the same command again resumes an interrupted sweep. "
+                                   "The spec format: docs/sweep.md.")
+    p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec")
+    p.add_argument("--out", help="sweep folder (default: the spec's out, else runs/sweep-<hash>)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's device, else cpu)")
+    add_executor_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    sweep = load_spec(args.spec, args.out, args.device)  # the whole spec is checked before anything runs
+    try:
+        top = run_sweep(sweep, args.executor, args.workers, args.address)
+    except ItemsFailed as e:
+        print(f"lmrep sweep: {e}", file=sys.stderr)
+        return 1
+    for name, _ in sweep.runs:
+        print(f"report: {top / name / 'report.md'}")
+    print(f"sweep folder: {top.path} (lmrep report {top.path} --html SITE for a browsable report)")
+    return 0

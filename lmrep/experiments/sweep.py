@@ -1,0 +1,203 @@
+"""``lmrep sweep SPEC.toml``: grids and the page's experiments from one file, run together by one executor.
+
+The spec (TOML) has ``[grid]`` tables (or ``[[grid]]`` for several) of models x layers x methods x prompts x seeds x
+invert options, and ``[reproduce]`` tables naming the page's experiments with their settings. Every table becomes
+a run folder under the sweep's folder; every item of every run is one task's output, so a cluster runs them all at
+once. The whole spec is checked before anything runs: an unknown key, model, method, experiment or value is one
+line (LmrepError).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from ..errors import LmrepError
+from ..inversion import METHODS, InvertConfig
+from ..layers import HEADS
+from ..models import KNOWN, model_status
+from ..runs import RunDir, config_hash
+from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
+from .engine import ItemsFailed
+from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file
+from .pool import ModelPool
+
+TOP = ("out", "device", "grid", "reproduce")
+GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
+OPTIONS = tuple(f.name for f in fields(InvertConfig) if f.name not in ("method", "seed"))
+REPRODUCE = ("experiments", "quick", "setting", "seeds", "model", "also", "prompts", "prompts_file")
+
+
+@dataclass
+class Sweep:
+    """A checked spec: where it runs, and each run folder's name and config."""
+
+    out: Path
+    device: str
+    runs: list[tuple[str, object]]  # (subfolder, GridConfig | ReproduceConfig)
+
+
+def load_spec(path: str | Path, out: str | None = None, device: str | None = None,
+              planner: ModelPool | None = None) -> Sweep:
+    """Read and check a spec; ``out``/``device`` override its own. ``planner`` loads models to count layers."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmrepError(f"sweep spec '{path}' not found: give a TOML file (see docs/sweep.md)")
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise LmrepError(f"{path}: not valid TOML ({e})") from None
+    _known(spec, TOP, path, "")
+    if "grid" not in spec and "reproduce" not in spec:
+        raise LmrepError(f"{path}: nothing to run: add a [grid] or a [reproduce] table (see docs/sweep.md)")
+    dev = device or _typed(spec.get("device", "cpu"), str, path, "device")
+    base = path.parent
+    runs: list[tuple[str, object]] = []
+    for j, table in enumerate(_tables(spec, "grid", path)):
+        _known(table, GRID + OPTIONS, path, "grid.")
+        runs.append((table.get("name") or ("grid" if j == 0 else f"grid-{j + 1}"), (table, base)))
+    for table in _tables(spec, "reproduce", path):
+        _known(table, REPRODUCE, path, "reproduce.")
+        runs += [(name, cfg) for name, cfg in _reproduce_configs(table, dev, base, path)]
+    names = [n for n, _ in runs]
+    if len(set(names)) != len(names):
+        raise LmrepError(f"{path}: two runs would share a folder name ({', '.join(names)}): give each [[grid]] a "
+                         "name, or each [[reproduce]] its own experiments or setting")
+    planner = planner or ModelPool("cpu")
+    runs = [(n, _grid_config(*c, dev, path, planner) if isinstance(c, tuple) else c) for n, c in runs]
+    # like every run folder, the default one is named by what it holds
+    out_dir = Path(out or spec.get("out") or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
+    return Sweep(out_dir, dev, runs)
+
+
+def _known(table: dict, keys: tuple[str, ...], path: Path, where: str) -> None:
+    if not isinstance(table, dict):
+        raise LmrepError(f"{path}: '{where.rstrip('.')}' must be a table")
+    for k in table:
+        if k not in keys:
+            raise LmrepError(f"{path}: unknown key '{where}{k}': known keys are {', '.join(keys)}")
+
+
+def _typed(value, kind_: type, path: Path, key: str):
+    if not isinstance(value, kind_) or isinstance(value, bool) and kind_ is not bool:
+        raise LmrepError(f"{path}: '{key}' must be a {kind_.__name__}, got {value!r}")
+    return value
+
+
+def _tables(spec: dict, key: str, path: Path) -> list[dict]:
+    value = spec.get(key, [])
+    return [value] if isinstance(value, dict) else list(value)
+
+
+def _prompts(table: dict, base: Path, path: Path, where: str) -> tuple[str, ...]:
+    prompts = list(table.get("prompts", []))
+    if "prompts_file" in table:
+        prompts += read_prompt_file(base / table["prompts_file"])
+    if any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise LmrepError(f"{path}: '{where}prompts' must be non-empty strings")
+    return tuple(prompts)
+
+
+def _seeds(value, path: Path, where: str) -> list[int]:
+    """An int n (seeds 0..n-1) or a list of seeds."""
+    seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(seeds, list) or not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
+        raise LmrepError(f"{path}: '{where}seeds' must be a positive count or a list of seeds >= 0, got {value!r}")
+    return seeds
+
+
+def check_model(name: str, untrained: bool, path: Path) -> None:
+    """A model the sweep can load offline: the offline known models, a local folder, a cached hub model."""
+    offline = {r["name"] for r in model_status() if r["offline"] and " " not in r["name"]}
+    if (untrained and name == "gpt2") or (not untrained and name in offline) or Path(name).is_dir():
+        return
+    try:
+        from transformers import AutoConfig
+        AutoConfig.from_pretrained(KNOWN[name].hub_id if name in KNOWN else name, local_files_only=True)
+    except (OSError, ValueError):
+        raise LmrepError(f"{path}: unknown model '{name}'{' (untrained)' if untrained else ''}: use "
+                         f"{', '.join(sorted(offline))}, {{name = \"gpt2\", untrained = true}}, a local folder or a "
+                         "cached hub model (see lmrep models)") from None
+
+
+def _grid_config(table: dict, base: Path, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
+    methods = table.get("methods", ["gd"])
+    for m in methods:
+        if m not in METHODS:
+            raise LmrepError(f"{path}: unknown method '{m}' in grid.methods: choose from {', '.join(sorted(METHODS))}")
+    head = table.get("head", "none")
+    if head not in HEADS:
+        raise LmrepError(f"{path}: unknown head '{head}': choose one of {', '.join(HEADS)}")
+    options = dict((k, table[k]) for k in OPTIONS if k in table)
+    prompts = _prompts(table, base, path, "grid.")
+    if not prompts:
+        raise LmrepError(f"{path}: the grid has no prompts: add grid.prompts or grid.prompts_file")
+    models = []
+    for m in table.get("models", []) or []:
+        name, untrained = (m, False) if isinstance(m, str) else (m.get("name"), bool(m.get("untrained", False)))
+        if not isinstance(name, str) or (isinstance(m, dict) and set(m) - {"name", "untrained"}):
+            raise LmrepError(f"{path}: a grid model is a name or {{name = \"...\", untrained = true}}, got {m!r}")
+        check_model(name, untrained, path)
+        models.append(dict(name=name, untrained=untrained))
+    if not models:
+        raise LmrepError(f"{path}: the grid has no models: add grid.models")
+    cfg = grid.GridConfig([], list(prompts), list(methods), head, _seeds(table.get("seeds", 1), path, "grid."),
+                          options, device)
+    for variant in cfg.variants():  # every option value is checked by the check the invert command uses
+        for method in methods:
+            try:
+                cfg.invert_config(method, 0, variant).check()
+            except (TypeError, LmrepError) as e:
+                raise LmrepError(f"{path}: grid options: {e}") from None
+    cfg.models = [dict(m, layers=_layers(table.get("layers", [1]), planner.n_layers(m["name"], m["untrained"]), path))
+                  for m in models]
+    return cfg
+
+
+def _layers(value, n_layers: int, path: Path) -> list[int]:
+    layers = list(range(n_layers + 1)) if value == "all" else value
+    if not isinstance(layers, list) or not layers or \
+            any(not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n_layers for k in layers):
+        raise LmrepError(f"{path}: 'grid.layers' must be \"all\" or a list of blocks 0..{n_layers}, got {value!r}")
+    return layers
+
+
+def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
+    names = table.get("experiments", ["all"])
+    names = [names] if isinstance(names, str) else names
+    names = list(experiments()) if names == ["all"] else names
+    for n in names:
+        get(n)  # an unknown experiment: one line naming the known ones
+    setting = table.get("setting", DEFAULT_SETTING)
+    if setting not in SETTINGS:
+        raise LmrepError(f"{path}: unknown setting '{setting}': choose one of {', '.join(SETTINGS)}")
+    seeds = table.get("seeds", 0)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 0:
+        raise LmrepError(f"{path}: 'reproduce.seeds' must be a count (0: the profile's default), got {seeds!r}")
+    model = table.get("model", ReproduceConfig.model)
+    check_model(model, False, path)
+    cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
+                          prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,
+                          extra_models=tuple(table.get("also", ())))
+    for n in names:
+        yield (n if setting == DEFAULT_SETTING else f"{n}-{setting}"), replace(cfg, experiment=n).resolved()
+
+
+def sweep_jobs(sweep: Sweep, planner: ModelPool) -> tuple[RunDir, dict[str, RunDir], list]:
+    """The sweep's folder, each run's folder and each run's plan as a job for ``engine.execute``."""
+    top = RunDir.create("sweep", dict(runs={n: c.to_dict() for n, c in sweep.runs}), sweep.out)
+    dirs = {n: RunDir.create(f"sweep-{n}", c.to_dict(), top / n) for n, c in sweep.runs}
+    return top, dirs, [kind(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
+
+
+def run_sweep(sweep: Sweep, executor: str = "local", workers: int | None = None, address: str | None = None,
+              progress: bool = True, pool: ModelPool | None = None) -> RunDir:
+    """Run every run of the sweep together (resuming what finished before) and write each report."""
+    top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"))
+    try:
+        run_jobs(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), progress, "sweep")
+    except ItemsFailed:
+        report_runs(list(dirs.values()), top / "report.md")
+        raise
+    report_runs(list(dirs.values()), top / "report.md")
+    return top

@@ -1,0 +1,169 @@
+"""lmrep sweep: a spec is checked whole before work starts; the same tiny sweep gives the same items in this process,
+in local worker processes and on Ray, even when a worker is killed mid-sweep or the driver is interrupted."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmrep.cli import main
+from lmrep.experiments.engine import Inline, execute
+from lmrep.experiments.items import ITEMS
+from lmrep.experiments.local import LocalExecutor
+from lmrep.experiments.pool import ModelPool
+from lmrep.experiments.sweep import load_spec, sweep_jobs
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+TINY = DOCS / "sweep-tiny.toml"  # 2 layers x 2 prompts x 1 seed of untrained GPT-2, 10 steps: the documented example
+TIMING = ("seconds",)  # wall time: the one field that may differ between runs
+# every run here uses one torch thread: float sums (and so the last bits of distances) depend on the thread count
+
+
+def loopback_only() -> bool:
+    """Whether this process sees no network but loopback (where Ray may start: make test runs the suite so)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def items(run: Path) -> dict[str, dict]:
+    lines = (run / ITEMS).read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    ids = [r["id"] for r in recs]
+    assert len(ids) == len(set(ids)), "an item was written twice"
+    return {r["id"]: {k: v for k, v in r.items() if k not in TIMING} for r in recs}
+
+
+@pytest.fixture(scope="module")
+def spec() -> Path:
+    return TINY
+
+
+def test_the_documented_specs_are_the_files_and_check(planner):
+    doc = (DOCS / "sweep.md").read_text()
+    spec_lines = [line for line in TINY.read_text().splitlines() if line and not line.startswith("#")]
+    assert "\n".join(spec_lines) in doc  # the spec shown is the one the tests run
+    full = load_spec(DOCS / "sweep-results.toml", planner=planner)
+    names = [n for n, _ in full.runs]
+    assert {"depth", "threshold", "walks", "depth-grid"} <= set(names)
+    grid = dict(full.runs)["depth-grid"]
+    assert [m["layers"] for m in grid.models] == [list(range(31)), list(range(13))] and len(grid.prompts) >= 20
+    (_, bench), = load_spec(DOCS.parent / "bench" / "sweep.toml", planner=planner).runs  # items/hour in the docs
+    assert len(bench.prompts) == 8 and bench.seeds == [0, 1] and bench.options == {"steps": 100}
+
+
+@pytest.fixture(scope="module")
+def planner() -> ModelPool:
+    return ModelPool("cpu")
+
+
+@pytest.fixture(scope="module")
+def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
+    """The tiny sweep run in this process."""
+    top, dirs, jobs = sweep_jobs(load_spec(spec, tmp_path_factory.mktemp("inline")), planner)
+    with torch_threads(1):
+        assert execute(jobs, Inline(planner), progress=False).ok
+    got = items(dirs["grid"].path)
+    assert len(got) == 4 and {r["depth"] for r in got.values()} == {1, 2}
+    return got
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("[grid]\nmodels = ['gpt2']\nprompts = ['a b']\nstepz = 3\n", "unknown key 'grid.stepz'"),
+    ("[grid]\nmodels = ['no-such-model']\nprompts = ['a b']\n", "unknown model 'no-such-model'"),
+    ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
+     "unknown method 'magic'"),
+    ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),
+    ("out = 'x'\n[grid\n", "not valid TOML"),
+    ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nprompts = ['a']\nlayers = [13]\n", "blocks 0..12"),
+])
+def test_bad_spec_is_one_line_exit_2_before_any_work(tmp_path, capsys, bad, says):
+    path = tmp_path / "bad.toml"
+    path.write_text(bad)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and err[0].startswith("lmrep sweep: error:")
+    assert not (tmp_path / "out").exists()  # nothing ran, no folder was made
+
+
+def test_local_workers_give_the_same_items_with_a_worker_killed(spec, planner, reference, tmp_path):
+    top, dirs, jobs = sweep_jobs(load_spec(spec, tmp_path / "local"), planner)
+    ex = LocalExecutor(workers=1, threads=1)
+    killed = []
+
+    def kill_at_first_item(ev):
+        if ev.kind == "item" and not killed:
+            killed.append(ex.pids(busy=False)[0])
+            os.kill(killed[0], signal.SIGKILL)  # mid-sweep: the other task has not run yet
+    assert execute(jobs, ex, progress=False, on_event=kill_at_first_item).ok
+    assert killed and items(dirs["grid"].path) == reference  # every item exactly once, the same numbers
+
+
+@pytest.mark.skipif(not loopback_only(), reason="Ray starts only where the network is loopback alone (make test)")
+def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference, tmp_path):
+    import ray
+
+    from lmrep.experiments.cluster import RayExecutor
+    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        top, dirs, jobs = sweep_jobs(load_spec(spec, tmp_path / "ray"), planner)
+        killed, stop = [], threading.Event()
+
+        def killer():  # the first task's worker, while it loads its model: Ray must run the task again
+            while not stop.is_set() and not killed:
+                for pid in Path("/proc").iterdir():
+                    try:
+                        if pid.name.isdigit() and (pid / "cmdline").read_bytes().startswith(b"ray::lmrep_task"):
+                            time.sleep(1)
+                            os.kill(int(pid.name), signal.SIGKILL)
+                            killed.append(int(pid.name))
+                            break
+                    except OSError:
+                        continue
+                time.sleep(0.2)
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        retried = []
+        outcome = execute(jobs, RayExecutor(), progress=False, on_event=lambda ev: ev.kind == "retry" and
+                          retried.append(ev))
+        stop.set()
+        assert outcome.ok and killed and retried
+        assert items(dirs["grid"].path) == reference
+    finally:
+        ray.shutdown()
+
+
+def test_interrupted_driver_resumes(spec, planner, reference, tmp_path):
+    sweep = load_spec(spec, tmp_path / "resumed")
+    top, dirs, jobs = sweep_jobs(sweep, planner)
+    ex = LocalExecutor(workers=1, threads=1)
+
+    def ctrl_c(ev):  # a real SIGINT to the driver, as the terminal sends it, once the first item is written
+        if ev.kind == "item":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the signal is delivered here, in the driver's loop
+    with pytest.raises(KeyboardInterrupt):
+        execute(jobs, ex, progress=False, on_event=ctrl_c)
+    assert not any(p.is_alive() for p in ex.procs)  # the workers went with the driver
+    written = (dirs["grid"] / ITEMS).read_text()
+    assert written.endswith("\n") and 1 <= written.count("\n") < 4  # whole lines; the sweep was not finished
+    top, dirs, jobs = sweep_jobs(sweep, planner)  # the same command again
+    with torch_threads(1):
+        assert execute(jobs, Inline(planner), progress=False).ok
+    assert items(dirs["grid"].path) == reference
