@@ -16,7 +16,7 @@ from lmrep.errors import LmrepError
 
 PARSER = build_parser()
 COMMANDS = next(a for a in PARSER._actions if isinstance(a, argparse._SubParsersAction)).choices
-PLACEHOLDER = {"report": ["some-run"], "reproduce": ["depth"]}  # positionals a command needs to parse at all
+PLACEHOLDER = {"report": ["some-run"], "reproduce": ["depth"], "sweep": ["spec.toml"]}  # positionals a command needs to parse at all
 
 
 def _flags():

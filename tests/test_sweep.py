@@ -86,7 +86,7 @@ def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
 
 @pytest.mark.parametrize("bad, says", [
     ("[grid]\nmodels = ['gpt2']\nprompts = ['a b']\nstepz = 3\n", "unknown key 'grid.stepz'"),
-    ("[grid]\nmodels = ['no-such-model']\nprompts = ['a b']\n", "unknown model 'no-such-model'"),
+    ("[grid]\nmodels = ['no-such-model']\nprompts = ['a b']\n", "model 'no-such-model'"),
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
      "unknown method 'magic'"),
     ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),

@@ -5,7 +5,7 @@ import sys
 
 from ..experiments.engine import ItemsFailed
 from ..experiments.sweep import load_spec, run_sweep
-from .args import add_executor_args
+from .args import add_executor_args, add_out_arg
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
                                    "processes or by Ray; the same command again resumes an interrupted sweep. "
                                    "The spec format: docs/sweep.md.")
     p.add_argument("spec", metavar="SPEC.toml", help="the sweep spec")
-    p.add_argument("--out", help="sweep folder (default: the spec's out, else runs/sweep-<hash>)")
+    add_out_arg(p, "sweep")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the spec's device, else cpu)")
     add_executor_args(p)
     p.set_defaults(run=run)
@@ -24,7 +24,7 @@ def register(sub) -> None:
 def run(args) -> int:
     sweep = load_spec(args.spec, args.out, args.device)  # the whole spec is checked before anything runs
     try:
-        top = run_sweep(sweep, args.executor, args.workers, args.address)
+        top = run_sweep(sweep, args.executor, args.workers, args.address, new=args.new)
     except ItemsFailed as e:
         print(f"lmrep sweep: {e}", file=sys.stderr)
         return 1

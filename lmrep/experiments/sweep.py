@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import LmrepError
 from ..inversion import METHODS, InvertConfig
 from ..layers import HEADS
-from ..models import KNOWN, model_status
+from .. import models
 from ..runs import RunDir, config_hash
 from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
 from .engine import ItemsFailed
@@ -107,17 +107,11 @@ def _seeds(value, path: Path, where: str) -> list[int]:
 
 
 def check_model(name: str, untrained: bool, path: Path) -> None:
-    """A model the sweep can load offline: the offline known models, a local folder, a cached hub model."""
-    offline = {r["name"] for r in model_status() if r["offline"] and " " not in r["name"]}
-    if (untrained and name == "gpt2") or (not untrained and name in offline) or Path(name).is_dir():
-        return
+    """A model the sweep can load (models.check_model: cheap, no weights read), the spec named in the error."""
     try:
-        from transformers import AutoConfig
-        AutoConfig.from_pretrained(KNOWN[name].hub_id if name in KNOWN else name, local_files_only=True)
-    except (OSError, ValueError):
-        raise LmrepError(f"{path}: unknown model '{name}'{' (untrained)' if untrained else ''}: use "
-                         f"{', '.join(sorted(offline))}, {{name = \"gpt2\", untrained = true}}, a local folder or a "
-                         "cached hub model (see lmrep models)") from None
+        models.check_model(name, untrained)
+    except LmrepError as e:
+        raise LmrepError(f"{path}: {e}") from None
 
 
 def _grid_config(table: dict, base: Path, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
@@ -183,17 +177,18 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
         yield (n if setting == DEFAULT_SETTING else f"{n}-{setting}"), replace(cfg, experiment=n).resolved()
 
 
-def sweep_jobs(sweep: Sweep, planner: ModelPool) -> tuple[RunDir, dict[str, RunDir], list]:
-    """The sweep's folder, each run's folder and each run's plan as a job for ``engine.execute``."""
-    top = RunDir.create("sweep", dict(runs={n: c.to_dict() for n, c in sweep.runs}), sweep.out)
+def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[RunDir, dict[str, RunDir], list]:
+    """The sweep's folder (``new``: a fresh one beside it if it holds another sweep), each run's folder and each
+    run's plan as a job for ``engine.execute``."""
+    top = RunDir.create("sweep", dict(runs={n: c.to_dict() for n, c in sweep.runs}), sweep.out, new=new)
     dirs = {n: RunDir.create(f"sweep-{n}", c.to_dict(), top / n) for n, c in sweep.runs}
     return top, dirs, [kind(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
 
 
 def run_sweep(sweep: Sweep, executor: str = "local", workers: int | None = None, address: str | None = None,
-              progress: bool = True, pool: ModelPool | None = None) -> RunDir:
+              progress: bool = True, pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Run every run of the sweep together (resuming what finished before) and write each report."""
-    top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"))
+    top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"), new)
     try:
         run_jobs(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), progress, "sweep")
     except ItemsFailed:
