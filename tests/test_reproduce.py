@@ -218,7 +218,10 @@ def test_html_report_renders_in_a_browser(quick_run, tiny_gpt2_dir, tmp_path, ca
     claims = [line for line in (run / "report.md").read_text().split("## Per condition")[0].splitlines()
               if line.startswith("| ") and not line.startswith("| the page says")]
     page = _chromium("--dump-dom", (site / f"{run.path.name}.html").as_uri()).stdout
-    assert page.count('<tr class="claim">') == len(claims) >= 5 and 'class="verdict holds"' in page
+    assert page.count('<tr class="claim">') == len(claims) >= 5
+    verdicts = [row.rstrip(" |").rsplit(" | ", 1)[-1] for row in claims]
+    for cls, says in (("holds", "holds"), ("fails", "does not hold"), ("open", "not decided")):  # each coloured
+        assert page.count(f'class="verdict {cls}"') == sum(v.startswith(says) for v in verdicts)
     assert page.count("data:image/png;base64,") >= 1  # the figure is inside the page
     gd = _chromium("--dump-dom", (site / "gd-run.html").as_uri()).stdout
     recs = [json.loads(line) for line in (tmp_path / "gd-run" / "metrics.jsonl").read_text().splitlines()]
