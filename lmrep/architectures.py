@@ -141,6 +141,8 @@ def residual(base: nn.Module, blocks: nn.ModuleList, depth: int, embeds: torch.T
     if attention_mask is not None and attention_mask.dim() == 2 and "position_ids" not in kw \
             and _accepts(type(base), "position_ids"):
         kw["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
+    if "past_key_values" in kw and not _accepts(type(base), "past_key_values") and _accepts(type(base), "cache"):
+        kw["cache"] = kw.pop("past_key_values")  # the name newer transformers gives the key/value cache
     if "use_cache" not in kw and _accepts(type(base), "use_cache"):
         kw["use_cache"] = False
     caught = {}

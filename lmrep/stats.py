@@ -28,12 +28,13 @@ def group_stats(records: list[dict], by: tuple[str, ...], fields: tuple[str, ...
 
 
 def fmt(stat: dict | None, digits: int = 2) -> str:
-    """'0.83 ± 0.05' for a mean_sem dict, '0.83 (n=1)' without a standard error, '-' when there is nothing."""
+    """'0.83 ± 0.05 (n=8)' for a mean_sem dict, '0.83 (n=1)' without a standard error, '-' when there is nothing."""
     if not stat or stat.get("mean") is None:
         return "-"
     if stat.get("sem") is None:
         return f"{stat['mean']:.{digits}f} (n={stat.get('n', 1)})"
-    return f"{stat['mean']:.{digits}f} ± {stat['sem']:.{digits}f}"
+    n = f" (n={stat['n']})" if stat.get("n") else ""
+    return f"{stat['mean']:.{digits}f} ± {stat['sem']:.{digits}f}{n}"
 
 
 def num(x: float | None, digits: int = 4) -> str:

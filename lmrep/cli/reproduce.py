@@ -30,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--also", nargs="+", default=[], metavar="MODEL",
                    help="more trained models to run the same way, for the experiments that take them "
                         "(sentence-reconstruction; e.g. gpt2) (default: none)")
+    p.add_argument("--steps", type=value_type(int, at_least(1, 10**6)),
+                   help="N for every gradient-descent run (default: the setting's N; --quick: 60-120)")
+    p.add_argument("--layers", nargs="+", type=value_type(int, at_least(0, 10**4)), default=[], metavar="K",
+                   help="depth: the blocks to invert after (default: every one; --quick: 1 2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     add_out_arg(p, "reproduce-<name>")
     add_executor_args(p)
@@ -50,7 +54,8 @@ def run(args) -> int:
         return 0
     prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
     cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
-                          seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also))
+                          seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also),
+                          steps=args.steps or 0, layers=tuple(args.layers))
     exps = list(known.values()) if args.name == "all" else [get(args.name)]
     check(cfg.resolved(), exps)  # bad values are one line before any worker (or Ray) starts
     executor = make_executor(args.executor, args.device, args.workers, args.address)

@@ -31,7 +31,7 @@ from .config import ReproduceConfig
 from .engine import RETRIES, Inline, ItemsFailed, Job, execute
 from .items import ItemLog
 from .pool import ModelPool
-from .reporting import header, load_run
+from .reporting import header, load_run, table
 
 EXECUTORS = ("local", "ray")
 
@@ -96,6 +96,11 @@ def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
         raise LmrepError(f"--also does nothing for {', '.join(e.name for e in exps)}: only "
                          f"{', '.join(n for n, e in experiments().items() if getattr(e.module, 'EXTRA_MODELS', 0))} "
                          "runs more models; leave it out")
+    for flag, value, attr in (("--steps", cfg.steps, "STEPS"), ("--layers", cfg.layers, "LAYERS")):
+        users = [n for n, e in experiments().items() if getattr(e.module, attr, False)]
+        if value and not any(e.name in users for e in exps):
+            raise LmrepError(f"{flag} does nothing for {', '.join(e.name for e in exps)}: only {', '.join(users)} "
+                             "use it; leave it out")
     for name in dict.fromkeys((cfg.model, *cfg.extra_models)):
         check_model(name)
 
@@ -177,14 +182,34 @@ def combine(run_dirs: list[RunDir], path) -> str:
     base = Path(path).resolve().parent
     parts = ["# Reproducing the page's language results\n",
              "Runs in this report: " + ", ".join(f"`{_title(d)}`" for d in run_dirs) + ".\n"]
+    texts, claims = [], []
     for d in run_dirs:
         text = (d / "report.md").read_text() if (d / "report.md").exists() else _section(d)
         rel = Path(os.path.relpath(d.path.resolve(), base))
         text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
-        parts.append(_demote(text))
+        texts.append(_demote(text))
+        claims += _claim_rows(d, text)
+    if claims:
+        parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
+                     "does not hold / not decided); each row's figure is its experiment's headline figure.\n\n"
+                     + table(["experiment", "setting", "the page says", "measured", "verdict", "figure"], claims))
+    parts += texts
     combined = "\n".join(parts)
     write_atomic(path, combined)
     return combined
+
+
+def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
+    """The claims of an experiment's run as rows of the combined table (none for other runs)."""
+    config = run_dir.config()
+    name = config.get("experiment")
+    if name not in experiments() or not (run_dir / "summary.json").exists():
+        return []
+    summary = json.loads((run_dir / "summary.json").read_text())
+    figures = re.findall(r"\]\(([^)]+\.png)\)", report)
+    link = f"[{Path(figures[0]).name}]({figures[0]})" if figures else "-"
+    return [[name, config.get("setting", "-"), c.page, c.measured, c.verdict, link]
+            for c in get(name).module.claims(summary)]
 
 
 def _title(run_dir: RunDir) -> str:

@@ -78,6 +78,8 @@ class ReproduceConfig:
     device: str = "cpu"
     model: str = DEFAULT_MODEL  # the trained model (stands in for trained GPT-2 offline)
     extra_models: tuple[str, ...] = ()  # more trained models for sentence-reconstruction (e.g. "gpt2")
+    steps: int = 0  # N for every gradient-descent run; 0: the profile's (the setting's N, or the quick one)
+    layers: tuple[int, ...] = ()  # depth: the blocks to invert after; empty: every one (quick: the first two)
 
     def resolved(self) -> "ReproduceConfig":
         """Fill the profile's defaults and check the values; the result is what the run folder records."""
@@ -87,8 +89,14 @@ class ReproduceConfig:
         prompts = tuple(self.prompts) or default_prompts(self.quick)
         if any(not p.strip() for p in prompts):
             raise LmrepError("empty prompt: every prompt needs some text")
+        if self.steps < 0 or any(k < 0 for k in self.layers):
+            raise LmrepError("steps and layers must be counts >= 0")
         return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
-                               tuple(self.extra_models))
+                               tuple(self.extra_models), self.steps, tuple(sorted(set(self.layers))))
+
+    def steps_for(self, trained: bool, quick_steps: int) -> int:
+        """N for one gradient-descent run: ``steps`` if given, else the quick profile's or the setting's N."""
+        return self.steps or (quick_steps if self.quick else self.get_setting().steps(trained))
 
     def get_setting(self) -> Setting:
         """The Setting this config names."""

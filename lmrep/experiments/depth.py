@@ -11,6 +11,7 @@ from typing import Mapping
 
 from ..decode import DECODERS
 from ..inversion import METHODS
+from ..inversion.config import GRADIENT
 from ..runs import RunDir
 from ..stats import fmt, mean_sem
 from . import figures
@@ -23,7 +24,10 @@ from .reporting import Claim, claims_table, figure, greater, table, verdict
 NAME = "depth"
 ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
 TITLE = "Representational accuracy vs depth"
+STEPS = True  # honours ReproduceConfig.steps
 QUICK_STEPS = 60
+SEEDED = GRADIENT.values  # methods whose result depends on the seed (noise in the init)
+LAYERS = True  # honours ReproduceConfig.layers
 QUICK_LAYERS = (1, 2)  # the full profile runs every layer
 
 
@@ -36,9 +40,12 @@ class ModelSpec:
     trained: bool
 
 
-def layers_for(n_layers: int, quick: bool) -> list[int]:
-    """Every depth 0..n (full), or the first two blocks (quick: exact search at the last layer takes minutes)."""
-    return list(QUICK_LAYERS) if quick else list(range(n_layers + 1))
+def layers_for(n_layers: int, cfg: ReproduceConfig) -> list[int]:
+    """The blocks asked for (those the model has), else every depth 0..n (full) or the first two blocks (quick:
+    exact search at the last layer takes minutes)."""
+    if cfg.layers:
+        return [k for k in cfg.layers if k <= n_layers]
+    return list(QUICK_LAYERS) if cfg.quick else list(range(n_layers + 1))
 
 
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
@@ -48,10 +55,10 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
     prompts = list(cfg.prompts[:1] if cfg.quick else cfg.prompts)
     tasks = []
     for m in models:
-        for k in layers_for(pool.n_layers(m.name, untrained=not m.trained), cfg.quick):
+        for k in layers_for(pool.n_layers(m.name, untrained=not m.trained), cfg):
             for method in sorted(METHODS):
-                for seed in range(cfg.seeds):
-                    inv = setting.invert_config(QUICK_STEPS if cfg.quick else setting.steps(m.trained), seed,
+                for seed in range(cfg.seeds if method in SEEDED else 1):  # the exact search draws no noise
+                    inv = setting.invert_config(cfg.steps_for(m.trained, QUICK_STEPS), seed,
                                                 method=method)
                     tasks += invert_tasks(f"{m.label} | layer {k} | {method}",
                                           TargetSpec(m.name, not m.trained, k, "none"), prompts, inv,
@@ -102,9 +109,14 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     series = summary["series"]
     rows = [[s["label"], s["method"], s["decoder"], k, fmt(a), fmt(e)]
             for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
-    return [claims_table(_claims(series)),
+    return [claims_table(claims(summary)),
             figure("depth.png", "token accuracy per layer, per model, method and decoder"),
             "## Per layer\n", table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
+
+
+def claims(summary: dict) -> list[Claim]:
+    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
+    return _claims(summary["series"])
 
 
 def _claims(series: list[dict]) -> list[Claim]:

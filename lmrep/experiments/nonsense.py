@@ -77,7 +77,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
         spec = TargetSpec(cond.model, not cond.trained, cond.depth, head_for(setting.head, cond.depth, whole))
         tags = dict(label=cond.label, depth=cond.depth, setting=setting.name)
         for seed in range(cfg.seeds):
-            steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained)
+            steps = cfg.steps_for(cond.trained, QUICK_STEPS)
             tasks += invert_tasks(f"{cond.label} | gd+pinv", spec, prompts, setting.invert_config(steps, seed),
                                   dict(tags, method="gd+pinv"), post=partial(_measure_gd, judge=cfg.model))
             condition = f"{cond.label} | swap search"
@@ -168,7 +168,7 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     rows = summary["conditions"]
-    return [claims_table(_claims(summary["pooled"])),
+    return [claims_table(claims(summary)),
             figure("nonsense.png", "how often the input found keeps the prompt's next token"),
             "## Per target and method\n",
             table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
@@ -179,6 +179,11 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
             table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
                   [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
                   f"{quote(e['goal'])} -> {quote(e['got'])}"] for e in summary["examples"]])]
+
+
+def claims(summary: dict) -> list[Claim]:
+    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
+    return _claims(summary["pooled"])
 
 
 def _claims(pooled: dict) -> list[Claim]:

@@ -26,6 +26,7 @@ TITLE = "Sentence reconstruction"
 EXTRA_MODELS = True  # runs ReproduceConfig.extra_models (--also) next to the trained model
 SNAPSHOTS = (20, 40, 45, 50, 60)  # the steps the page shows
 FCNET_MAX_TOKENS = 8  # FCNet's weights grow as (4 T d)^2: 8 tokens of d = 576 is 1.4 GB already
+STEPS = True  # honours ReproduceConfig.steps
 QUICK_STEPS = 120
 QUICK_CONDITIONS = {(False, 1, False), (False, 1, True), (False, 12, True), (True, 1, False)}  # trained, k, head
 FIELDS = ("token_accuracy", "exact_match", "within_threshold", "next_token_match")
@@ -72,7 +73,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
         prompts = _prompts_for(cond, cfg, pool)
         spec = TargetSpec(cond.model, not cond.trained, cond.depth or 0, cond.head, toy=cond.toy)
         for seed in range(cfg.seeds):
-            steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained and cond.toy is None)
+            steps = cfg.steps_for(cond.trained and cond.toy is None, QUICK_STEPS)
             inv = setting.invert_config(steps, seed, snapshots=SNAPSHOTS)
             tags = dict(label=cond.label, toy=cond.toy, depth=cond.depth, head=cond.head, setting=setting.name)
             tasks += invert_tasks(cond.label, spec, prompts, inv, tags, one_length=cond.toy is not None)
@@ -115,7 +116,7 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     rows = {r["label"]: r for r in summary["conditions"]}
-    md = [claims_table(_claims(rows, summary)),
+    md = [claims_table(claims(summary)),
           figure("reconstruction.png", "token accuracy and exact-match rate per target"),
           "## Rates per target\n",
           table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
@@ -144,6 +145,11 @@ def _best_exact(row: dict | None) -> tuple[str, dict | None]:
         return "-", None
     field = max(EXACT, key=lambda f: row[f]["mean"] or 0)
     return field.removeprefix("exact_"), row[field]
+
+
+def claims(summary: dict) -> list[Claim]:
+    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
+    return _claims({r["label"]: r for r in summary["conditions"]}, summary)
 
 
 def _claims(rows: dict, summary: dict) -> list[Claim]:

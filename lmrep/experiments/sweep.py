@@ -25,7 +25,7 @@ from .pool import ModelPool
 TOP = ("out", "device", "grid", "reproduce")
 GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
 OPTIONS = tuple(f.name for f in fields(InvertConfig) if f.name not in ("method", "seed"))
-REPRODUCE = ("experiments", "quick", "setting", "seeds", "model", "also", "prompts", "prompts_file")
+REPRODUCE = ("experiments", "quick", "setting", "seeds", "model", "also", "prompts", "prompts_file", "steps", "layers")
 
 
 @dataclass
@@ -168,11 +168,17 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
     seeds = table.get("seeds", 0)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 0:
         raise LmrepError(f"{path}: 'reproduce.seeds' must be a count (0: the profile's default), got {seeds!r}")
+    steps = table.get("steps", 0)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise LmrepError(f"{path}: 'reproduce.steps' must be a count (0: the profile's N), got {steps!r}")
+    layers = table.get("layers", [])
+    if not isinstance(layers, list) or any(not isinstance(k, int) or isinstance(k, bool) or k < 0 for k in layers):
+        raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
     model = table.get("model", ReproduceConfig.model)
     check_model(model, False, path)
     cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
                           prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,
-                          extra_models=tuple(table.get("also", ())))
+                          extra_models=tuple(table.get("also", ())), steps=steps, layers=tuple(layers))
     for n in names:
         yield (n if setting == DEFAULT_SETTING else f"{n}-{setting}"), replace(cfg, experiment=n).resolved()
 

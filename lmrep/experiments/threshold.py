@@ -28,6 +28,7 @@ ABOUT = "eq. 4: steps until m_g < m; trained vs untrained, head vs none, float32
 TITLE = "Threshold (eq. 4)"
 SIGMA, SIGMA_STRICT = 1 / 20, 1 / 25
 MIXES = ((0.001, 0.999), (1.0, 1.0), (1.0, 0.0))
+STEPS = True  # honours ReproduceConfig.steps
 QUICK_STEPS = 100
 DEPTH = 1  # the page's one-block GPT-2
 
@@ -61,7 +62,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
     tasks = []
     for cond in conditions(cfg):
         for seed in range(cfg.seeds):
-            steps = QUICK_STEPS if cfg.quick else setting.steps(cond.trained)
+            steps = cfg.steps_for(cond.trained, QUICK_STEPS)
             kw = dict(init="mix", mix=cond.mix) if cond.mix else {}
             inv = setting.invert_config(steps, seed, sigma=SIGMA, **kw)
             head = setting.head if cond.head else "none"
@@ -158,13 +159,18 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     rows = {r["label"]: r for r in summary["conditions"]}
-    return [claims_table(_claims(rows)),
+    return [claims_table(claims(summary)),
             figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
             "## Per condition (one block)\n",
             table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
                    "best m_g"],
                   [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
                   _steps_text(r["steps_strict"]), fmt(r["final_distance"], 4)] for lab, r in rows.items()])]
+
+
+def claims(summary: dict) -> list[Claim]:
+    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
+    return _claims({r["label"]: r for r in summary["conditions"]})
 
 
 def _claims(rows: dict) -> list[Claim]:

@@ -26,6 +26,7 @@ ABOUT = "top-5 decoded strings per position, and how often the true token is wit
 TITLE = "Approximate token mapping"
 KS = (1, 2, 5, 10, 100)
 TOPK = 5
+STEPS = True  # honours ReproduceConfig.steps
 QUICK_STEPS = 80
 
 
@@ -49,7 +50,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
     for cond in CONDITIONS:
         prompts = ([PAGE_PROMPT] if cfg.quick else short) if cond.toy == "fcnet" else list(cfg.prompts)
         for seed in range(cfg.seeds):
-            inv = setting.invert_config(QUICK_STEPS if cfg.quick else setting.steps(cond.toy is None), seed,
+            inv = setting.invert_config(cfg.steps_for(cond.toy is None, QUICK_STEPS), seed,
                                         topk=TOPK)
             tasks += invert_tasks(cond.label, TargetSpec(cfg.model, toy=cond.toy), prompts, inv,
                                   dict(label=cond.label, setting=setting.name), one_length=cond.toy == "fcnet")
@@ -80,7 +81,7 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     rates = summary["rates"]
-    md = [claims_table(_claims(rates)),
+    md = [claims_table(claims(summary)),
           figure("token_mapping.png", "how often the true token is within the top k, per target and decoder"),
           "## True token within the top k\n",
           table(["target", "decoder", *(f"top {k}" for k in KS)],
@@ -89,6 +90,11 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     for label, texts in summary["page_prompt_top5"].items():
         md.append(f"**{label}**\n\n```\n" + "\n".join(texts or []) + "\n```\n")
     return md
+
+
+def claims(summary: dict) -> list[Claim]:
+    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
+    return _claims(summary["rates"])
 
 
 def _claims(rates: list[dict]) -> list[Claim]:

@@ -146,4 +146,4 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return walks_report.sections(prof.prompts, prof.seeds, prof.rounds, prof.compare_steps, items, summary)
 
 
-draw, summarize = walks_report.draw, walks_report.summarize
+claims, draw, summarize = walks_report.claims, walks_report.draw, walks_report.summarize

@@ -121,7 +121,7 @@ def _decoded(records: list[dict]) -> list[dict]:
     return out
 
 
-def _claims(summary: dict) -> list[Claim]:
+def claims(summary: dict) -> list[Claim]:
     sweep = {(x["subject"], x["inner"]): x for x in summary["sweep"]}
     claims = []
     for inner, level in ((1, 10.0), (50, 100.0)):
@@ -196,7 +196,7 @@ def sections(prompts, seeds, rounds: int, compare_steps: int, items: list[dict],
              "r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1.\n"]
     if not items:
         return parts + ["No finished items yet.\n"]
-    parts.append(claims_table(_claims(summary)))
+    parts.append(claims_table(claims(summary)))
     return parts + _sweep_section(summary) + _compare_section(summary) + _decoded_section(summary)
 
 
