@@ -173,6 +173,31 @@ def test_combined_report_names_every_experiment(quick_run, tmp_path):
     for name in NAMES:
         assert f"`{name}`" in text
     assert "](" in text and not re.search(r"^## The page's claims", text, re.M)  # headings demoted one level
+    # one table of every claim: a row per claim of each experiment, its setting and its figure's link
+    table = text.split("## Every claim of the page in one table")[1].split("\n# ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| experiment")]
+    per_run = {n: len(experiments()[n].module.claims(json.loads((quick_run(n) / "summary.json").read_text())))
+               for n in NAMES}
+    assert len(rows) == sum(per_run.values()) and all(per_run.values())
+    assert all(f"| {n} | original |" in table for n in NAMES) and "depth.png](" in table
+
+
+def test_steps_and_layers_apply_where_they_mean_something(pool):
+    from lmrep.errors import LmrepError
+    from lmrep.experiments import check, get
+    from lmrep.experiments.depth import layers_for, plan
+    cfg = ReproduceConfig("depth", steps=7, layers=(30, 1, 2, 1)).resolved()
+    assert cfg.layers == (1, 2, 30) and layers_for(12, cfg) == [1, 2] and layers_for(30, cfg) == [1, 2, 30]
+    assert cfg.steps_for(True, 60) == cfg.steps_for(False, 60) == 7
+    assert ReproduceConfig("depth", quick=True).resolved().steps_for(True, 60) == 60
+    assert ReproduceConfig("depth").resolved().steps_for(True, 60) == SETTINGS["original"].steps_trained
+    tasks = [t for stage in plan(ReproduceConfig("depth", seeds=2, layers=(1,)).resolved(), pool, {}) for t in stage]
+    seeds = {m: {k.split("seed=")[1].split(" ")[0] for t in tasks for k in t.keys if f"| {m} |" in k}
+             for m in METHODS}
+    assert seeds["exact"] == {"0"} and seeds["gd"] == {"0", "1"}  # the exact search draws no noise
+    for name, kw in (("walks", dict(steps=5)), ("threshold", dict(layers=(1,)))):
+        with pytest.raises(LmrepError, match="does nothing"):
+            check(ReproduceConfig(name, **kw).resolved(), [get(name)])
 
 
 def test_resume_does_not_redo_finished_items(quick_run, pool, tmp_path, monkeypatch):
