@@ -174,7 +174,7 @@ def test_combined_report_names_every_experiment(quick_run, tmp_path):
         assert f"`{name}`" in text
     assert "](" in text and not re.search(r"^## The page's claims", text, re.M)  # headings demoted one level
     # one table of every claim: a row per claim of each experiment, its setting and its figure's link
-    table = text.split("## Every claim of the page in one table")[1].split("\n# ")[0]
+    table = text.split("## Every claim of the page in one table")[1].split("\n## ")[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| experiment")]
     per_run = {n: len(experiments()[n].module.claims(json.loads((quick_run(n) / "summary.json").read_text())))
                for n in NAMES}
