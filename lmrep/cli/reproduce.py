@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..checks import at_least
+from ..errors import LmrepError
 from ..experiments import ReproduceConfig, check, experiments, get, make_executor, reproduce, reproduce_all
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
 from ..experiments.engine import ItemsFailed
@@ -32,8 +33,8 @@ def register(sub) -> None:
                         "(sentence-reconstruction; e.g. gpt2) (default: none)")
     p.add_argument("--steps", type=value_type(int, at_least(1, 10**6)),
                    help="N for every gradient-descent run (default: the setting's N; --quick: 60-120)")
-    p.add_argument("--layers", nargs="+", type=value_type(int, at_least(0, 10**4)), default=[], metavar="K",
-                   help="depth: the blocks to invert after (default: every one; --quick: 1 2)")
+    p.add_argument("--layers", nargs="+", default=[], metavar="LAYER",
+                   help="depth: the layers to invert, as block numbers (default: every one; --quick: 1 2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     add_out_arg(p, "reproduce-<name>")
     add_executor_args(p)
@@ -53,9 +54,13 @@ def run(args) -> int:
             return 2
         return 0
     prompts = tuple(read_prompts([], args.prompts_file)) if args.prompts_file else ()
+    if any(not k.isdigit() for k in args.layers):
+        bad = next(k for k in args.layers if not k.isdigit())
+        raise LmrepError(f"--layers: depth inverts the residual stream after k blocks; give block numbers (0, 1, "
+                         f"...), got '{bad}'")
     cfg = ReproduceConfig(args.name, quick=args.quick, setting=args.setting, prompts=prompts,
                           seeds=args.seeds or 0, device=args.device, model=args.model, extra_models=tuple(args.also),
-                          steps=args.steps or 0, layers=tuple(args.layers))
+                          steps=args.steps or 0, layers=tuple(int(k) for k in args.layers))
     exps = list(known.values()) if args.name == "all" else [get(args.name)]
     check(cfg.resolved(), exps)  # bad values are one line before any worker (or Ray) starts
     executor = make_executor(args.executor, args.device, args.workers, args.address)
