@@ -7,6 +7,7 @@ The public API, in the order a researcher meets it::
     recs = list(invert(O, ["The sky is blue."], InvertConfig(steps=500)))
     Decoder(lm, "pinv")(embeddings)                       # embeddings -> token ids
     list(invert(O, prompts, InvertConfig(method="exact")))  # left-to-right search with a certificate
+    list(invert_outputs(O, states, InvertConfig(method="exact")))  # observed (T, D) / (N, T, D) states, no text
     walk(O, ["The sky is blue."], WalkConfig(method="jacobian"))  # inputs that leave O's output unchanged
 
 The package, by idea: models, layers, decode, losses, targets (what can be inverted or walked), batching, stats,
@@ -15,10 +16,11 @@ experiments) and cli/ sit on top and are never imported by the rest.
 """
 from .decode import Decoder
 from .errors import LmrepError
-from .inversion import InvertConfig, invert, summarize
+from .inversion import InvertConfig, invert, invert_outputs, summarize
 from .layers import LayerModel, layer_model, resolve_layer
 from .models import LoadedModel, load_model
 from .walks import WalkConfig, walk
 
-__all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "layer_model",
+__all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "invert_outputs",
+           "layer_model",
            "load_model", "resolve_layer", "summarize", "walk", "WalkConfig"]

@@ -31,6 +31,15 @@ def prompt_generator(seed: int, ids: list[int], device) -> torch.Generator:
     return g
 
 
+def output_generator(seed: int, outputs: torch.Tensor, device) -> torch.Generator:
+    """The same for an observed layer output (T, D) whose prompt is unknown: noise that depends on (seed, its
+    values) only."""
+    g = torch.Generator(device=device)
+    data = outputs.detach().float().cpu().contiguous().numpy().tobytes()
+    g.manual_seed(seed * 1_000_003 + zlib.crc32(data))
+    return g
+
+
 def per_item(like: torch.Tensor, gens: list[torch.Generator], lengths: list[int],
              fn: Callable = torch.randn, *trailing: int) -> torch.Tensor:
     """Per item b, ``fn((L_b, d, *trailing))`` from its own generator for its L_b real positions, zero on padding:

@@ -8,6 +8,7 @@ model passes lmrep.selfcheck before it is used.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,19 @@ class LoadedModel:
         self.model.to(device=device, dtype=dtype)
         self._memo.clear()
         return self
+
+
+def fingerprint(lm: LoadedModel) -> str:
+    """A short hash of the weights (names, shapes, sums and first values) and dtype: what ties a cached table or
+    a file of captured states to the weights that made it."""
+    def make():
+        h = hashlib.sha1(str(lm.dtype).encode())
+        for name, p in lm.model.named_parameters():
+            flat = p.detach().flatten()
+            h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum()):.12e}".encode())
+            h.update(flat[:64].double().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+    return lm.memo("fingerprint", make)
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -1,10 +1,12 @@
 """Inversion methods: gd (the page's gradient descent), nearest (PEZ), exact (left-to-right search).
 
-Importing this package registers every method in ``registry.METHODS``.
+Importing this package registers every method in ``registry.METHODS``. Every method works from observed outputs
+(``invert_outputs``); ``invert`` computes them for known prompts and scores what comes back.
 """
-from . import exact, gd, pez  # noqa: F401  (each registers its method)
-from .base import invert, next_tokens, record, summarize
+from . import gd, pez, precision  # noqa: F401  (each registers its method; precision: the exact one)
+from .base import invert, invert_outputs, next_tokens, recovered, score, summarize
 from .config import InvertConfig
 from .registry import METHODS, register_method
 
-__all__ = ["InvertConfig", "METHODS", "invert", "next_tokens", "record", "register_method", "summarize"]
+__all__ = ["InvertConfig", "METHODS", "invert", "invert_outputs", "next_tokens", "recovered", "register_method",
+           "score", "summarize"]

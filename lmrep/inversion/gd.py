@@ -13,26 +13,31 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..batching import pad, per_item, prompt_generator
+from ..batching import output_generator, pad, per_item, prompt_generator
 from ..decode import DECODERS, Decoder
+from ..errors import LmrepError
 from ..losses import distance
 from ..optim import decay
-from .base import Target, next_tokens, record
+from .base import Target, recovered
 from .config import InvertConfig
 from .registry import register_method
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def initial_embedding(cfg: InvertConfig, e_true: torch.Tensor, gens: list[torch.Generator],
-                      lengths: list[int]) -> torch.Tensor:
-    """e0 per cfg.init, one generator per prompt: (B, T, d)."""
-    noise = per_item(e_true, gens, lengths)  # (B, T, d) N(0, 1), zero on padding
+def initial_embedding(cfg: InvertConfig, like: torch.Tensor, gens: list[torch.Generator],
+                      lengths: list[int], e_true: torch.Tensor | None = None) -> torch.Tensor:
+    """e0 per cfg.init, one generator per prompt: (B, T, d) shaped like ``like``; ``mix`` needs the true
+    embeddings ``e_true``."""
+    noise = per_item(like, gens, lengths)  # (B, T, d) N(0, 1), zero on padding
     if cfg.init == "original":
         return noise  # N(0, 1), as the author's scripts do
     text_noise = 0.5 + noise / 20  # N(0.5, 1/20), as the page's text says
     if cfg.init == "text":
         return text_noise
+    if e_true is None:
+        raise LmrepError("--init mix starts from the true embeddings, which observed outputs do not have: use "
+                         "--init text or original")
     s, t = cfg.mix
     return s * text_noise + t * e_true
 
@@ -51,29 +56,34 @@ def rank_of(s: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 @register_method("gd")
-def invert_gd(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
-    yield from optimize(target, prompts, cfg, progress)
+def invert_gd(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig, progress: bool = True,
+              truth: list[list[int]] | None = None):
+    yield from optimize(target, outputs, cfg, progress, truth=truth)
 
 
-def optimize(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True,
-             transform: Transform | None = None):
-    """Gradient descent on input embeddings, batch by batch. ``transform`` maps the optimised embeddings
-    (B, T, d) to what the model is run on (None: themselves); the gradient flows back through it."""
+def optimize(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig, progress: bool = True,
+             transform: Transform | None = None, truth: list[list[int]] | None = None):
+    """Gradient descent on input embeddings towards each observed output (T_i, D), batch by batch.
+    ``transform`` maps the optimised embeddings (B, T, d) to what the model is run on (None: themselves); the
+    gradient flows back through it. ``truth`` (the true ids, when known) adds diagnostics only: eq. 4's threshold,
+    the true tokens' ranks, snapshot accuracies; the noise is then seeded by the ids, as a prompt's always was."""
     decoder = Decoder(target.lm, cfg.decoder)
-    batches = [prompts[i:i + cfg.batch_size] for i in range(0, len(prompts), cfg.batch_size)]
-    bar = tqdm(total=len(batches) * cfg.steps, disable=not progress, desc=f"{cfg.method} {target.name}",
+    starts = range(0, len(outputs), cfg.batch_size)
+    bar = tqdm(total=len(starts) * cfg.steps, disable=not progress, desc=f"{cfg.method} {target.name}",
                unit="step", file=sys.stderr, leave=False)
     try:
-        for batch in batches:
-            yield from _run_batch(target, decoder, batch, cfg, bar, transform or (lambda e: e))
+        for i in starts:
+            batch = outputs[i:i + cfg.batch_size]
+            ids = truth[i:i + cfg.batch_size] if truth is not None else None
+            yield from _run_batch(target, decoder, batch, cfg, bar, transform or (lambda e: e), ids)
     finally:
         bar.close()
 
 
-def _run_batch(target: Target, decoder: Decoder, batch: list[list[int]], cfg: InvertConfig, bar,
-               transform: Transform):
+def _run_batch(target: Target, decoder: Decoder, batch: list[torch.Tensor], cfg: InvertConfig, bar,
+               transform: Transform, truth: list[list[int]] | None = None):
     """Optimise one padded batch and yield its records."""
-    run = _Batch(target, decoder, batch, cfg, transform)
+    run = _Batch(target, decoder, batch, cfg, transform, truth)
     run.descend(bar)
     yield from run.records()
 
@@ -84,33 +94,43 @@ POSTFIX_EVERY = 50  # steps between updates of the progress bar's best loss (an 
 
 @dataclass
 class _Batch:
-    """One padded batch of prompts optimised together, and what is tracked for each of them.
+    """One padded batch of observed outputs optimised together, and what is tracked for each of them.
 
     Everything tracked per step stays a tensor on the model's device (best loss and embedding, the loss curve,
-    eq. 4's first crossing, why a prompt stopped), so a step never waits for the device and costs no Python per
-    prompt: the batch runs at the speed of the model's forward and backward. Values become Python at the end.
+    eq. 4's first crossing, why a sequence stopped), so a step never waits for the device and costs no Python per
+    sequence: the batch runs at the speed of the model's forward and backward. Values become Python at the end.
     """
     target: Target
     decoder: Decoder
-    batch: list[list[int]]
+    batch: list[torch.Tensor]  # observed outputs, (T_i, D) each
     cfg: InvertConfig
     transform: Transform
+    truth: list[list[int]] | None = None  # the true ids, for diagnostics only
     snaps: list = field(init=False)
 
     def __post_init__(self):
         lm, B, cfg = self.target.lm, len(self.batch), self.cfg
         dev = lm.device
         self.t0 = time.perf_counter()
-        self.ids, self.mask = pad(self.batch, device=dev)  # (B, T)
-        self.lengths = self.mask.sum(1).tolist()
-        # no padding (one prompt, or prompts of one length): the model needs only its causal mask, which is cheaper
+        self.lengths = [len(h) for h in self.batch]
+        T, D = max(self.lengths), self.batch[0].shape[1]
+        self.mask = pad([[1] * L for L in self.lengths], device=dev)[1]  # (B, T)
+        # no padding (one sequence, or sequences of one length): the model needs only its causal mask, cheaper
         self.run_mask = None if min(self.lengths) == max(self.lengths) else self.mask
-        self.e_true = lm.embed(self.ids).detach()  # (B, T, d)
-        with torch.no_grad():
-            self.out_true = self.target(self.e_true, self.run_mask)  # (B, T, D)
-        gens = [prompt_generator(cfg.seed, x, dev) for x in self.batch]
-        self.m = threshold(self.target, self.e_true, self.mask, self.out_true, cfg.sigma, gens)  # (B,)
-        self.e = initial_embedding(cfg, self.e_true, gens, self.lengths).requires_grad_(True)
+        self.out_true = torch.zeros(B, T, D, device=dev, dtype=lm.dtype)  # (B, T, D), zero on padding
+        for b, h in enumerate(self.batch):
+            self.out_true[b, : len(h)] = h.detach().to(device=dev, dtype=lm.dtype)
+        like = torch.zeros(B, T, lm.d_model, device=dev, dtype=lm.dtype)  # (B, T, d): what embeddings look like
+        if self.truth is not None:
+            self.ids = pad(self.truth, device=dev)[0]  # (B, T)
+            self.e_true = lm.embed(self.ids).detach()  # (B, T, d)
+            gens = [prompt_generator(cfg.seed, x, dev) for x in self.truth]
+            self.m = threshold(self.target, self.e_true, self.mask, self.out_true, cfg.sigma, gens)  # (B,)
+        else:
+            self.ids = self.e_true = None
+            gens = [output_generator(cfg.seed, h, dev) for h in self.batch]
+            self.m = torch.full((B,), float("nan"), device=dev)  # eq. 4's m needs the true input
+        self.e = initial_embedding(cfg, like, gens, self.lengths, self.e_true).requires_grad_(True)
         self.alive = torch.ones(B, dtype=torch.bool, device=dev)
         self.best = torch.full((B,), float("inf"), device=dev, dtype=torch.float64)
         self.best_l1 = self.best.clone()
@@ -188,26 +208,28 @@ class _Batch:
 
     def _snapshot(self, step: int) -> None:
         got_all = self.decoder(self.e.detach(), allowed=None).tolist()  # (B, T)
-        for b, want in enumerate(self.batch):
-            got = got_all[b][: self.lengths[b]]
-            acc = sum(int(x == y) for x, y in zip(got, want)) / len(got)
-            self.snaps[b].append(dict(step=step, text=self.target.lm.decode(got), token_accuracy=acc))
+        for b, L in enumerate(self.lengths):
+            got = got_all[b][:L]
+            snap = dict(step=step, text=self.target.lm.decode(got))
+            if self.truth is not None:
+                snap["token_accuracy"] = sum(int(x == y) for x, y in zip(got, self.truth[b])) / L
+            self.snaps[b].append(snap)
 
     def records(self):
-        """One record per prompt of the batch, from its best embedding."""
+        """One record per sequence of the batch, from its best embedding."""
         lm, cfg, mask = self.target.lm, self.cfg, self.mask
+        known = self.truth is not None
         with torch.no_grad():
             scores = {name: (self.decoder if name == cfg.decoder else Decoder(lm, name)).scores(self.best_e)
-                      for name in DECODERS}  # (B, T, V) each: one product per decoder serves top-k and ranks
+                      for name in (DECODERS if known else [cfg.decoder])}  # (B, T, V) each: top-k and ranks
             final = scores[cfg.decoder].topk(cfg.topk, dim=-1).indices  # (B, T, k)
             rec_ids = [final[b, :L, 0].tolist() for b, L in enumerate(self.lengths)]
             rec_pad, _ = pad(rec_ids, device=lm.device)
             tok_dist = distance(self.target(lm.embed(rec_pad), self.run_mask), self.out_true, mask, "l1")
-            cos = torch.nn.functional.cosine_similarity(self.best_e, self.e_true, dim=-1)  # (B, T)
-            ranks = {name: rank_of(s, self.ids) for name, s in scores.items()}  # (B, T) each
+            if known:
+                cos = torch.nn.functional.cosine_similarity(self.best_e, self.e_true, dim=-1)  # (B, T)
+                ranks = {name: rank_of(s, self.ids) for name, s in scores.items()}  # (B, T) each
             del scores
-        nxt = next_tokens(self.target, self.batch + rec_ids)  # the prompts' and the recovered ones' in one pass
-        nxt_true, nxt_rec = nxt[: len(self.batch)], nxt[len(self.batch):]
         seconds = (time.perf_counter() - self.t0) / len(self.batch)
         notes, curves = self.notes(), self.curve[: self.steps + 1].T.tolist()  # (B, n + 1)
         firsts = [None if f < 0 else f for f in self.first_within.tolist()]
@@ -215,15 +237,16 @@ class _Batch:
         for b, L in enumerate(self.lengths):
             topk_ids = final[b, :L].tolist()
             if notes[b]:
-                print(f"lmrep: prompt {lm.decode(self.batch[b])!r}: {notes[b]}", file=sys.stderr)
-            yield record(
-                self.target, cfg, self.batch[b], rec_ids[b], output_distance=best_l1[b],
-                threshold=m[b], within_threshold=bool(self.best_l1[b] < self.m[b]),
-                first_within_step=firsts[b], token_output_distance=tok_dist[b].item(),
-                tokens_within_threshold=bool(tok_dist[b] < self.m[b]), next_token_match=nxt_true[b] == nxt_rec[b],
-                next_token=lm.decode([nxt_true[b]]), recovered_next_token=lm.decode([nxt_rec[b]]),
-                embedding_cosine=cos[b, :L].mean().item(), final_loss=best[b], steps=self.steps,
-                seconds=seconds, true_in_topk=sum(int(t in row) for t, row in zip(self.batch[b], topk_ids)) / L,
+                print(f"lmrep: {lm.decode(rec_ids[b])!r} (recovered): {notes[b]}", file=sys.stderr)
+            truth = {}
+            if known:
+                truth = dict(threshold=m[b], within_threshold=bool(best_l1[b] < m[b]), first_within_step=firsts[b],
+                             tokens_within_threshold=bool(tok_dist[b] < m[b]),
+                             embedding_cosine=cos[b, :L].mean().item(),
+                             true_in_topk=sum(int(t in row) for t, row in zip(self.truth[b], topk_ids)) / L,
+                             true_rank={name: r[b, :L].tolist() for name, r in ranks.items()})
+            yield recovered(
+                self.target, cfg, rec_ids[b], output_distance=best_l1[b], token_output_distance=tok_dist[b].item(),
+                final_loss=best[b], steps=self.steps, seconds=seconds,
                 topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
-                true_rank={name: r[b, :L].tolist() for name, r in ranks.items()},
-                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b])
+                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b], **truth)

@@ -38,5 +38,7 @@ class _StraightThrough(torch.autograd.Function):
 
 
 @register_method("nearest")
-def invert_nearest(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
-    yield from optimize(target, prompts, cfg, progress, transform=projector(Decoder(target.lm, cfg.decoder)))
+def invert_nearest(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig, progress: bool = True,
+                   truth: list[list[int]] | None = None):
+    yield from optimize(target, outputs, cfg, progress, transform=projector(Decoder(target.lm, cfg.decoder)),
+                        truth=truth)

@@ -29,9 +29,7 @@ from tqdm.auto import tqdm
 from ...decode import duplicate_groups
 from ...errors import LmrepError
 from ...layers import LayerModel
-from ..base import Target, next_tokens, record
 from ..config import InvertConfig
-from ..registry import register_method
 from .kvcache import Prefix
 from .rank import Descent, Guess, Guided, NextTokenPrior, VocabOrder, calibrate, output_features
 from .table import TABLE_CONTEXTS, ContextTable, TableThenDescent, vocab_table
@@ -68,12 +66,14 @@ def _sizes(cfg: InvertConfig):
 
 @torch.no_grad()
 def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig | None = None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, tolerance: float | torch.Tensor | None = None) -> dict:
     """Recover the tokens whose layer output is ``outputs`` ((T, D) or (1, T, D)), with a certificate.
 
-    Returns ``recovered_ids``, ``verified`` (every position matched within tolerance), ``certificate`` (one
-    entry per position), ``candidates_per_token`` (mean), ``candidates_max``, ``max_residual``, ``tolerance``
-    and costs (``seconds``, ``forward_calls``, ``rows``, ``calibration_seconds``).
+    ``tolerance``: the largest relative residual accepted, one number or one per position ((T,)); None: the
+    config's, else ``relative_tolerance``. Returns ``recovered_ids``, ``verified`` (every position matched within
+    tolerance), ``certificate`` (one entry per position), ``candidates_per_token`` (mean), ``candidates_max``,
+    ``max_residual``, ``tolerance`` (as given: a number, or a list per position) and costs (``seconds``,
+    ``forward_calls``, ``rows``, ``calibration_seconds``).
     """
     cfg = cfg or InvertConfig(method="exact")
     if not isinstance(target, LayerModel):
@@ -85,18 +85,25 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg: InvertConfig 
         raise LmrepError(f"outputs must have shape (T, D) or (1, T, D), got {tuple(outputs.shape)}")
     if h_all.shape[0] > lm.max_positions:
         raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
+    if tolerance is None:
+        tolerance = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
+    tols = torch.as_tensor(tolerance, dtype=torch.float64).flatten().tolist()  # one per position, or one for all
+    if len(tols) not in (1, h_all.shape[0]):
+        raise LmrepError(f"tolerance must be one number or one per position ({h_all.shape[0]}), got {len(tols)}")
     t0 = time.perf_counter()
     cal = calibrate(target, seed=cfg.seed) if cfg.ranking != "vocab" else None
-    search = _Search(target, cfg, cal, cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target))
+    search = _Search(target, cfg, cal, tols[0])
     table_seconds = _tables(target, cfg, progress)
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
+        search.tol = tols[min(t, len(tols) - 1)]
         search.position(t, h_all[t])
     cert = search.cert
     counts = [c["candidates"] for c in cert]
     return dict(recovered_ids=search.tokens, verified=all(c["verified"] for c in cert),
                 candidates_per_token=sum(counts) / len(counts), candidates_max=max(counts),
-                max_residual=max(c["residual"] for c in cert), tolerance=search.tol, certificate=cert,
+                max_residual=max(c["residual"] for c in cert),
+                tolerance=tols if isinstance(tolerance, torch.Tensor) else float(tolerance), certificate=cert,
                 seconds=time.perf_counter() - t0, forward_calls=search.calls, rows=search.rows,
                 gradient_steps=search.steps, prior_positions=search.prior.positions,
                 calibration_seconds=cal.seconds if cal else None, table_seconds=table_seconds)
@@ -200,19 +207,3 @@ def _entry(lm, t: int, token: int, ids: torch.Tensor, res: torch.Tensor, tol: fl
         entry["closest"] = [dict(token=int(ids[j]), text=lm.decode([int(ids[j])]), residual=float(res[j]))
                             for j in best]
     return entry
-
-
-@register_method("exact")
-def invert_exact(target: Target, prompts: list[list[int]], cfg: InvertConfig, progress: bool = True):
-    """Each prompt's layer output (one full forward pass) inverted by ``invert_outputs``."""
-    if not isinstance(target, LayerModel):
-        raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
-    lm = target.lm
-    for ids in prompts:
-        with torch.no_grad():
-            outputs = target(lm.embed(torch.tensor([ids], device=lm.device)))[0]  # (T, D)
-        res = invert_outputs(target, outputs, cfg, progress)
-        tied_ok = sum(int(a == b or a in c["ties"]) for a, b, c in zip(ids, res["recovered_ids"], res["certificate"]))
-        want, got = next_tokens(target, [ids, res["recovered_ids"]])
-        yield record(target, cfg, ids, res.pop("recovered_ids"), token_accuracy_with_ties=tied_ok / len(ids),
-                     next_token_match=want == got, **res)

@@ -12,7 +12,6 @@ pays for it once.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ...layers import LayerModel
-from ...models import cache_dir
+from ...models import cache_dir, fingerprint  # noqa: F401  (fingerprint: also importable from here)
 from .kvcache import Prefix
 from .rank import Descent, fill_batch, output_features
 
@@ -97,18 +96,6 @@ class VocabTable:
     sqnorm: torch.Tensor  # (V,): their squared norms
     seconds: float  # time it took to build (paid once per model and layer)
     cached: bool  # read from the disk cache in this process
-
-
-def fingerprint(lm) -> str:
-    """A short hash of the weights (names, shapes, sums and first values) and dtype: the disk cache's key."""
-    def make():
-        h = hashlib.sha1(str(lm.dtype).encode())
-        for name, p in lm.model.named_parameters():
-            flat = p.detach().flatten()
-            h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum()):.12e}".encode())
-            h.update(flat[:64].double().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
-    return lm.memo("fingerprint", make)
 
 
 @torch.no_grad()
