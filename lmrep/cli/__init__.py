@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from ..errors import LmrepError
-from . import features, invert, models, reconstruct_image, report, reproduce, sweep, walk
+from . import capture, features, invert, models, reconstruct_image, report, reproduce, sweep, walk
 from .args import Parser
 
-COMMANDS = [invert, models, features, reconstruct_image, reproduce, sweep, report, walk]
+COMMANDS = [invert, capture, models, features, reconstruct_image, reproduce, sweep, report, walk]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -156,27 +156,32 @@ def add_prompt_args(p: argparse.ArgumentParser, what: str) -> None:
                                           "(default: none)")
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, about: str | None = None) -> None:
+def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, about: str | None = None,
+                   dtype: bool = True) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=default, help=about or f"known name, hub name or local folder (default: "
                                                                  f"{default})")
     g.add_argument("--untrained", action="store_true", help="random weights from the model's config (under --seed)")
     g.add_argument("--seed", type=value_type(int, seed_value), default=0,
                    help="seed for weights (untrained), noise and inits (default: 0)")
-    add_device_args(g)
+    add_device_args(g, dtype)
     g.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run")
 
 
-def add_device_args(g) -> None:
+def add_device_args(g, dtype: bool = True) -> None:
+    """--device, and --dtype (the model's) unless the command's --dtype means something else."""
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                   help="the models' floating-point type (default: float32)")
+    if dtype:
+        g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                       help="the models' floating-point type (default: float32)")
 
 
-def add_layer_args(p, default_layer: str = "1") -> None:
+def add_layer_args(p, default_layer: str = "1", auto: bool = False) -> None:
+    """--layer and --head; ``auto``: the command can also find the layer of observed states (--layer auto)."""
+    found = "; auto (with --states): find the layer and head that produced the states" if auto else ""
     p.add_argument("--layer", default=default_layer,
-                   help="blocks to run (0..n_layers) or a layer name such as blocks.3.hook_resid_post "
-                        f"(default: {default_layer})")
+                   help="blocks to run (0..n_layers) or a layer name such as blocks.3.hook_resid_post"
+                        f"{found} (default: {default_layer})")
     p.add_argument("--head", default="none", choices=list(HEADS), help=f"{HEAD_HELP} (default: none)")
 
 
@@ -197,9 +202,9 @@ def add_out_arg(g, command: str) -> None:
                         " instead of stopping")
 
 
-def model_from_args(args) -> LoadedModel:
-    return load_model(args.model, untrained=args.untrained, seed=args.seed, device=args.device, dtype=args.dtype,
-                      trust_remote_code=args.trust_remote_code)
+def model_from_args(args, dtype: str | None = None) -> LoadedModel:
+    return load_model(args.model, untrained=args.untrained, seed=args.seed, device=args.device,
+                      dtype=dtype or args.dtype, trust_remote_code=args.trust_remote_code)
 
 
 def read_prompts(texts: list[str], prompts_file: str | None) -> list[str]:

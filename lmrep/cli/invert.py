@@ -1,11 +1,16 @@
-"""`lmrep invert`: read a layer's output for each prompt and try to get the prompt back."""
+"""`lmrep invert`: read a layer's output for each prompt (or observed states from a file) and get the input back."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from .. import states as states_file
+from ..errors import LmrepError
 from ..inversion import InvertConfig, summarize
-from ..inversion.base import config_dict
+from ..inversion.base import config_dict, output_width
+from ..inversion.locate import locate
 from ..inversion.report import run as run_prompts
+from ..inversion.report import run_states
 from ..layers import layer_model
 from ..runs import RunDir, dumps
 from ..stats import fmt, num
@@ -16,16 +21,27 @@ BULKY = ("loss_curve", "snapshots")  # what --json drops from each record (kept 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("invert", help="recover prompts from a layer's output")
+    p = sub.add_parser("invert", help="recover prompts from a layer's output, or the input of captured states")
     add_prompt_args(p, "invert")
+    s = p.add_argument_group("observed states (instead of prompts)")
+    s.add_argument("--states", metavar="FILE", help="invert the tensors of a states file (lmrep capture's "
+                                                    "safetensors, any safetensors or .npy of (T, D) / (N, T, D))")
+    s.add_argument("--key", action="append", metavar="K", help="only the tensor under key K (repeatable; default: "
+                                                               "all, in key order)")
     add_model_args(p)
-    add_layer_args(p)
+    add_layer_args(p, auto=True)
     add_config(p, InvertConfig, group="method")
     add_output_args(p, "invert")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.states:
+        return run_on_states(args)
+    if args.layer == "auto":
+        raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")
+    if args.key:
+        raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
     prompts = read_prompts(args.text, args.prompts_file)
     cfg = config_from(InvertConfig, args).check()
     lm = model_from_args(args)
@@ -34,37 +50,82 @@ def run(args) -> int:
     for p in prompts:
         lm.encode(p)  # every prompt is checked before any work starts
     run_dir = RunDir.create("invert", dict(config_dict(cfg, target), prompts=prompts), args.out, new=args.new)
-    show = (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
+    records = run_prompts(run_dir, target, prompts, cfg, progress=True, on_record=_show(args))
+    _finish(args, records, target.name, run_dir)
+    return 0
+
+
+def run_on_states(args) -> int:
+    """The tensors of a states file, each checked against the model and layer before any work."""
+    if args.text or args.prompts_file:
+        raise LmrepError("give prompts or --states FILE, not both")
+    cfg = config_from(InvertConfig, args).check()
+    observed = states_file.load(args.states)
+    if args.key:
+        observed = observed.select(args.key)
+    lm = model_from_args(args)
+    states_file.check_model(observed, lm, args.states)
+    cfg.check(lm.vocab_size)
+    search = None
+    if args.layer == "auto":
+        if args.head != "none":
+            raise LmrepError("--layer auto finds the head too: leave --head out")
+        found = locate(lm, observed.tensors[0][0], cfg, seed=args.seed)
+        print(f"lmrep: {found.text()}", file=sys.stderr)
+        target, search = found.target, dict(found=found.target.name, matching=found.matching,
+                                            evidence=found.evidence)
+    else:
+        target = layer_model(lm, args.layer, args.head)
+    states_file.check_width(observed, output_width(target), target.name, args.states)
+    config = dict(config_dict(cfg, target), states=dict(file=Path(args.states).name, sha256=observed.digest,
+                                                        keys=observed.keys), layer_search=args.layer == "auto")
+    run_dir = RunDir.create("invert", config, args.out, new=args.new)
+    if search:
+        run_dir.write_json("layer_search.json", search)
+    records = run_states(run_dir, target, observed, cfg, progress=True, on_record=_show(args))
+    _finish(args, records, target.name, run_dir)
+    return 0
+
+
+def _show(args):
+    return (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
         if args.json else None
-    records = run_prompts(run_dir, target, prompts, cfg, progress=True, on_record=show)
+
+
+def _finish(args, records: list[dict], layer_name: str, run_dir: RunDir) -> None:
     if not args.json:
-        print_table(records, target.name, run_dir)
+        print_table(records, layer_name, run_dir)
     else:
         print(f"run folder: {run_dir.path}", file=sys.stderr)
-    return 0
 
 
 def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
     r0 = records[0]
     print(f"\n{r0['model']} ({'trained' if r0['trained'] else 'untrained'}), {layer_name}, method {r0['method']}")
     for r in records:
-        print(f"\n  prompt     {r['prompt']!r}")
+        if "prompt" in r:
+            print(f"\n  prompt     {r['prompt']!r}" + (f"  (states key {r['key']})" if "key" in r else ""))
+        else:
+            print(f"\n  states key {r['key']} ({r['n_tokens']} positions; the file has no ids to score against)")
         for s in r.get("snapshots") or []:
-            print(f"  step {s['step']:>5}  {s['text']!r}  (acc {s['token_accuracy']:.2f})")
+            acc = f"  (acc {s['token_accuracy']:.2f})" if "token_accuracy" in s else ""
+            print(f"  step {s['step']:>5}  {s['text']!r}{acc}")
         within = {True: "yes", False: "no", None: "-"}[r.get("within_threshold")]
         kept = {True: "yes", False: "no", None: "-"}[r.get("next_token_match")]
         print(f"  recovered  {r['recovered_text']!r}")
         if "verified" in r:
             print(f"  verified   {'yes' if r['verified'] else 'NO'}: max residual {r['max_residual']:.2e} "
-                  f"(tolerance {r['tolerance']:.2e}), {r['candidates_per_token']:.1f} candidates/token "
-                  f"(max {r['candidates_max']}), {r['seconds']:.1f} s")
+                  f"(tolerance {r['tolerance']:.2e}{', ' + r['observed_dtype'] if 'observed_dtype' in r else ''}), "
+                  f"unique at {r['uniquely_verified']:.0%} of positions, {r['candidates_per_token']:.1f} "
+                  f"candidates/token (max {r['candidates_max']}), {r['seconds']:.1f} s")
         eq4 = (f"m_g {num(r['output_distance'])} < m {num(r['threshold'])}: {within}  "
                if r.get("threshold") is not None else "")  # eq. 4 is a gradient method's measure
-        print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  {eq4}"
-              f"next token kept: {kept}")
+        if "token_accuracy" in r:
+            print(f"  token acc {r['token_accuracy']:.2f}  exact {'yes' if r['exact_match'] else 'no'}  {eq4}"
+                  f"next token kept: {kept}")
         for j, text in enumerate(r.get("topk_texts") or []):
             print(f"  top-{j + 1:<3}    {text!r}")
     s = summarize(records)
-    print(f"\n{len(records)} prompt(s): token accuracy {fmt(s.get('token_accuracy'), 3)}, "
-          f"exact {fmt(s.get('exact_match'))}")
+    print(f"\n{len(records)} {'prompt' if 'prompt' in r0 else 'tensor'}(s): token accuracy "
+          f"{fmt(s.get('token_accuracy'), 3)}, exact {fmt(s.get('exact_match'))}")
     print(f"run folder: {run_dir.path}  ({', '.join(run_dir.files())})")

@@ -27,7 +27,7 @@ from .registry import METHODS
 
 Target = Callable[..., torch.Tensor]
 Outputs = torch.Tensor | Sequence[torch.Tensor]
-RATES = ("token_accuracy", "exact_match", "within_threshold", "next_token_match", "seconds")
+RATES = ("token_accuracy", "exact_match", "within_threshold", "next_token_match", "uniquely_verified", "seconds")
 
 
 def sequences(outputs: Outputs, width: int | None = None) -> list[torch.Tensor]:
