@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from lmrep import InvertConfig, layer_model, load_model
-from lmrep.inversion import METHODS
+from lmrep.inversion import METHODS, score
+from lmrep.inversion.base import layer_outputs
 from lmrep.inversion.exact.rank import calibrate
 from lmrep.inversion.exact.table import TABLE_CONTEXTS, vocab_table
 from lmrep.runs import RunDir
@@ -73,7 +74,7 @@ def run_method(O, method: str, prompts, cfg: InvertConfig, fwd: dict) -> list[di
     recs = []
     for kind, ids in prompts:
         t = time.perf_counter()
-        (rec,) = list(METHODS[method](O, [ids], cfg, False))
+        (rec,) = [score(O, r, ids) for r in METHODS[method](O, layer_outputs(O, [ids]), cfg, False, [ids])]
         seconds = time.perf_counter() - t
         rec = {k: v for k, v in rec.items() if k not in DROP}
         rec.update(kind=kind, wall_seconds=seconds, forward_seconds=fwd[tuple(ids)],

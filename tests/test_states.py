@@ -53,6 +53,7 @@ def test_bf16_states_at_layer_1_are_recovered_with_the_bf16_tolerance(smol, tmp_
     for c in rec["certificate"]:  # per position: half a bf16 ulp of its magnitude (eps/4..eps/2 of 2^-7) + the computation's
         assert f32 + 2 ** -9 <= c["tolerance"] <= f32 + 2 ** -8 and c["residual"] <= c["tolerance"]
         assert c["unique"] == (c["runner_up_residual"] > c["tolerance"] and not c["ties"])
+        assert c["value_excess"] <= f32  # the true tokens lie inside every stored value's own rounding interval
     # float32 values that went through a bf16 cast carry bf16 precision, and are treated as such
     assert observed_dtype(got.tensors[0].float()) == torch.bfloat16
     assert observed_dtype(torch.randn(4, 8)) == torch.float32

@@ -9,7 +9,10 @@ at t is that plus the computation's own (``relative_tolerance``: eps of the mode
 
 A larger tolerance can admit more than one token: the certificate then says so per position (``unique: false``,
 the tokens inside the tolerance in ``ties``) instead of guessing, and gives the margin to the runner-up in units of
-the tolerance. States of a model that itself ran in bf16 carry rounding from every operation, which no such bound
+the tolerance. Where one channel is massive, the largest value's rounding is far more than the other channels',
+and a wrong token can pass the scalar tolerance before the true one is tried: every accepted token of coarse states
+is therefore checked once more against each stored value's own rounding interval (``elementwise_excess``, one
+forward pass), and a position that fails it is not certified. States of a model that itself ran in bf16 carry rounding from every operation, which no such bound
 covers: give ``--tolerance`` for them.
 """
 from __future__ import annotations
@@ -59,13 +62,36 @@ def tolerances(target: LayerModel, h: torch.Tensor, cfg: InvertConfig) -> tuple[
                                                          "magnitude + the computation's rounding")
 
 
-def annotate(cert: list[dict], tol: torch.Tensor) -> list[dict]:
+@torch.no_grad()
+def elementwise_excess(target: LayerModel, h: torch.Tensor, ids: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """Per position (T,): how far the recovered tokens' output lies outside each stored value's own rounding
+    interval (half an ulp of that value in ``dtype``), relative to the position's largest magnitude. The scalar
+    tolerance must allow the rounding of the largest value everywhere; where one channel is massive, that is far
+    more than the other channels' own rounding, and a wrong token can pass it. This finer test cannot be passed
+    that way: the true tokens' excess is only the computation's rounding."""
+    lm = target.lm
+    out = target(lm.embed(torch.tensor([ids], device=lm.device)))[0].double()  # (T, D)
+    hd = h.detach().to(device=lm.device).double()
+    _, exponent = torch.frexp(hd.abs().clamp_min(torch.finfo(dtype).tiny))
+    half_ulp = torch.ldexp(torch.ones_like(hd), exponent - 1) * torch.finfo(dtype).eps / 2  # (T, D)
+    excess = ((out - hd).abs() - half_ulp).clamp_min(0).amax(-1)  # (T,)
+    return excess / hd.abs().amax(-1).clamp_min(torch.finfo(dtype).tiny)
+
+
+def annotate(cert: list[dict], tol: torch.Tensor, excess: torch.Tensor | None = None,
+             compute: float = 0.0) -> list[dict]:
     """Each position's tolerance, margin (runner-up residual / tolerance) and whether the token is unique: verified,
-    with a runner-up outside the tolerance and no token tied with it."""
-    for c, t in zip(cert, tol.tolist()):
+    with a runner-up outside the tolerance and no token tied with it. With ``excess`` (coarse states), a position
+    whose token fails the per-value rounding test (excess above the computation's tolerance) is not verified."""
+    for t, (c, tol_t) in enumerate(zip(cert, tol.tolist())):
         runner = c.get("runner_up_residual")
-        c.update(tolerance=t, margin=None if runner is None else runner / t,
-                 unique=bool(c["verified"] and not c["ties"] and runner is not None and runner > t))
+        if excess is not None:
+            c["value_excess"] = float(excess[t])
+            if c["verified"] and c["value_excess"] > compute:
+                c.update(verified=False, why="inside the position's tolerance but outside the stored values' own "
+                                             "rounding: another token may match; not certified")
+        c.update(tolerance=tol_t, margin=None if runner is None else runner / tol_t,
+                 unique=bool(c["verified"] and not c["ties"] and runner is not None and runner > tol_t))
     return cert
 
 
@@ -75,10 +101,15 @@ def invert_exact(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig,
     """Each observed output searched with the tolerance its precision allows; the truth is not used."""
     if not isinstance(target, LayerModel):
         raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
+    compute = relative_tolerance(target)
     for h in outputs:
         tol, why = tolerances(target, h, cfg)
         res = invert_outputs(target, h, cfg, progress, tolerance=tol)
-        cert = annotate(res.pop("certificate"), tol)
-        res.update(tolerance=float(tol.max()), **why, uniquely_verified=sum(c["unique"] for c in cert) / len(cert),
+        observed = observed_dtype(h)
+        coarse = cfg.tolerance is None and torch.finfo(observed).eps > torch.finfo(target.lm.dtype).eps
+        excess = elementwise_excess(target, h, res["recovered_ids"], observed) if coarse else None
+        cert = annotate(res.pop("certificate"), tol, excess, compute)
+        res.update(tolerance=float(tol.max()), **why, verified=all(c["verified"] for c in cert),
+                   uniquely_verified=sum(c["unique"] for c in cert) / len(cert),
                    ties_found=sum(not c["unique"] and c["verified"] for c in cert), certificate=cert)
         yield recovered(target, cfg, res.pop("recovered_ids"), **res)
