@@ -54,16 +54,19 @@ def main() -> None:
                        token_accuracy=sum(r["token_accuracy"] * r["n_tokens"] for r in recs) / positions,
                        verified=sum(sum(c["verified"] for c in r["certificate"]) for r in recs) / positions,
                        unique=sum(sum(c["unique"] for c in r["certificate"]) for r in recs) / positions,
+                       false_certificates=sum(c["verified"] and c["token"] != t for r, x in zip(recs, ids)
+                                              for c, t in zip(r["certificate"], x)),
                        candidates_per_token=sum(r["candidates_per_token"] * r["n_tokens"] for r in recs) / positions,
                        seconds_per_prompt=seconds, auto_found=found / len(recs),
                        tolerance=max(r["tolerance"] for r in recs))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| layer | states | token acc. | verified | uniquely verified | candidates/token | s/prompt | auto |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| layer | states | token acc. | verified | uniquely verified | false cert. | candidates/token | s/prompt "
+          "| auto |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['layer']} | {r['dtype']} | {r['token_accuracy']:.3f} | {r['verified']:.3f} | {r['unique']:.3f} | "
-              f"{r['candidates_per_token']:.1f} | {r['seconds_per_prompt']:.1f} | {r['auto_found'] * r['prompts']:.0f}/"
+              f"{r['false_certificates']} | {r['candidates_per_token']:.1f} | {r['seconds_per_prompt']:.1f} | {r['auto_found'] * r['prompts']:.0f}/"
               f"{r['prompts']} |")
 
 
