@@ -180,7 +180,7 @@ def _bad(tmp_path):
 @pytest.mark.parametrize("case,message", [
     ("fingerprint", "was captured from"), ("shape", "outputs width 50257"), ("key", "key '5' is not in"),
     ("text", "is not a tensor file"), ("ints", "floating-point"), ("both", "not both"),
-    ("auto-head", "finds the head too")])
+    ("auto-head", "finds the head too"), ("auto-prompts", "use it with --states")])
 def test_bad_states_are_one_line_and_exit_2(case, message, captured, tiny_gpt2_dir, tiny_llama_dir, tmp_path,
                                            capsys):
     text, ints = _bad(tmp_path)
@@ -190,7 +190,8 @@ def test_bad_states_are_one_line_and_exit_2(case, message, captured, tiny_gpt2_d
             "text": ["invert", "--states", text, "--model", tiny_gpt2_dir], "both": base + ["Some text"],
             "ints": ["invert", "--states", ints, "--model", tiny_gpt2_dir],
             "auto-head": ["invert", "--states", captured, "--model", tiny_gpt2_dir, "--layer", "auto", "--head",
-                          "norm"]}[case]
+                          "norm"],
+            "auto-prompts": ["invert", "Some text", "--model", tiny_gpt2_dir, "--layer", "auto"]}[case]
     code, _, err = _cli(capsys, *argv, *(["--out", tmp_path / "r"] if "--out" not in argv else []))
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "r").exists()  # refused before any work
