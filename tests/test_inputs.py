@@ -109,8 +109,9 @@ def test_one_meaning_per_flag_name():
     assert clash == []
 
 
-@pytest.mark.parametrize("command", [n for n, s in COMMANDS.items()
-                                     if any("--out" in a.option_strings for a in s._actions)])
+@pytest.mark.parametrize("command", [n for n, s in COMMANDS.items()  # commands whose --out is a run folder
+                                     if any("--out" in a.option_strings and "run folder" in (a.help or "")
+                                            for a in s._actions)])
 @pytest.mark.parametrize("where", ["file", "dev-null", "proc", "under-a-file", "unwritable"])
 def test_out_that_cannot_hold_a_run_folder(command, where, tmp_path, capsys):
     f = tmp_path / "a-file"

@@ -25,7 +25,8 @@ def register(sub) -> None:
     add_prompt_args(p, "invert")
     s = p.add_argument_group("observed states (instead of prompts)")
     s.add_argument("--states", metavar="FILE", help="invert the tensors of a states file (lmrep capture's "
-                                                    "safetensors, any safetensors or .npy of (T, D) / (N, T, D))")
+                                                    "safetensors, any safetensors or .npy of (T, D) / (N, T, D); "
+                                                    "default: none, invert prompts)")
     s.add_argument("--key", action="append", metavar="K", help="only the tensor under key K (repeatable; default: "
                                                                "all, in key order)")
     add_model_args(p)
