@@ -66,8 +66,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['layer']} | {r['dtype']} | {r['token_accuracy']:.3f} | {r['verified']:.3f} | {r['unique']:.3f} | "
-              f"{r['false_certificates']} | {r['candidates_per_token']:.1f} | {r['seconds_per_prompt']:.1f} | {r['auto_found'] * r['prompts']:.0f}/"
-              f"{r['prompts']} |")
+              f"{r['false_certificates']} | {r['candidates_per_token']:.1f} | {r['seconds_per_prompt']:.1f} | "
+              f"{r['auto_found'] * r['prompts']:.0f}/{r['prompts']} |")
 
 
 if __name__ == "__main__":

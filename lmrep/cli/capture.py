@@ -22,7 +22,8 @@ def register(sub) -> None:
                    help="add Gaussian noise of SIGMA times each position's RMS (default: 0)", metavar="SIGMA")
     o.add_argument("--no-ids", action="store_true", help="leave the token ids out of the file (then an inversion "
                                                          "of it cannot be scored)")
-    o.add_argument("--out", type=OUT_FILE, required=True, help="the .safetensors file to write (default: none; required)", metavar="FILE")
+    o.add_argument("--out", type=OUT_FILE, required=True, metavar="FILE",
+                   help="the .safetensors file to write (default: none; required)")
     p.set_defaults(run=run)
 
 

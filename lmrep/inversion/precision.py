@@ -12,8 +12,9 @@ the tokens inside the tolerance in ``ties``) instead of guessing, and gives the 
 the tolerance. Where one channel is massive, the largest value's rounding is far more than the other channels',
 and a wrong token can pass the scalar tolerance before the true one is tried: every accepted token of coarse states
 is therefore checked once more against each stored value's own rounding interval (``elementwise_excess``, one
-forward pass), and a position that fails it is not certified. States of a model that itself ran in bf16 carry rounding from every operation, which no such bound
-covers: give ``--tolerance`` for them.
+forward pass), and a position that fails it is not certified.
+States of a model that itself ran in bf16 carry rounding from every operation, which no such bound covers: give
+``--tolerance`` for them.
 """
 from __future__ import annotations
 
