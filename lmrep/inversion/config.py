@@ -3,24 +3,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
-                      seed_value)
+from ..checks import When, at_least, check_fields, each, non_negative, one_of, option, positive
 from ..decode import DECODERS
 from ..errors import LmrepError
 from ..losses import LOSSES
+from .exact.config import ExactConfig
 from .registry import METHODS
 
 INITS = ("text", "original", "mix")
 OPTIMIZERS = ("adam", "sgd")
-FIRST_TOKEN = ("search", "table")
-RANKINGS = ("guided", "table", "secant", "vocab")
-EXACT = "exact method (docs/exact.md)"
 GRADIENT = When("method", ("gd", "nearest"))  # the options of the gradient methods (the exact search has none)
-EXACT_ONLY = When("method", ("exact",))
 
 
 @dataclass
-class InvertConfig:
+class InvertConfig(ExactConfig):
+    """Every method's options: the gradient methods' below, the exact search's from ``ExactConfig``."""
     method: str = option("gd", "gd: the page's gradient descent; nearest: PEZ-style projection to the nearest "
                          "tokens; exact: left-to-right search with a certificate", one_of(lambda: sorted(METHODS)))
     steps: int = option(500, "optimisation steps N", at_least(1), when=GRADIENT)
@@ -42,19 +39,6 @@ class InvertConfig:
                              when=GRADIENT)
     snapshots: tuple[int, ...] = option((), "steps at which to decode, 0..N (default: a spread up to N)",
                                         each(at_least(0)), when=GRADIENT)
-    seed: int = option(0, "noise for inits and the threshold", seed_value, cli=False)
-    tolerance: float | None = option(None, "largest relative residual counted as a match (default: from dtype and "
-                                     "depth)", optional(positive), group=EXACT, when=EXACT_ONLY)
-    candidate_batch: int = option(64, "most candidates verified in one forward pass", at_least(1), group=EXACT,
-                                  when=EXACT_ONLY)
-    max_candidates: int = option(4096, "candidates verified at one position before it is reported unverified",
-                                 at_least(1), group=EXACT, when=EXACT_ONLY)
-    first_token: str = option("search", "table: every token's output at position 0, computed once per layer",
-                              one_of(FIRST_TOKEN), group=EXACT, when=EXACT_ONLY)
-    ranking: str = option("guided", "which candidates to verify first: guided (model's expectation + refined "
-                          "guess), table (every token's output at the layer, built once per layer and cached), "
-                          "secant, vocab (brute force in vocabulary order)", one_of(RANKINGS), group=EXACT,
-                          when=EXACT_ONLY)
 
     def check(self, vocab_size: int | None = None) -> "InvertConfig":
         """Raise LmrepError on a value that cannot work; returns self."""

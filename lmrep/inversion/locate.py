@@ -20,7 +20,7 @@ from ..layers import LayerModel, LayerSpec
 from ..models import LoadedModel
 from .config import InvertConfig
 from .exact import residuals
-from .exact.rank import output_features
+from .exact.guess import output_features
 from .precision import tolerances
 
 SAMPLES_PER_DIM = 2  # random tokens per embedding dimension that the maps are fitted on

@@ -1,10 +1,18 @@
 """Exact inversion: left-to-right search in which every token is verified against the observed layer output.
 
-    search.py    the verify loop and the certificate (the method itself: lmrep.inversion.precision)
-    rank.py      which candidates to verify first: the model's expectation, a calibrated and refined guess
-    table.py     rankings from tables of every token's output at a layer, cached on disk
-    kvcache.py   a verified prefix's key/value cache, shared by a batch of candidates
+    search.py       the verify loop: candidates in batches through the prefix's cache (the method itself:
+                    lmrep.inversion.precision)
+    certificate.py  what counts as a match (tolerance, residuals) and each position's certificate
+    config.py       the search's own options (ExactConfig)
+    proposal.py     the proposal interface (next, probes, observe) and the one combinator of two proposals
+    rank.py         RANKINGS, the table of rankings, and what a ranking sees at a position
+    guess.py        a continuous guess of the embedding, moved by secant or gradient steps
+    calibration.py  the layer's linear inverse, fitted once per layer on random ids and kept on disk
+    table.py        tables of every token's output at a layer, kept on disk
+    kvcache.py      a verified prefix's key/value cache, shared by a batch of candidates
 """
-from .search import invert_outputs, relative_tolerance, residuals
+from .certificate import relative_tolerance, residuals
+from .config import ExactConfig
+from .search import invert_outputs
 
-__all__ = ["invert_outputs", "relative_tolerance", "residuals"]
+__all__ = ["ExactConfig", "invert_outputs", "relative_tolerance", "residuals"]

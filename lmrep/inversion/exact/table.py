@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -24,11 +23,10 @@ from tqdm.auto import tqdm
 from ...layers import LayerModel
 from ...models import cache_dir, fingerprint  # noqa: F401  (fingerprint: also importable from here)
 from .kvcache import Prefix
-from .rank import Descent, fill_batch, output_features
+from .guess import output_features
 
 TABLE_CONTEXTS = 2  # random prefixes that the context table averages over
 TABLE_NEIGHBOURS = 8  # verified candidates nearest the target that estimate the prefix's offset
-DESCENT_AFTER = 3  # missed batches before half of each batch comes from gradient steps instead
 
 
 class ContextTable:
@@ -50,7 +48,7 @@ class ContextTable:
             self.dist = self.sqnorm - 2 * (self.table @ (self.f - self.offset))  # (V,)
         return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
 
-    def extra_points(self) -> torch.Tensor | None:
+    def probes(self) -> torch.Tensor | None:
         return None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
@@ -59,35 +57,6 @@ class ContextTable:
         near = ((out - self.f) ** 2).sum(-1).topk(min(TABLE_NEIGHBOURS, len(ids)), largest=False).indices
         self.near_ids, self.near_out = ids[near], out[near]  # only the nearest are ever needed again
         self.offset, self.dist = (self.near_out - self.table[self.near_ids]).mean(0), None
-
-
-class TableThenDescent:
-    """The context table's order; once ``DESCENT_AFTER`` batches have missed, half from it and half from a
-    guess moved by gradient steps (``Descent``, from the calibrated start)."""
-
-    def __init__(self, table: ContextTable, descent: Callable[[], "Descent"]):
-        self.table, self.make_descent = table, descent
-        self.descent, self.batches = None, 0
-
-    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
-        if self.descent is None:
-            return self.table.next(n, tried)
-        return fill_batch(self.table.next((n + 1) // 2, tried), n, tried, self.descent.next)
-
-    def extra_points(self) -> torch.Tensor | None:
-        return None
-
-    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
-        self.table.observe(ids, x, f)
-        self.batches += 1
-        if self.descent is None and self.batches >= DESCENT_AFTER:
-            self.descent = self.make_descent()
-        if self.descent is not None:
-            self.descent.observe(ids, x, f)
-
-    @property
-    def gradient_steps(self) -> int:
-        return getattr(self.descent, "gradient_steps", 0)
 
 
 @dataclass

@@ -1,0 +1,60 @@
+"""The exact search's own options: what to verify first, how many at a time, and when to stop.
+
+``InvertConfig`` holds these fields too (it derives from ``ExactConfig``), so ``InvertConfig(method="exact",
+ranking="table")`` and the flags built from it keep working; the search itself reads only an ``ExactConfig``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from ...checks import When, at_least, check_fields, one_of, option, optional, positive, seed_value
+from .rank import DEFAULT, RANKINGS, SAME
+
+EXACT = "exact method (docs/exact.md)"
+EXACT_ONLY = When("method", ("exact",))
+CPU_BATCH, GPU_BATCH = 64, 1024  # default candidate batch: on a GPU a pass of a thousand rows costs about one of one
+
+
+def _ranking_help() -> str:
+    return "; ".join(f"{name}: {factory.__doc__.split('.')[0].strip()}" for name, factory in RANKINGS.items())
+
+
+@dataclass
+class ExactConfig:
+    tolerance: float | None = option(None, "largest relative residual counted as a match (default: from dtype and "
+                                     "depth)", optional(positive), group=EXACT, when=EXACT_ONLY)
+    candidate_batch: int | None = option(None, f"most candidates verified in one forward pass (default: {CPU_BATCH} "
+                                         f"on a CPU, {GPU_BATCH} on a GPU)", optional(at_least(1)), group=EXACT,
+                                         when=EXACT_ONLY)
+    max_candidates: int | None = option(None, "a cap on candidates verified at one position; a position that hits "
+                                        "it is reported unverified (default: none, the whole vocabulary)",
+                                        optional(at_least(1)), group=EXACT, when=EXACT_ONLY)
+    ranking: str = option(DEFAULT, "which candidates to verify first: " + _ranking_help(), one_of(lambda: RANKINGS),
+                          group=EXACT, when=EXACT_ONLY)
+    first_token: str = option(SAME, f"the ranking at position 0, which sees nothing but its own token ({SAME}: "
+                              "--ranking's)", one_of(lambda: (SAME, *RANKINGS)), group=EXACT, when=EXACT_ONLY)
+    seed: int = option(0, "noise for inits, thresholds and calibration", seed_value, cli=False)
+
+    @classmethod
+    def of(cls, cfg) -> "ExactConfig":
+        """The exact options of ``cfg`` (an ExactConfig, an InvertConfig or None: the defaults)."""
+        if cfg is None:
+            return cls()
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+    def check(self) -> "ExactConfig":
+        check_fields(self)
+        return self
+
+    def batch(self, device: torch.device) -> int:
+        """Candidates per forward pass at most: the user's, or one sized for the device."""
+        return self.candidate_batch or (CPU_BATCH if torch.device(device).type == "cpu" else GPU_BATCH)
+
+    def cap(self, vocab_size: int) -> int:
+        """Candidates verified at one position at most: the user's cap, or the whole vocabulary."""
+        return min(self.max_candidates or vocab_size, vocab_size)
+
+    def ranking_at(self, t: int) -> str:
+        return self.ranking if t or self.first_token == SAME else self.first_token
