@@ -121,6 +121,14 @@ def _accepts(cls: type, name: str) -> bool:
     return name in inspect.signature(cls.forward).parameters
 
 
+def cache_keyword(model: nn.Module, cache) -> dict:
+    """``cache`` as the keyword ``model.forward`` takes it: ``cache`` in newer transformers, ``past_key_values``
+    before (the old name still works there, with a deprecation warning)."""
+    if not _accepts(type(model), "past_key_values") and _accepts(type(model), "cache"):
+        return {"cache": cache}
+    return {"past_key_values": cache}
+
+
 def _block_input(args, kwargs) -> torch.Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
@@ -141,8 +149,8 @@ def residual(base: nn.Module, blocks: nn.ModuleList, depth: int, embeds: torch.T
     if attention_mask is not None and attention_mask.dim() == 2 and "position_ids" not in kw \
             and _accepts(type(base), "position_ids"):
         kw["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]
-    if "past_key_values" in kw and not _accepts(type(base), "past_key_values") and _accepts(type(base), "cache"):
-        kw["cache"] = kw.pop("past_key_values")  # the name newer transformers gives the key/value cache
+    if "past_key_values" in kw:
+        kw.update(cache_keyword(base, kw.pop("past_key_values")))
     if "use_cache" not in kw and _accepts(type(base), "use_cache"):
         kw["use_cache"] = False
     caught = {}

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from transformers import DynamicCache
 
+from ...architectures import cache_keyword
 from ...layers import LayerModel
 from .calibration import Calibration, calibrate
 from .guess import Descent, Guess
@@ -82,8 +83,8 @@ class Expectation:
         if new:
             ids = torch.tensor([new], device=self.lm.device)
             pos = torch.arange(self.fed, len(tokens), device=self.lm.device)[None]
-            self.logits = self.lm.model(input_ids=ids, past_key_values=self.cache, use_cache=True,
-                                        position_ids=pos).logits[0, -1]
+            self.logits = self.lm.model(input_ids=ids, use_cache=True, position_ids=pos,
+                                        **cache_keyword(self.lm.model, self.cache)).logits[0, -1]
             self.fed, self.positions = len(tokens), self.positions + len(new)
         return self.logits
 
