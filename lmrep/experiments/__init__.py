@@ -180,6 +180,7 @@ def combine(run_dirs: list[RunDir], path) -> str:
     """One markdown file with every run's report, figure links made relative to ``path``'s folder (a run of a
     command that writes no report.md gets a section of its config, summary and figures)."""
     base = Path(path).resolve().parent
+    run_dirs = [sub for d in run_dirs for sub in _runs_in(d)]
     parts = ["# Reproducing the page's language results\n",
              "Runs in this report: " + ", ".join(f"`{_title(d)}`" for d in run_dirs) + ".\n"]
     texts, claims = [], []
@@ -252,15 +253,26 @@ def kind(name: str) -> Experiment:
     return get(name)
 
 
+def _runs_in(run_dir: RunDir) -> list[RunDir]:
+    """A folder of runs (reproduce all, a sweep) as its runs in the report's order; any other run as itself."""
+    try:
+        name = _name(run_dir)
+    except LmrepError:
+        return [run_dir]  # a run of a command that is not an experiment (invert, walk, ...)
+    if name not in FOLDERS_OF_RUNS:
+        return [run_dir]
+    order = list(experiments())
+    return sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
+                  key=lambda d: order.index(_name(d)) if _name(d) in order else len(order))
+
+
 def rebuild(run_dir: RunDir) -> str:
     """Rebuild a reproduce or sweep run folder's summary, figures and report.md from its JSON alone (no model is
     loaded)."""
     name = _name(run_dir)
     if name not in FOLDERS_OF_RUNS:
         return kind(name).report(run_dir)
-    order = list(experiments())
-    subs = sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
-                  key=lambda d: order.index(_name(d)) if _name(d) in order else len(order))
+    subs = _runs_in(run_dir)
     if not subs:
         raise LmrepError(f"'{run_dir.path}' holds no experiment's folder yet: nothing to report")
     for d in subs:

@@ -30,6 +30,8 @@ def header(title: str, config: dict, items: list[dict]) -> str:
         f"- setting: **{setting.name}** ({setting.about})",
         f"- profile: {'quick' if config.get('quick') else 'full'}; {len(prompts)} prompt(s) x {len(seeds)} seed(s) "
         f"per condition at most; {len(items)} item(s); device {config.get('device')}",
+        *([f"- steps: N = {config['steps']} for every gradient-descent run (not the setting's own N)"]
+          if config.get("steps") else []),
         f"- trained model: {config.get('model')} (stands in for trained GPT-2 where the page uses it)", ""])
 
 
