@@ -117,3 +117,23 @@ def test_depth_figure_styles_tell_every_series_apart():
 
 def test_summary_json_is_json(invert_run):
     assert json.loads((invert_run / "summary.json").read_text())["prompts"] == 2
+
+
+def test_the_committed_results_are_what_lmrep_report_builds_from_their_json(tmp_path, capsys):
+    """docs/results.md and results/cpu's summaries and reports come from the committed items alone: rebuilt in a
+    copy (same folder layout), every file is byte for byte what is committed."""
+    import shutil
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "results", tmp_path / "results")
+    (tmp_path / "docs").mkdir()
+    for p in (tmp_path / "results" / "cpu").rglob("*"):
+        if p.name in ("summary.json", "report.md") or p.suffix == ".png":
+            p.unlink()
+    out = tmp_path / "docs" / "results.md"
+    assert main(["report", str(tmp_path / "results" / "cpu"), "--combined", str(out)]) == 0
+    assert out.read_text() == (root / "docs" / "results.md").read_text()
+    for p in (root / "results" / "cpu").rglob("*"):
+        if p.name in ("summary.json", "report.md"):
+            assert (tmp_path / p.relative_to(root)).read_text() == p.read_text(), p
+    assert "| depth | original |" in out.read_text()
