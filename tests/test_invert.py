@@ -1,7 +1,6 @@
 """The seed's gradient-descent inversion: the loss goes down, exact recovery where the page says it is possible,
 batching changes nothing, and NaN stops a prompt without losing its best result."""
 import pytest
-import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
 
