@@ -16,12 +16,12 @@ import hashlib
 import io
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .batching import prompt_generator
 from .errors import LmrepError
 from .layers import LayerModel
 from .models import fingerprint
@@ -61,7 +61,7 @@ def capture(target: LayerModel, ids: list[list[int]], dtype: torch.dtype = torch
     for x in ids:
         h = target(lm.embed(torch.tensor([x], device=lm.device)))[0]  # (T, D)
         if noise:
-            g = torch.Generator(device=h.device).manual_seed(seed * 1_000_003 + zlib.crc32(str(x).encode()))
+            g = prompt_generator(seed, x, h.device)  # the prompt's own noise, as every method draws it
             rms = h.pow(2).mean(-1, keepdim=True).sqrt()  # (T, 1)
             h = h + noise * rms * torch.randn(h.shape, generator=g, device=h.device, dtype=h.dtype)
         out.append(h.to(dtype).cpu().contiguous())

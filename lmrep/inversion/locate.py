@@ -20,7 +20,7 @@ from ..layers import LayerModel, LayerSpec
 from ..models import LoadedModel
 from .config import InvertConfig
 from .exact import residuals
-from .exact.guess import output_features
+from .exact.guess import output_features, ridge
 from .precision import tolerances
 
 SAMPLES_PER_DIM = 2  # random tokens per embedding dimension that the maps are fitted on
@@ -28,7 +28,6 @@ GUESSES = 16  # tokens nearest each layer's guess that are verified
 PRIOR = 64  # and the tokens the model expects most at the start of a text
 SHOWN = 4  # layers named in the one-line summary (the run folder's layer_search.json has them all)
 ROUNDS = 3  # verification passes: each moves every layer's guess by a secant step from its best candidate
-RIDGE = 1e-3  # ridge penalty per sample, on standardised features
 
 
 @dataclass
@@ -62,16 +61,6 @@ def candidates(lm: LoadedModel, width: int) -> list[LayerSpec]:
     return specs
 
 
-def _fit(F: torch.Tensor, X: torch.Tensor):
-    """Ridge regression X ~ F (float64): features (n, F) -> embeddings (n, d), as a function."""
-    Fd, Xd = F.double(), X.double()
-    mu, x_mu, sd = Fd.mean(0), Xd.mean(0), Fd.std(0) + 1e-12
-    Z = (Fd - mu) / sd  # (n, F): standardised, so that a massive channel does not swamp the others
-    gram = Z.T @ Z + RIDGE * len(Z) * torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
-    A = torch.linalg.solve(gram, Z.T @ (Xd - x_mu)) / sd[:, None]  # (F, d)
-    return lambda f: ((f.double() - mu) @ A + x_mu).to(X.dtype)
-
-
 def _outputs(target: LayerModel, blocks: list[torch.Tensor]) -> torch.Tensor:
     """A layer's position-0 outputs (B, D) from the residual streams of every block (n + 1 of (B, 1, d))."""
     return target.head(blocks[target.spec.depth][:, 0])
@@ -86,7 +75,7 @@ def _maps(lm: LoadedModel, seed: int) -> dict:
     seen = every_block(lm.base, lm.blocks, W[toks][:, None])  # n + 1 of (n, 1, d): every layer in one pass
     maps = {}
     for spec in candidates(lm, _width(lm)):
-        maps[spec] = _fit(_outputs(LayerModel(lm, spec), seen), W[toks])
+        maps[spec] = ridge(_outputs(LayerModel(lm, spec), seen), W[toks])
     return maps
 
 

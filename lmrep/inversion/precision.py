@@ -47,20 +47,22 @@ def storage_tolerance(h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return ulp / 2 / scale
 
 
-def tolerances(target: LayerModel, h: torch.Tensor, cfg: InvertConfig) -> tuple[torch.Tensor, dict]:
-    """Per-position tolerance (T,) for observed outputs ``h`` (T, D), and what it was derived from."""
+def tolerances(target: LayerModel, h: torch.Tensor, cfg: InvertConfig
+               ) -> tuple[torch.Tensor, dict, torch.dtype | None]:
+    """Per-position tolerance (T,) for observed outputs ``h`` (T, D), what it was derived from, and the observed
+    dtype when it is coarser than the model's (its tokens then get the per-value check), else None."""
     compute = relative_tolerance(target)
     if cfg.tolerance is not None:
-        return torch.full((len(h),), float(cfg.tolerance), dtype=torch.float64), dict(tolerance_from="--tolerance")
+        return (torch.full((len(h),), float(cfg.tolerance), dtype=torch.float64),
+                dict(tolerance_from="--tolerance"), None)
     observed = observed_dtype(h)
-    model_eps = torch.finfo(target.lm.dtype).eps
     name = str(observed).replace("torch.", "")
-    if torch.finfo(observed).eps <= model_eps:
+    if torch.finfo(observed).eps <= torch.finfo(target.lm.dtype).eps:
         tol = torch.full((len(h),), compute, dtype=torch.float64)
-        return tol, dict(observed_dtype=name, tolerance_from=f"{name} states: the computation's rounding")
+        return tol, dict(observed_dtype=name, tolerance_from=f"{name} states: the computation's rounding"), None
     tol = compute + storage_tolerance(h, observed)
     return tol, dict(observed_dtype=name, tolerance_from=f"{name} states: half an ulp of each position's "
-                                                         "magnitude + the computation's rounding")
+                                                         "magnitude + the computation's rounding"), observed
 
 
 @torch.no_grad()
@@ -104,11 +106,9 @@ def invert_exact(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig,
         raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
     compute = relative_tolerance(target)
     for h in outputs:
-        tol, why = tolerances(target, h, cfg)
+        tol, why, coarse = tolerances(target, h, cfg)
         res = invert_outputs(target, h, cfg, progress, tolerance=tol)
-        observed = observed_dtype(h)
-        coarse = cfg.tolerance is None and torch.finfo(observed).eps > torch.finfo(target.lm.dtype).eps
-        excess = elementwise_excess(target, h, res["recovered_ids"], observed) if coarse else None
+        excess = elementwise_excess(target, h, res["recovered_ids"], coarse) if coarse else None
         cert = annotate(res.pop("certificate"), tol, excess, compute)
         res.update(tolerance=float(tol.max()), **why, verified=all(c["verified"] for c in cert),
                    uniquely_verified=sum(c["unique"] for c in cert) / len(cert),
