@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from lmrep.cli import main
+from lmrep.experiments import experiments
 from lmrep.experiments.engine import Inline, execute
 from lmrep.experiments.items import ITEMS
 from lmrep.experiments.local import LocalExecutor
@@ -66,6 +67,9 @@ def test_the_documented_specs_are_the_files_and_check(planner):
     assert [m["layers"] for m in grid.models] == [list(range(31)), list(range(13))] and len(grid.prompts) >= 20
     (_, bench), = load_spec(DOCS.parent / "bench" / "sweep.toml", planner=planner).runs  # items/hour in the docs
     assert len(bench.prompts) == 8 and bench.seeds == [0, 1] and bench.options == {"steps": 100}
+    results = dict(load_spec(DOCS.parent / "results" / "spec.toml", planner=planner).runs)  # the committed results
+    assert set(results) == set(experiments()) and {c.steps for c in results.values()} == {200}
+    assert results["depth"].layers == (0, 1, 2, 4, 8, 12, 16, 23, 30) and results["depth"].seeds == 2
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,8 @@ def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
      "unknown method 'magic'"),
     ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),
+    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "'reproduce.steps' must be a count"),
+    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "'reproduce.layers' must be a list"),
     ("out = 'x'\n[grid\n", "not valid TOML"),
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nprompts = ['a']\nlayers = [13]\n", "blocks 0..12"),
 ])

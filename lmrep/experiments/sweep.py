@@ -156,6 +156,17 @@ def _layers(value, n_layers: int, path: Path) -> list[int]:
     return layers
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _count(value, path: Path, key: str) -> int:
+    """A reproduce table's count (0: the profile's own), or one line."""
+    if not _is_count(value):
+        raise LmrepError(f"{path}: 'reproduce.{key}' must be a count (0: the profile's own), got {value!r}")
+    return value
+
+
 def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
     names = table.get("experiments", ["all"])
     names = [names] if isinstance(names, str) else names
@@ -165,14 +176,9 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
     setting = table.get("setting", DEFAULT_SETTING)
     if setting not in SETTINGS:
         raise LmrepError(f"{path}: unknown setting '{setting}': choose one of {', '.join(SETTINGS)}")
-    seeds = table.get("seeds", 0)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 0:
-        raise LmrepError(f"{path}: 'reproduce.seeds' must be a count (0: the profile's default), got {seeds!r}")
-    steps = table.get("steps", 0)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise LmrepError(f"{path}: 'reproduce.steps' must be a count (0: the profile's N), got {steps!r}")
+    seeds, steps = (_count(table.get(key, 0), path, key) for key in ("seeds", "steps"))
     layers = table.get("layers", [])
-    if not isinstance(layers, list) or any(not isinstance(k, int) or isinstance(k, bool) or k < 0 for k in layers):
+    if not isinstance(layers, list) or any(not _is_count(k) for k in layers):
         raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
     model = table.get("model", ReproduceConfig.model)
     check_model(model, False, path)
