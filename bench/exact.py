@@ -32,7 +32,7 @@ from sipit import sipit  # bench/sipit.py: the script's folder is on the path
 from lmrep import InvertConfig, layer_model, load_model
 from lmrep.inversion import METHODS, score
 from lmrep.inversion.base import layer_outputs
-from lmrep.runs import RunDir
+from lmrep.records.folder import RunDir
 
 PROMPTS = Path(__file__).resolve().parent.parent / "lmrep" / "data" / "prompts.txt"
 MODELS = {"smollm2-135m": (False, (1, 8, 15, 30)), "gpt2": (True, (1, 6, 12)), "gemma3-270m": (False, (1, 9, 18))}

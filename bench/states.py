@@ -15,7 +15,7 @@ import torch
 from lmrep import InvertConfig, layer_model, load_model
 from lmrep.inversion import invert_outputs, score
 from lmrep.inversion.locate import locate
-from lmrep.states import STORE_DTYPES, capture
+from lmrep.inversion.states import STORE_DTYPES, capture
 
 PROMPTS = ["The sky is blue.", "Paris is the capital of France.", "A cat sat on the warm mat today.",
            "Rain fell softly over the quiet town."]

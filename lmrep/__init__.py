@@ -10,15 +10,16 @@ The public API, in the order a researcher meets it::
     list(invert_outputs(O, states, InvertConfig(method="exact")))  # observed (T, D) / (N, T, D) states, no text
     walk(O, ["The sky is blue."], WalkConfig(method="jacobian"))  # inputs that leave O's output unchanged
 
-The package, by idea: models, layers, decode, losses, targets (what can be inverted or walked), batching, stats,
-optim, runs, plots; inversion/ (gd, pez, exact/), walks/, vision/; experiments/ (the page's claims as measured
+The package, by idea: models/ (loading, architectures, truncation to O_l, the self-check), objective/ (targets,
+losses, decoders, the lr schedule, batches), records/ (run folders, checks of what users give, statistics, figures);
+inversion/ (gd, pez, exact/, states files), walks/, vision/; experiments/ (the page's claims as measured
 experiments) and cli/ sit on top and are never imported by the rest.
 """
-from .decode import Decoder
+from .objective.decode import Decoder
 from .errors import LmrepError
 from .inversion import InvertConfig, invert, invert_outputs, summarize
-from .layers import LayerModel, layer_model, resolve_layer
-from .models import LoadedModel, load_model
+from .models.layers import LayerModel, layer_model, resolve_layer
+from .models.load import LoadedModel, load_model
 from .walks import WalkConfig, walk
 
 __all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "invert_outputs",

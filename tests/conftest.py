@@ -13,7 +13,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 def _save_tiny(folder, config):
     from transformers import AutoModelForCausalLM, GPT2TokenizerFast
-    from lmrep.models import GPT2_TOKENIZER
+    from lmrep.models.load import GPT2_TOKENIZER
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     GPT2TokenizerFast.from_pretrained(str(GPT2_TOKENIZER)).save_pretrained(folder)

@@ -9,8 +9,8 @@ import torch
 
 from conftest import N, tiny_configs
 from lmrep import Decoder, InvertConfig, LmrepError, invert, layer_model
-from lmrep.batching import pad
-from lmrep.decode import duplicate_rows
+from lmrep.objective.batching import pad
+from lmrep.objective.decode import duplicate_rows
 
 SHORT, LONG = "The sky is blue.", "The train to Edinburgh was delayed by snow."
 ARCHS = list(tiny_configs())

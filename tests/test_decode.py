@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lmrep import Decoder, LmrepError
-from lmrep.decode import allowed_mask, duplicate_rows
+from lmrep.objective.decode import allowed_mask, duplicate_rows
 
 
 def _sample(lm, n=1000):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
-from lmrep.decode import duplicate_groups
+from lmrep.objective.decode import duplicate_groups
 from lmrep.inversion.exact import invert_outputs, relative_tolerance, residuals
 from lmrep.inversion.exact.table import fingerprint, vocab_table
 from lmrep.inversion.exact.kvcache import Prefix

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmrep import Decoder, InvertConfig, invert, layer_model, load_model
-from lmrep.models import model_status
+from lmrep.models.load import model_status
 
 PROMPT = "Paris is the capital"
 

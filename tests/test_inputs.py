@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from lmrep.checks import read_lines
+from lmrep.records.checks import read_lines
 from lmrep.cli import build_parser, main
 from lmrep.errors import LmrepError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import lmrep
@@ -101,13 +102,33 @@ def test_the_checks_find_what_they_look_for():
     assert "lmrep.inversion.base" in graph()["lmrep.inversion.gd"]
 
 
-def test_readme_layout_names_every_module():
-    readme = (ROOT.parent / "README.md").read_text()
+def layout_paths(readme: str) -> set[str]:
+    """Every file the README's layout block names, as a path from the repository root: a line that starts with
+    ``folder/`` (at the left margin: a top folder; indented: one inside it) opens that folder, and each ``name.py``
+    after it, on that line or the indented lines that follow, is a file in it."""
     block = readme[readme.index("## Layout"):]
-    block = block[: block.index("```", block.index("```") + 3)]
-    missing = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
-               if p.name not in ("__init__.py", "__main__.py") and p.name not in block
-               and p.parent.name != "experiments" and p.parent.name != "cli"]
-    assert missing == []
-    for folder in ("inversion/", "exact/", "walks/", "vision/", "experiments/", "cli/"):
-        assert folder in block
+    block = block[block.index("```") + 3:]
+    block = block[: block.index("```")]
+    top, folder, out = "", "", set()
+    for line in block.splitlines():
+        m = re.match(r"^( *)([\w/]+/)(?=\s)", line)
+        if m:
+            top, folder = (m.group(2), "") if not m.group(1) else (top, m.group(2).removeprefix(top))
+            line = line[m.end():]
+        out |= {top + folder + name for name in re.findall(r"(?<![\w/.])([\w/]+\.py)\b", line)}
+    return out
+
+
+def test_readme_layout_names_every_module_by_exact_path():
+    repo = ROOT.parent
+    named = layout_paths((repo / "README.md").read_text())
+    tree = {p.relative_to(repo).as_posix() for folder in ("lmrep", "bench") for p in (repo / folder).rglob("*.py")
+            if p.name != "__init__.py" or p.parent == ROOT}
+    assert sorted(tree - named) == [], "modules the README's layout does not name"
+    assert sorted(named - tree) == [], "files the README's layout names that are not in the tree"
+
+
+def test_layout_paths_reads_folders_and_continuations():
+    readme = "## Layout\n\n```\npkg/  a.py (x), b.py\n  sub/  c.py, d.py\n        e.py\nbench/  f.py\n```\n"
+    assert layout_paths(readme) == {"pkg/a.py", "pkg/b.py", "pkg/sub/c.py", "pkg/sub/d.py", "pkg/sub/e.py",
+                                    "bench/f.py"}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lmrep import LmrepError, layer_model, load_model, resolve_layer
-from lmrep.layers import HEADS, LayerSpec
+from lmrep.models.layers import HEADS, LayerSpec
 
 
 def _ids(lm, text="The sky is blue. It was a bright cold day in April."):
@@ -42,7 +42,7 @@ def test_float64(tiny_llama_dir):
 
 
 def test_padded_batch_equals_one_at_a_time(tiny_llama):
-    from lmrep.batching import pad
+    from lmrep.objective.batching import pad
     lm = tiny_llama
     a, b = lm.encode("The sky is blue."), lm.encode("A much longer prompt than the first one is.")
     ids, mask = pad([a, b])
@@ -109,7 +109,7 @@ def test_converted_tokenizer_is_autotokenizers(smol):
     AutoTokenizer, which is slower on a large vocabulary."""
     from transformers import AutoTokenizer
     from lmrep.experiments.config import PROMPTS_FILE
-    from lmrep.models import cache_dir
+    from lmrep.models.load import cache_dir
     auto = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m")
     texts = PROMPTS_FILE.read_text().splitlines() + ["  two spaces, émoji 🤖\tand a tab", "<|im_start|>user"]
     for text in texts:

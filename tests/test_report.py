@@ -9,7 +9,7 @@ import pytest
 
 from lmrep.cli import main
 from lmrep.experiments.reporting import above, below, greater, verdict
-from lmrep.stats import mean_sem
+from lmrep.records.stats import mean_sem
 
 
 def rebuilds_the_same(run, capsys) -> None:

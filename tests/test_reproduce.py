@@ -22,8 +22,8 @@ from lmrep.experiments.config import PAGE_PROMPT, SETTINGS
 from lmrep.experiments.items import ITEMS, ItemLog
 from lmrep.experiments.pool import ModelPool
 from lmrep.inversion import METHODS
-from lmrep.stats import mean_sem
-from lmrep.runs import RunDir
+from lmrep.records.stats import mean_sem
+from lmrep.records.folder import RunDir
 
 NAMES = ("sentence-reconstruction", "threshold", "nonsense", "token-mapping", "depth")
 

@@ -12,8 +12,8 @@ import torch
 from lmrep.cli import main
 from lmrep.errors import LmrepError
 from lmrep.experiments import ReproduceConfig
-from lmrep.plots import loss_curves
-from lmrep.runs import Records, RunDir, read_jsonl, write_atomic
+from lmrep.records.plots import loss_curves
+from lmrep.records.folder import Records, RunDir, read_jsonl, write_atomic
 
 
 def _snapshot(folder) -> dict:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmrep import LmrepError, load_model
-from lmrep import architectures, selfcheck
+from lmrep.models import architectures, selfcheck
 from lmrep.cli import main
 
 
@@ -47,7 +47,7 @@ def test_blocks_that_are_not_the_residual_stream_are_an_error(arch_dirs, monkeyp
         parts = real(model, label)
         parts.blocks = nn.ModuleList(list(parts.blocks)[::-1])  # the right modules in the wrong order
         return parts
-    monkeypatch.setattr("lmrep.models.find_parts", shuffled)
+    monkeypatch.setattr("lmrep.models.load.find_parts", shuffled)
     with pytest.raises(LmrepError, match=r"LlamaForCausalLM.*residual stream entering block 0 differs"):
         load_model(str(arch_dirs("llama")))
 

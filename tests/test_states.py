@@ -16,8 +16,8 @@ from lmrep.inversion import score
 from lmrep.inversion.exact import relative_tolerance
 from lmrep.inversion.locate import locate
 from lmrep.inversion.precision import observed_dtype
-from lmrep.models import fingerprint
-from lmrep import states
+from lmrep.models.load import fingerprint
+from lmrep.inversion import states
 
 EXACT = InvertConfig(method="exact")
 

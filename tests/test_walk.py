@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from lmrep.errors import LmrepError
-from lmrep.layers import layer_model
-from lmrep.targets import FCNet, MLPMimic, make_target
+from lmrep.models.layers import layer_model
+from lmrep.objective.targets import FCNet, MLPMimic, make_target
 from lmrep.walks import WalkConfig, WalkState, ratio, ratio_between, walk
 from lmrep.walks.jacobian import least_directions
 from lmrep.walks.page import clamped_round
@@ -17,7 +17,7 @@ PROMPT = "The sky is blue."
 
 
 def _state(target, text: str, cfg: WalkConfig, seed: int = 0) -> WalkState:
-    from lmrep.batching import prompt_generator
+    from lmrep.objective.batching import prompt_generator
     lm = target.lm
     ids = lm.encode(text)
     e0 = lm.embed(torch.tensor([ids])).detach().clone()  # (1, T, d)
@@ -157,7 +157,7 @@ def test_cli_end_to_end_and_r_recomputed_from_saved_embeddings(tiny_gpt2_dir, tm
     from safetensors.torch import load_file
 
     from lmrep.cli import main
-    from lmrep.models import load_model
+    from lmrep.models.load import load_model
     out = tmp_path / "run"
     rc = main(["walk", PROMPT, "Hello there", "--model", str(tiny_gpt2_dir), "--layer", "2", "--method", "clamped",
                "--steps", "3", "--inner-steps", "2", "--lr", "1e-3", "--noise", "0.01", "--out", str(out), "--json"])

@@ -1,6 +1,6 @@
 """Flags built from the library's config dataclasses, and the options several commands share.
 
-A config field made with ``lmrep.checks.option`` carries its help text and its check; ``add_config`` turns each
+A config field made with ``lmrep.records.checks.option`` carries its help text and its check; ``add_config`` turns each
 such field into a flag (type and choices from its annotation and check, the default shown in --help), and
 ``config_from`` turns the parsed flags back into the config, refusing a flag set where it does nothing. A bad value
 is rejected by the same check the library uses, as one line and exit code 2, before any work starts.
@@ -11,11 +11,11 @@ import argparse
 import dataclasses
 import typing
 
-from ..checks import check_applies, label, read_lines, seed_value
+from ..records.checks import check_applies, label, read_lines, seed_value
 from ..errors import LmrepError
-from ..layers import HEAD_HELP, HEADS
-from ..models import DEFAULT_MODEL, LoadedModel, load_model
-from ..runs import check_out_dir, check_out_file
+from ..models.layers import HEAD_HELP, HEADS
+from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
+from ..records.folder import check_out_dir, check_out_file
 
 _WORDS = {int: "a whole number", float: "a number"}
 

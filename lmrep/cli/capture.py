@@ -1,12 +1,12 @@
-"""`lmrep capture`: a layer's output for each prompt, saved as an observer would hold it (lmrep.states)."""
+"""`lmrep capture`: a layer's output for each prompt, saved as an observer would hold it (lmrep.inversion.states)."""
 from __future__ import annotations
 
 import sys
 
-from ..checks import non_negative
+from ..records.checks import non_negative
 from ..errors import LmrepError
-from ..layers import layer_model
-from .. import states
+from ..models.layers import layer_model
+from ..inversion import states
 from .args import OUT_FILE, add_layer_args, add_model_args, add_prompt_args, model_from_args, read_prompts, value_type
 
 

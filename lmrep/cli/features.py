@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 
-from ..checks import at_least
+from ..records.checks import at_least
 from ..errors import LmrepError
-from ..runs import RunDir
-from ..stats import fmt
+from ..records.folder import RunDir
+from ..records.stats import fmt
 from ..vision.features import FeaturesConfig
 from ..vision.features import run as run_features
 from ..vision.hybrid import Hybrid, HybridConfig

@@ -4,16 +4,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import states as states_file
+from ..inversion import states as states_file
 from ..errors import LmrepError
 from ..inversion import InvertConfig, summarize
 from ..inversion.base import config_dict, output_width
 from ..inversion.locate import locate
 from ..inversion.report import run as run_prompts
 from ..inversion.report import run_states
-from ..layers import layer_model
-from ..runs import RunDir, dumps
-from ..stats import fmt, num
+from ..models.layers import layer_model
+from ..records.folder import RunDir, dumps
+from ..records.stats import fmt, num
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    model_from_args, read_prompts)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..models import cache_dir, model_status
+from ..models.load import cache_dir, model_status
 from ..vision.vit import vit_status
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..checks import at_least
+from ..records.checks import at_least
 from ..errors import LmrepError
-from ..layers import resolve_layer
-from ..runs import RunDir
+from ..models.layers import resolve_layer
+from ..records.folder import RunDir
 from ..vision.images import available, load_image
 from ..vision.reconstruct import ReconstructConfig, Subject, reconstruct_all
 from ..vision.vit import KNOWN_VITS, load_vit, vit_layer_model

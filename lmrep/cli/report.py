@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..experiments import combine, rebuild_any, reporter
 from ..experiments.site import write_site
-from ..runs import RunDir
+from ..records.folder import RunDir
 from .args import OUT_FILE, SITE_DIR
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import sys
 
-from ..checks import at_least
+from ..records.checks import at_least
 from ..errors import LmrepError
 from ..experiments import ReproduceConfig, reproduce
-from ..runs import RunDir, dumps
-from ..stats import num
-from ..targets import make_target
+from ..records.folder import RunDir, dumps
+from ..records.stats import num
+from ..objective.targets import make_target
 from ..walks import WalkConfig
 from ..walks.report import run as run_walks
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LmrepError
-from ..models import check_model, resolve_device
-from ..runs import RunDir, write_atomic
+from ..models.load import check_model, resolve_device
+from ..records.folder import RunDir, write_atomic
 from . import grid
 from .config import ReproduceConfig
 from .engine import RETRIES, Inline, ItemsFailed, Job, execute

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import LmrepError
 from ..inversion import InvertConfig
-from ..models import DEFAULT_MODEL
+from ..models.load import DEFAULT_MODEL
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"
 PAGE_PROMPT = "This is a prompt sentence."  # the page's running example

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..decode import DECODERS
+from ..objective.decode import DECODERS
 from ..inversion import METHODS
 from ..inversion.config import GRADIENT
-from ..runs import RunDir
-from ..stats import fmt, mean_sem
+from ..records.folder import RunDir
+from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .engine import Plan

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..plots import save_figure, stat_mean, stat_sem  # noqa: E402
+from ..records.plots import save_figure, stat_mean, stat_sem  # noqa: E402
 
 LINESTYLES = ["-", "--", ":", "-."]
 MARKERS = ["o", "s", "^", "D", "v", "x"]

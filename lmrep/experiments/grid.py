@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from ..inversion import InvertConfig
-from ..runs import RunDir
-from ..stats import fmt, group_stats
+from ..records.folder import RunDir
+from ..records.stats import fmt, group_stats
 from . import figures
 from .engine import Plan
 from .inversion import TargetSpec, invert_tasks

@@ -6,11 +6,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..decode import DECODERS, Decoder
+from ..objective.decode import DECODERS, Decoder
 from ..inversion import InvertConfig, invert
 from ..inversion.base import Target
-from ..layers import layer_model
-from ..models import LoadedModel
+from ..models.layers import layer_model
+from ..models.load import LoadedModel
 from .engine import Task
 from .items import item_id
 from .pool import ModelPool

@@ -12,7 +12,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-from ..runs import Records, RunDir
+from ..records.folder import Records, RunDir
 
 ITEMS = "items.jsonl"
 

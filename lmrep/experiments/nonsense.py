@@ -17,10 +17,10 @@ from typing import Mapping
 import torch
 
 from ..errors import LmrepError
-from ..layers import LayerModel
-from ..models import LoadedModel
-from ..runs import RunDir
-from ..stats import fmt, group_stats, mean_sem
+from ..models.layers import LayerModel
+from ..models.load import LoadedModel
+from ..records.folder import RunDir
+from ..records.stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .engine import Plan, Task

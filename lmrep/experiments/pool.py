@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
-from ..models import LoadedModel, load_model, model_status
-from ..targets import EmbeddingTarget, toy_target
+from ..models.load import LoadedModel, load_model, model_status
+from ..objective.targets import EmbeddingTarget, toy_target
 
 
 class ModelPool:
@@ -43,7 +43,7 @@ class ModelPool:
         return self.model(name, untrained=untrained).n_layers
 
     def toy(self, toy: str, lm: LoadedModel, tokens: int, seed: int) -> EmbeddingTarget:
-        """A page net over ``lm``'s token embeddings (lmrep.targets.toy_target)."""
+        """A page net over ``lm``'s token embeddings (lmrep.objective.targets.toy_target)."""
         # the MLP works on any length; FCNet is built for one
         return self._get(("toy", toy, lm.name, lm.trained, str(lm.dtype), tokens if toy != "mlp" else 0, seed),
                          lambda: toy_target(toy, lm, tokens, seed))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..runs import RunDir
+from ..records.folder import RunDir
 from .config import SETTINGS
 from .items import ItemLog
 

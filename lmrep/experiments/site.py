@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from ..inversion.report import METRICS, SNAPSHOTS
-from ..runs import RunDir, write_atomic
+from ..records.folder import RunDir, write_atomic
 from .items import ITEMS, ItemLog
 MAX_PROMPTS = 200  # per-prompt views shown per run page (the rest are counted)
 OPEN = 5  # the first ones shown open

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LmrepError
-from ..layers import LayerModel
+from ..models.layers import LayerModel
 
 
 @dataclass

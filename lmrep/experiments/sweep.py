@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import LmrepError
 from ..inversion import METHODS, InvertConfig
-from ..layers import HEADS
-from .. import models
-from ..runs import RunDir, config_hash
+from ..models.layers import HEADS
+from ..models import load as models
+from ..records.folder import RunDir, config_hash
 from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
 from .engine import ItemsFailed
 from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file

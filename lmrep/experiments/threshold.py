@@ -12,10 +12,10 @@ from typing import Mapping
 
 import torch
 
-from ..batching import prompt_generator
+from ..objective.batching import prompt_generator
 from ..inversion.gd import threshold as eq4_threshold
-from ..runs import RunDir
-from ..stats import fmt, mean_sem
+from ..records.folder import RunDir
+from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from .engine import Plan

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..decode import DECODERS
-from ..runs import RunDir
-from ..stats import fmt, mean_sem
+from ..objective.decode import DECODERS
+from ..records.folder import RunDir
+from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
 from .engine import Plan

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..targets import make_target
+from ..objective.targets import make_target
 from ..walks import WalkConfig, walk_items
 from . import walks_report
 from .config import ReproduceConfig

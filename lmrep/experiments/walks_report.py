@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from ..runs import RunDir
-from ..stats import fmt, mean_sem, num
+from ..records.folder import RunDir
+from ..records.stats import fmt, mean_sem, num
 from ..walks import input_at_output
 from ..walks.figures import compare_figure, sweep_figure
 from .figures import who

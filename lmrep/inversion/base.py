@@ -8,7 +8,7 @@ diagnostics only: what it recovers is the same with or without them), and adds t
 (``lmrep.inversion`` imports each method's module), so runs of different methods, layers and models compare line
 by line.
 
-A target is what lmrep.targets describes: ``O(embeds (B, T, d), attention_mask (B, T)) -> (B, T, D)`` with ``lm``
+A target is what lmrep.objective.targets describes: ``O(embeds (B, T, d), attention_mask (B, T)) -> (B, T, D)`` with ``lm``
 and ``name``.
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..batching import pad
+from ..objective.batching import pad
 from ..errors import LmrepError
-from ..layers import LayerModel
-from ..stats import mean_sem
-from ..targets import depth_of
+from ..models.layers import LayerModel
+from ..records.stats import mean_sem
+from ..objective.targets import depth_of
 from .config import InvertConfig
 from .registry import METHODS
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..checks import When, at_least, check_fields, each, non_negative, one_of, option, positive
-from ..decode import DECODERS
+from ..records.checks import When, at_least, check_fields, each, non_negative, one_of, option, positive
+from ..objective.decode import DECODERS
 from ..errors import LmrepError
-from ..losses import LOSSES
+from ..objective.losses import LOSSES
 from .exact.config import ExactConfig
 from .registry import METHODS
 

@@ -13,11 +13,11 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..batching import output_generator, pad, per_item, prompt_generator
-from ..decode import DECODERS, Decoder
+from ..objective.batching import output_generator, pad, per_item, prompt_generator
+from ..objective.decode import DECODERS, Decoder
 from ..errors import LmrepError
-from ..losses import distance
-from ..optim import decay
+from ..objective.losses import distance
+from ..objective.schedule import decay
 from .base import Target, recovered
 from .config import InvertConfig
 from .registry import register_method

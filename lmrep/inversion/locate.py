@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..architectures import every_block
+from ..models.architectures import every_block
 from ..errors import LmrepError
-from ..layers import LayerModel, LayerSpec
-from ..models import LoadedModel
+from ..models.layers import LayerModel, LayerSpec
+from ..models.load import LoadedModel
 from .config import InvertConfig
 from .exact import residuals
 from .exact.guess import output_features, ridge

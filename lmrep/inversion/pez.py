@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..decode import Decoder
+from ..objective.decode import Decoder
 from .base import Target
 from .config import InvertConfig
 from .gd import optimize

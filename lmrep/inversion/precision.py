@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import LmrepError
-from ..layers import LayerModel
+from ..models.layers import LayerModel
 from .base import Target, recovered
 from .config import InvertConfig
 from .exact import invert_outputs, relative_tolerance

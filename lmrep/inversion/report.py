@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from ..errors import LmrepError
-from ..plots import loss_curves
-from ..runs import Records, RunDir, resumed
-from ..states import States
+from ..records.plots import loss_curves
+from ..records.folder import Records, RunDir, resumed
+from .states import States
 from .base import Target, invert, invert_outputs, score, summarize
 from .config import InvertConfig
 

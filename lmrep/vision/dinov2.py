@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import LmrepError
-from ..models import cache_dir
+from ..models.load import cache_dir
 
 ONNX_FILE = "models/vit_s_focus.onnx"
 PREFIX = "backbone."

@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
+from ..records.checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
 from ..errors import LmrepError
-from ..layers import HEAD_HELP, HEADS
-from ..runs import Records, RunDir, resumed
-from ..stats import mean_sem
+from ..models.layers import HEAD_HELP, HEADS
+from ..records.folder import Records, RunDir, resumed
+from ..records.stats import mean_sem
 from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
 from .metrics import per_patch_change

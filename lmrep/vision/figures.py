@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..plots import save_figure  # noqa: E402
+from ..records.plots import save_figure  # noqa: E402
 
 
 def _show(ax, image: torch.Tensor) -> None:

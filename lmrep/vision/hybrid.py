@@ -1,7 +1,7 @@
 """The page's hybrid: a ViT's patch stem feeding the blocks of a language model of the same width.
 
 An image (B, 3, H, W) becomes N = (H/p)(W/p) patch tokens, left to right and top to bottom, which go into the LM as
-``inputs_embeds``; the LM side is ``lmrep.layers.layer_model``, so layer names and depths are the LMs' own. Three
+``inputs_embeds``; the LM side is ``lmrep.models.layers.layer_model``, so layer names and depths are the LMs' own. Three
 switches say where order information can come from, so the page's "left to right, top to bottom" pattern can be
 tested against its obvious cause:
 
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..checks import option
+from ..records.checks import option
 from ..errors import LmrepError
-from ..layers import layer_model
-from ..models import LoadedModel
+from ..models.layers import layer_model
+from ..models.load import LoadedModel
 from .vit import LoadedViT
 
 

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checks import at_least, finite, non_negative, option, positive
+from ..records.checks import at_least, finite, non_negative, option, positive
 from ..errors import LmrepError
-from ..optim import decaying
-from ..runs import Records, RunDir, resumed
-from ..stats import mean_sem
+from ..objective.schedule import decaying
+from ..records.folder import Records, RunDir, resumed
+from ..records.stats import mean_sem
 from .figures import psnr_by_depth, reconstruction_grid
 from .render import OPTIMISATION
 from .images import load_image

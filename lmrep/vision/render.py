@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checks import at_least, one_of, option, positive
-from ..optim import decaying
+from ..records.checks import at_least, one_of, option, positive
+from ..objective.schedule import decaying
 from .objectives import Objective
 from .param import Param
 from .transforms import Transform, compose

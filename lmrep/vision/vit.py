@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import LmrepError
-from ..layers import LayerSpec, resolve_layer
-from ..models import cache_dir, folder_problem, resolve_device, resolve_dtype
+from ..models.layers import LayerSpec, resolve_layer
+from ..models.load import cache_dir, folder_problem, resolve_device, resolve_dtype
 
 HALF = (0.5, 0.5, 0.5)  # ViTImageProcessor's default mean and std
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -11,7 +11,7 @@ walks; jacobian.py: the Jacobian walk):
                gradient steps toward O(e) on the other; the noised (clamped) side never moves by gradient
 
 The one definition of the ratio, used everywhere (``ratio``): r = ||e - e_N||_1 / ||O(e) - O(e_N)||_1, sums over
-every entry of the real (unpadded) positions. Targets are those of lmrep.targets.
+every entry of the real (unpadded) positions. Targets are those of lmrep.objective.targets.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from typing import Callable
 
 import torch
 
-from ..batching import per_item
-from ..checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
-                      seed_value)
-from ..decode import DECODERS
+from ..objective.batching import per_item
+from ..records.checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
+                              seed_value)
+from ..objective.decode import DECODERS
 from ..errors import LmrepError
 
 CONVENTIONS = ("text", "scripts")

@@ -10,9 +10,9 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from ..batching import pad, prompt_generator
-from ..decode import Decoder
-from ..targets import depth_of
+from ..objective.batching import pad, prompt_generator
+from ..objective.decode import Decoder
+from ..objective.targets import depth_of
 from .core import METHODS, WalkConfig, WalkState, l1, l2, ratio
 
 

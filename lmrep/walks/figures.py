@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..plots import save_figure, short, stat_mean, stat_sem, value  # noqa: E402
+from ..records.plots import save_figure, short, stat_mean, stat_sem, value  # noqa: E402
 
 
 def walk_figure(records: list[dict], path: str | Path, title: str = "") -> Path:

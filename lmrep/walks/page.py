@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import distance
+from ..objective.losses import distance
 from .core import WalkState, register_move
 from .jacobian import reproject
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..errors import LmrepError
-from ..runs import Records, RunDir, resumed
-from ..stats import mean_sem
+from ..records.folder import Records, RunDir, resumed
+from ..records.stats import mean_sem
 from .core import WalkConfig
 from .driver import walk_items
 from .figures import walk_figure

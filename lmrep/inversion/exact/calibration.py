@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 
-from ...layers import LayerModel
-from ...models import cache_dir, fingerprint
+from ...models.layers import LayerModel
+from ...models.load import cache_dir, fingerprint
 from .guess import LinearMap, output_features, ridge
 
 CONTEXTS = 128  # random prefixes, and below the tokens after each: 4,096 pairs (1,024 were too few: see docs)

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ...layers import LayerModel
+from ...models.layers import LayerModel
 
 CLOSEST = 5  # candidates listed for a position that nothing matched
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ...checks import When, at_least, check_fields, one_of, option, optional, positive, seed_value
+from ...records.checks import When, at_least, check_fields, one_of, option, optional, positive, seed_value
 from .rank import DEFAULT, RANKINGS, SAME
 
 EXACT = "exact method (docs/exact.md)"

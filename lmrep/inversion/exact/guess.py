@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from ...layers import LayerModel
+from ...models.layers import LayerModel
 
 RIDGE = 1e-3  # ridge penalty per sample, on standardised features
 SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean squared output difference

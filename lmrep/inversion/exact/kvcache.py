@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from ...layers import LayerModel
+from ...models.layers import LayerModel
 
 
 class Prefix:

@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 from transformers import DynamicCache
 
-from ...architectures import cache_keyword
-from ...layers import LayerModel
+from ...models.architectures import cache_keyword
+from ...models.layers import LayerModel
 from .calibration import Calibration, calibrate
 from .guess import Descent, Guess
 from .kvcache import Prefix

@@ -16,9 +16,9 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ...decode import duplicate_groups
+from ...objective.decode import duplicate_groups
 from ...errors import LmrepError
-from ...layers import LayerModel
+from ...models.layers import LayerModel
 from .certificate import entry, relative_tolerance, residuals, summary
 from .config import ExactConfig
 from .guess import output_features

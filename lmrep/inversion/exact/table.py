@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ...layers import LayerModel
-from ...models import cache_dir, fingerprint  # noqa: F401  (fingerprint: also importable from here)
+from ...models.layers import LayerModel
+from ...models.load import cache_dir, fingerprint  # noqa: F401  (fingerprint: also importable from here)
 from .kvcache import Prefix
 from .guess import output_features
 

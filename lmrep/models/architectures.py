@@ -4,7 +4,7 @@ lmrep never re-implements a model: it runs the model's own forward and stops it 
 layer outputs agree with the model's own hidden states by construction. What it must know is *where* things are,
 and that is per architecture. ``ANATOMY`` says it for the architectures that are tested (keyed by the config's
 ``model_type``); any other model is searched generically (a ModuleList of ``num_hidden_layers`` blocks, a final
-norm by its usual names, a learned position table by its usual names), and the self-check (lmrep.selfcheck)
+norm by its usual names, a learned position table by its usual names), and the self-check (lmrep.models.selfcheck)
 turns a wrong guess into a one-line error instead of a wrong answer.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import LmrepError
+from ..errors import LmrepError
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 
 from .checks import read_text
-from .errors import LmrepError
+from ..errors import LmrepError
 
 DEFAULT_ROOT = Path("runs")
 CONFIG = "config.json"

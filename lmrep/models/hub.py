@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LmrepError
+from ..errors import LmrepError
 
 
 def seeded(make, seed: int):
@@ -22,7 +22,7 @@ def seeded(make, seed: int):
 
 
 def load_converted(folder: Path, untrained: bool, seed: int):
-    """A folder that lmrep.gguf wrote. Its tokenizer loads straight from tokenizer.json: the same tokens as
+    """A folder that lmrep.models.gguf wrote. Its tokenizer loads straight from tokenizer.json: the same tokens as
     AutoTokenizer (checked on the prompts), without rebuilding a 262k-token vocabulary in Python (4 s, not 11 s)."""
     import json
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast

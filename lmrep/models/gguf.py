@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LmrepError
+from ..errors import LmrepError
 
 STALE_SECONDS = 6 * 3600  # a partial conversion older than this was interrupted
 

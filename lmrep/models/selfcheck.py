@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from .architectures import architecture, every_block, residual
-from .errors import LmrepError
-from .runs import write_atomic
+from ..errors import LmrepError
+from ..records.folder import write_atomic
 
 CHECK_VERSION = 1  # bump when the check changes, so old passes are not trusted
 PROBE = 6  # tokens in the probe
