@@ -19,10 +19,12 @@ def test_invert_end_to_end(tiny_gpt2_dir, tmp_path, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["prompt"] for r in lines] == ["The sky is blue.", "Hello world"]
     assert all(REQUIRED <= set(r) for r in lines)
-    for name in ("config.json", "metrics.jsonl", "snapshots.jsonl", "summary.json", "loss.png"):
-        assert (out / name).exists(), name
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "items.jsonl", "loss.png", "summary.json"]
     assert json.loads((out / "config.json").read_text())["steps"] == 15
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in items] == ["The sky is blue.", "Hello world"] and [r["order"] for r in items] == [0, 1]
+    assert all(r["snapshots"] and r["loss_curve"] for r in items)  # the whole record, on one line
+    assert not any("snapshots" in r or "loss_curve" in r for r in lines)  # --json leaves the bulky parts out
 
 
 def test_invert_table(tiny_gpt2_dir, tmp_path, capsys):
@@ -61,7 +63,7 @@ def test_interrupt_keeps_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch):
     code = main(["invert", "one", "two", "three", "--model", str(tiny_gpt2_dir), "--steps", "3", "--batch-size", "1",
                  "--out", str(out)])
     assert code == 130
-    assert [json.loads(x)["prompt"] for x in (out / "metrics.jsonl").read_text().splitlines()] == ["one"]
+    assert [json.loads(x)["prompt"] for x in (out / "items.jsonl").read_text().splitlines()] == ["one"]
     assert (out / "summary.json").exists()
 
 

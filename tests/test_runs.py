@@ -110,7 +110,7 @@ def test_a_failed_run_leaves_the_folder_as_it_was(tmp_path, capsys):
 def test_every_writer_gives_the_same_permissions(tmp_path):
     run = RunDir.create("invert", dict(steps=1), tmp_path / "run")
     run.write_json("summary.json", {"a": 1})
-    run.append_jsonl("metrics.jsonl", {"a": 1})
+    run.append_jsonl("items.jsonl", {"a": 1})
     run.save_tensors("t.safetensors", {"x": torch.zeros(2)})
     loss_curves({"a": [1.0, 0.5]}, run / "loss.png")
     write_atomic(run / "report.md", "# hi\n")
@@ -144,10 +144,14 @@ def _count_calls(monkeypatch, module, name):
     return calls
 
 
+def _lines(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
 def test_invert_rerun_keeps_and_skips_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):
     import lmrep.inversion.report as inv
     out = tmp_path / "run"
-    argv = ["invert", "one", "two", "three", "--model", str(tiny_gpt2_dir), "--steps", "3", "--batch-size", "1",
+    argv = ["invert", "one", "two", "three", "--model", str(tiny_gpt2_dir), "--steps", "3", "--batch-size", "2",
             "--out", str(out)]
     real = inv.invert
 
@@ -158,17 +162,17 @@ def test_invert_rerun_keeps_and_skips_finished_prompts(tiny_gpt2_dir, tmp_path, 
             yield rec
     monkeypatch.setattr(inv, "invert", interrupted)
     assert main(argv) == 130
-    first = (out / "metrics.jsonl").read_text()
-    assert [json.loads(x)["prompt"] for x in first.splitlines()] == ["one"]
+    first = (out / "items.jsonl").read_text()
+    assert [r["prompt"] for r in _lines(out / "items.jsonl")] == ["one"]
     monkeypatch.setattr(inv, "invert", real)
     calls = _count_calls(monkeypatch, inv, "invert")
     assert main(argv) == 0
-    assert [c[1] for c in calls] == [["two", "three"]]  # only what was missing
-    after = (out / "metrics.jsonl").read_text()
-    assert after.startswith(first) and len(after.splitlines()) == 3
-    assert len((out / "snapshots.jsonl").read_text().splitlines()) == 3
+    assert [c[1] for c in calls] == [["two", "three"]]  # only what was missing, batched as a fresh run would
+    after = (out / "items.jsonl").read_text()
+    assert after.startswith(first) and [r["order"] for r in _lines(out / "items.jsonl")] == [0, 1, 2]
+    assert all(r["snapshots"] for r in _lines(out / "items.jsonl"))
     assert main(argv) == 0 and len(calls) == 1  # everything finished: nothing runs, nothing is deleted
-    assert (out / "metrics.jsonl").read_text() == after
+    assert (out / "items.jsonl").read_text() == after
     assert "3 of 3 prompt(s) already finished" in capsys.readouterr().err
 
 
@@ -178,20 +182,22 @@ def test_walk_rerun_keeps_and_skips_finished_walks(tiny_gpt2_dir, tmp_path, monk
     argv = ["walk", "The sky is blue.", "Hello world", "--model", str(tiny_gpt2_dir), "--layer", "2", "--steps", "1",
             "--seeds", "2", "--out", str(out), "--json"]
     assert main(argv) == 0
-    first = (out / "metrics.jsonl").read_text()
+    first = (out / "items.jsonl").read_text()
     assert len(first.splitlines()) == 4
-    tensors = RunDir(out).load_tensors("embeddings.safetensors")
+    tensors = RunDir(out).load_tensors("tensors.safetensors")
+    assert len(tensors) == 8 and all(f"{r['id']}/start" in tensors for r in _lines(out / "items.jsonl"))
     calls = _count_calls(monkeypatch, wr, "walk_items")
-    (out / "metrics.jsonl").write_text("".join(line + "\n" for line in first.splitlines()[:3]))  # one walk lost
+    (out / "items.jsonl").write_text("".join(line + "\n" for line in first.splitlines()[:3]))  # one walk lost
     assert main(argv) == 0
     assert [len(c[1]) for c in calls] == [1]
-    lines = (out / "metrics.jsonl").read_text().splitlines()
+    lines = (out / "items.jsonl").read_text().splitlines()
     assert lines[:3] == first.splitlines()[:3]  # kept as written
     redone, lost = json.loads(lines[3]), json.loads(first.splitlines()[3])
-    assert (redone["index"], redone["seed"], redone["prompt"]) == (lost["index"], lost["seed"], lost["prompt"])
+    assert (redone["id"], redone["seed"], redone["prompt"]) == (lost["id"], lost["seed"], lost["prompt"])
     assert redone["r"] == pytest.approx(lost["r"], rel=1e-4)  # alone, not in a batch: the same walk to rounding
-    again = RunDir(out).load_tensors("embeddings.safetensors")
-    assert set(again) == set(tensors) and all(torch.equal(tensors[k], again[k]) for k in tensors if k[0] != "3")
+    again = RunDir(out).load_tensors("tensors.safetensors")
+    assert set(again) == set(tensors)
+    assert all(torch.equal(tensors[k], again[k]) for k in tensors if not k.startswith(lost["id"]))
 
 
 def test_invert_into_a_folder_of_another_config(tiny_gpt2_dir, tmp_path, capsys):

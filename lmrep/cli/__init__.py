@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..errors import LmrepError
@@ -28,9 +29,25 @@ def _quiet_libraries() -> None:
     logging.disable_progress_bar()
 
 
+class _Messages(logging.Handler):
+    """The library's log messages (resuming, which model was used, ...) as ``lmrep: ...`` lines on stderr, whatever
+    sys.stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"lmrep: {record.getMessage()}", file=sys.stderr)
+
+
+def _show_messages() -> None:
+    logger = logging.getLogger("lmrep")
+    if not any(isinstance(h, _Messages) for h in logger.handlers):
+        logger.addHandler(_Messages())
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    _show_messages()
     try:
         return args.run(args) or 0
     except LmrepError as e:

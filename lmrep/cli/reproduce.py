@@ -7,7 +7,7 @@ from ..records.checks import at_least
 from ..errors import LmrepError
 from ..experiments import ReproduceConfig, check, experiments, get, make_executor, reproduce, reproduce_all
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
-from ..experiments.engine import ItemsFailed
+from ..engine import ItemsFailed
 from ..models.load import DEFAULT_MODEL
 from .args import add_executor_args, add_out_arg, read_prompts, value_type
 

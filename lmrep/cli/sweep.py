@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..experiments.engine import ItemsFailed
+from ..engine import ItemsFailed
 from ..experiments.sweep import load_spec, run_sweep
 from .args import add_executor_args, add_out_arg
 

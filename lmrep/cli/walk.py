@@ -14,7 +14,7 @@ from ..walks.report import run as run_walks
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    defaults_of, model_from_args, read_prompts, refuse_unused, value_type)
 
-BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (kept in the run folder's metrics.jsonl)
+BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (kept in the run folder's items.jsonl)
 
 
 def register(sub) -> None:

@@ -28,8 +28,7 @@ from ..models.load import check_model, resolve_device
 from ..records.folder import RunDir, write_atomic
 from . import grid
 from .config import ReproduceConfig
-from .engine import RETRIES, Inline, ItemsFailed, Job, execute
-from .items import ItemLog
+from ..engine import RETRIES, Inline, ItemLog, ItemsFailed, Job, execute
 from .pool import ModelPool
 from .reporting import header, load_run, table
 

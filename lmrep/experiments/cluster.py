@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
-from .engine import RETRIES, Event, Task, error_text
+from ..engine import RETRIES, Event, Task, error_text
 from .local import default_workers
 
 _POOLS: dict = {}  # per Ray worker process, by device: the models it loaded, kept for its next task

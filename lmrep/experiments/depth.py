@@ -16,7 +16,7 @@ from ..records.folder import RunDir
 from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
-from .engine import Plan
+from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_table, figure, greater, table, verdict

@@ -15,7 +15,7 @@ from ..inversion import InvertConfig
 from ..records.folder import RunDir
 from ..records.stats import fmt, group_stats
 from . import figures
-from .engine import Plan
+from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import table

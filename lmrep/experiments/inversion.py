@@ -11,8 +11,7 @@ from ..inversion import InvertConfig, invert
 from ..inversion.base import Target
 from ..models.layers import layer_model
 from ..models.load import LoadedModel
-from .engine import Task
-from .items import item_id
+from ..engine import Task, item_id
 from .pool import ModelPool
 
 CURVE_POINTS = 200  # loss curves are stored thinned to about this many points (the crossing steps use all of them)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Iterator
 
-from .engine import RETRIES, Event, Task, error_text
+from ..engine import RETRIES, Event, Task, error_text
 
 
 def default_workers() -> int:

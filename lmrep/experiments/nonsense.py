@@ -23,9 +23,8 @@ from ..records.folder import RunDir
 from ..records.stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
-from .engine import Plan, Task
+from ..engine import Plan, Task, item_id
 from .inversion import TargetSpec, invert_tasks
-from .items import item_id
 from .pool import ModelPool
 from .reporting import Claim, above, all_of, below, claims_table, figure, quote, table, verdict
 from .swap_search import SwapSearchConfig, next_logits, search

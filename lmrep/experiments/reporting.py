@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..records.folder import RunDir
 from .config import SETTINGS
-from .items import ItemLog
+from ..engine import ItemLog
 
 
 @dataclass

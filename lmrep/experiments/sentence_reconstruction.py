@@ -15,7 +15,7 @@ from ..records.folder import RunDir
 from ..records.stats import fmt, group_stats
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
-from .engine import Plan
+from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
 from .reporting import Claim, above, below, claims_table, figure, greater, quote, table, verdict

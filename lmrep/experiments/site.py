@@ -15,9 +15,8 @@ import json
 import re
 from pathlib import Path
 
-from ..inversion.report import METRICS, SNAPSHOTS
 from ..records.folder import RunDir, write_atomic
-from .items import ITEMS, ItemLog
+from ..engine import ITEMS, ItemLog
 MAX_PROMPTS = 200  # per-prompt views shown per run page (the rest are counted)
 OPEN = 5  # the first ones shown open
 CSS = """
@@ -53,7 +52,7 @@ def write_site(run_dirs: list[RunDir], out: str | Path) -> Path:
 def _expand(path: Path) -> list[Path]:
     """A run folder, or the run folders inside a folder of runs (reproduce all, a sweep)."""
     subs = sorted(c.parent for c in path.glob("*/config.json"))
-    own = (path / ITEMS).exists() or (path / METRICS).exists() or not subs
+    own = (path / ITEMS).exists() or not subs
     return ([path] if own else []) + [r for s in subs for r in _expand(s)]
 
 
@@ -70,7 +69,7 @@ def _slug(name: str) -> str:
 def run_page(path: Path) -> tuple[str, dict]:
     """One run's page body and what the index says of it (kind, items, claim counts)."""
     config = _json(path / "config.json") or {}
-    records, snaps = _records(path)
+    records = _records(path)
     parts = [f"<h1>{_e(path.name)}</h1>"]
     report = path / "report.md"
     if report.exists():
@@ -80,7 +79,7 @@ def run_page(path: Path) -> tuple[str, dict]:
     parts += [_figure(p.name, p) for p in sorted(path.glob("*.png")) if not report.exists()
               or p.name not in report.read_text()]
     if records:
-        parts.append(prompts_html(records, snaps))
+        parts.append(prompts_html(records))
     parts.append(f"<details><summary>config.json</summary><pre>{_e(json.dumps(config, indent=2))}</pre></details>")
     body = "".join(parts)
     verdicts = [re.search(r'class="verdict (\w+)"', row).group(1) for row in re.findall(r'<tr class="claim">.*?</tr>',
@@ -90,13 +89,10 @@ def run_page(path: Path) -> tuple[str, dict]:
     return body, dict(kind=kind, items=len(records) or len(ItemLog(RunDir(path)).done), claims=claims)
 
 
-def _records(path: Path) -> tuple[list[dict], dict]:
-    """Inversion records (items of an experiment or an invert run's metrics) and snapshots by prompt."""
-    if (path / METRICS).exists():
-        run = RunDir(path)
-        return run.read_jsonl(METRICS), {s["prompt"]: s.get("snapshots") for s in run.read_jsonl(SNAPSHOTS)}
+def _records(path: Path) -> list[dict]:
+    """Inversion records: the items of an invert run or an experiment that are inversions."""
     items = ItemLog(RunDir(path)).items() if (path / ITEMS).exists() else []
-    return [r for r in items if "recovered_ids" in r], {}
+    return [r for r in items if "recovered_ids" in r]
 
 
 def _json(path: Path):
@@ -243,7 +239,7 @@ LEGEND = ('<p class="legend">Tokens: <span class="tok sure">certified</span><spa
           '<span class="tok ok">the true token</span><span class="tok bad">another token</span></p>')
 
 
-def prompts_html(records: list[dict], snapshots: dict) -> str:
+def prompts_html(records: list[dict]) -> str:
     """The per-prompt view of an inversion run: recovered tokens, snapshots along the optimisation, top-k."""
     out = [f"<h2>Per prompt ({len(records)})</h2>", LEGEND]
     for j, rec in enumerate(records[:MAX_PROMPTS]):
@@ -252,7 +248,7 @@ def prompts_html(records: list[dict], snapshots: dict) -> str:
         head = (f"<summary>{_e(repr(rec.get('prompt', '')))} <small>{_e(label)}; token accuracy "
                 f"{'-' if acc is None else f'{acc:.2f}'}</small></summary>")
         body = [f'<p class="recovered">recovered: {token_spans(rec)}</p>']
-        snaps = rec.get("snapshots") or snapshots.get(rec.get("prompt")) or []
+        snaps = rec.get("snapshots") or []
         if snaps:
             body.append("<table class=\"snapshots\"><tr><th>step</th><th>decoded</th><th>token accuracy</th></tr>" +
                         "".join(f"<tr><td>{s['step']}</td><td><code>{_e(s['text'])}</code></td>"

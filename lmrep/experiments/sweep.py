@@ -18,7 +18,7 @@ from ..models.layers import HEADS
 from ..models import load as models
 from ..records.folder import RunDir, config_hash
 from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
-from .engine import ItemsFailed
+from ..engine import ItemsFailed
 from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file
 from .pool import ModelPool
 

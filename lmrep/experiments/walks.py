@@ -16,8 +16,7 @@ from ..objective.targets import make_target
 from ..walks import WalkConfig, walk_items
 from . import walks_report
 from .config import ReproduceConfig
-from .engine import Plan, Task
-from .items import item_id
+from ..engine import Plan, Task, item_id
 from .pool import ModelPool
 
 NAME = "walks"

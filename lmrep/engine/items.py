@@ -1,27 +1,54 @@
 """Per-item results keyed by a stable id, so an interrupted run picks up where it stopped.
 
-Every experiment writes one JSON line per finished item to ``items.jsonl`` with an ``id`` built from what the item
-is (condition, seed, prompt), never from when it ran, and an ``order``: its place in the experiment's plan. Items
+Every command and experiment writes one JSON line per finished item to ``items.jsonl`` with an ``id`` built from
+what the item is (condition, seed, prompt), never from when it ran, and an ``order``: its place in the plan. Items
 arrive in whatever order the workers finish them; reports read them back in plan order, so a report does not
 depend on the executor. On a restart the finished ids are skipped, so nothing is redone and nothing written is
-lost. A line cut short by an interruption is dropped (its item runs again).
+lost. A line cut short by an interruption is dropped (its item runs again). Tensors an item carries (images,
+embeddings) go into ``tensors.safetensors`` before its line, so an item with a line has its tensors.
 """
 from __future__ import annotations
 
+import logging
 import sys
 
+import torch
 from tqdm.auto import tqdm
 
+from ..errors import LmrepError
 from ..records.folder import Records, RunDir
 
-ITEMS = "items.jsonl"
+ITEMS, TENSORS = "items.jsonl", "tensors.safetensors"
+TENSOR_FIELD = "tensors"  # a record's tensors by name (popped before its line is written; stored under "<id>/<name>")
+# the per-command files of runs written before items.jsonl: such a folder is refused, never misread
+OLD_FILES = ("metrics.jsonl", "snapshots.jsonl", "panels.jsonl", "layers.jsonl")
+
+log = logging.getLogger(__name__)
 
 
 class ItemLog(Records):
     """The items a run has finished, read from items.jsonl, and the way to add more (the driver alone adds)."""
 
     def __init__(self, run_dir: RunDir):
+        old = [name for name in OLD_FILES if (run_dir / name).exists()]
+        if old and not (run_dir / ITEMS).exists():
+            raise LmrepError(old_format(run_dir, old[0]))
         super().__init__(run_dir, ITEMS, key="id")
+
+    def attach(self, item_id: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Add an item's tensors to the run's tensors.safetensors, as ``<id>/<name>`` (before its line is added)."""
+        if tensors:
+            self.run_dir.add_tensors(TENSORS, {f"{item_id}/{name}": t for name, t in tensors.items()})
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor the run's items carried, as ``<id>/<name>``."""
+        return self.run_dir.load_tensors(TENSORS)
+
+    def resumed(self, total: int, what: str = "item") -> None:
+        """Say (on the log) that a run picks up where an earlier one stopped."""
+        if self.done:
+            log.info("resuming '%s': %d of %d %s(s) already finished, kept", self.run_dir.path, len(self.done),
+                     total, what)
 
     def add(self, item_id: str, record: dict) -> dict:
         """Append a finished item as one whole line (flushed at once) and remember it."""
@@ -31,6 +58,14 @@ class ItemLog(Records):
         """Every finished item, in plan order (file order for items written before plans had one)."""
         recs = list(self.done.values())
         return sorted(recs, key=lambda r: r.get("order", -1)) if all("order" in r for r in recs) else recs
+
+
+def old_format(run_dir: RunDir, found: str) -> str:
+    """The one line for a run folder written before items.jsonl (what to do with it)."""
+    invert = (run_dir / "snapshots.jsonl").exists()  # an invert run's (a walk's has embeddings instead)
+    convert = f"convert it with lmrep report --convert '{run_dir.path}', or " if invert else ""
+    return (f"'{run_dir.path}' was written by an earlier lmrep ({found}, no {ITEMS}): {convert}rerun the command "
+            "with --new to redo it in a fresh folder")
 
 
 def item_id(*parts) -> str:

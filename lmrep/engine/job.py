@@ -1,15 +1,17 @@
-"""The sweep engine: experiments plan independent tasks, an executor runs them, the driver alone writes items.
+"""The one engine: every command plans independent tasks, an executor runs them, the driver alone writes items.
 
-A ``Task`` is the natural unit of work of an experiment (a condition + seed + a batch of prompts that gradient
-descent optimises together, one prompt of a search, ...): a module-level ``solve(pool, units, *args)`` that yields
-one record per unit, and the item ids those records are stored under. Tasks are plain data, so they travel to a
-worker process or a Ray node. A plan is a sequence of *stages* (lists of tasks); the tasks of a stage are
-independent, and a later stage is planned only when the earlier ones are finished, so it may use their items (the
-walks tune a learning rate first, then use it).
+A ``Task`` is the natural unit of work of a command or an experiment (a batch of prompts that gradient descent
+optimises together, one seed's panels of a feature grid, one prompt of a search, ...): a module-level
+``solve(pool, units, *args)`` that yields one record per unit, and the item ids those records are stored under. An
+experiment's tasks are plain data, so they travel to a worker process or a Ray node; a single command's tasks may
+carry the model it loaded (they run here, on ``Inline``). A plan is a sequence of *stages* (lists of tasks); the
+tasks of a stage are independent, and a later stage is planned only when the earlier ones are finished, so it may
+use their items (the walks tune a learning rate first, then use it).
 
-Executors (``Inline`` here, ``local.LocalExecutor``, ``cluster.RayExecutor``) run tasks and report ``Event``s;
-``execute`` appends each finished item to its run's items.jsonl as one whole line. A killed worker or driver loses
-at most the items in flight, and an item that arrives twice (a retried task) is written once.
+Executors (``Inline`` here; the experiments' worker processes and Ray) run tasks and report ``Event``s; ``execute``
+appends each finished item to its run's items.jsonl as one whole line, after the tensors the record carries (its
+``tensors`` field) are in the run's tensors.safetensors. A killed worker or driver loses at most the items in flight, and
+an item that arrives twice (a retried task) is written once.
 """
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Container, Iterable, Iterator
 
-from .items import ItemLog, Progress
-from .pool import ModelPool
+from .items import TENSOR_FIELD, ItemLog, Progress
 
 RETRIES = 2  # a task that fails (an exception, or its worker dies) is run again this many times before it counts
 
@@ -47,7 +48,7 @@ class Task:
         """
         return self if any(k not in done for k in self.keys) else None
 
-    def run(self, pool: ModelPool) -> Iterator[tuple[str, dict]]:
+    def run(self, pool) -> Iterator[tuple[str, dict]]:
         """(item id, record) for each unit, as the solver yields them."""
         n = 0
         for rec in self.solve(pool, list(self.units), *self.args):
@@ -69,6 +70,7 @@ class Job:
     name: str
     log: ItemLog
     stages: Plan
+    on_item: Callable[[dict], None] | None = None  # sees each item's record as it is written
     inflight: int = 0
     planned: int = 0  # items planned so far (their place in the plan is their ``order``)
     order: dict = field(default_factory=dict)  # item id -> place in the plan
@@ -110,10 +112,11 @@ def error_text(exc: BaseException) -> str:
 
 
 class Inline:
-    """Runs tasks one after another in this process, on a given model pool (tests and the Python API)."""
+    """Runs tasks one after another in this process, on a given model pool (a single command, tests and the Python
+    API). ``reraise``: a task's exception is raised as it is (a single command stops on it) instead of reported."""
 
-    def __init__(self, pool: ModelPool, retries: int = RETRIES):
-        self.pool, self.retries = pool, retries
+    def __init__(self, pool=None, retries: int = RETRIES, reraise: bool = False):
+        self.pool, self.retries, self.reraise = pool, retries, reraise
         self.queue: deque = deque()
 
     def submit(self, tid: int, task: Task) -> None:
@@ -125,6 +128,8 @@ class Inline:
             for key, rec in task.run(self.pool):
                 yield Event(tid, "item", key, rec)
         except Exception as e:  # noqa: BLE001 - a failed task is reported, the sweep goes on
+            if self.reraise:
+                raise
             if attempt < self.retries:
                 self.queue.appendleft((tid, task, attempt + 1))
                 yield Event(tid, "retry", error=error_text(e))
@@ -186,11 +191,21 @@ def execute(jobs: list[Job], executor, progress: bool = True, desc: str = "items
 def _handle(ev: Event, job: Job, task: Task, bar: Progress) -> None:
     if ev.kind == "item":
         if ev.key not in job.log.done:  # a retried task may send an item again: it is written once
-            job.log.add(ev.key, dict(ev.record, order=job.order[ev.key]))
+            record = dict(ev.record, order=job.order[ev.key])
+            job.log.attach(ev.key, record.pop(TENSOR_FIELD, None) or {})  # first: the line marks it finished
+            job.log.add(ev.key, record)
             bar.step(ev.key)
+            if job.on_item:
+                job.on_item(job.log.done[ev.key])
     elif ev.kind == "retry":
         bar.retry(task.keys[0])
     elif ev.kind == "failed":
         missing = [k for k in task.keys if k not in job.log.done]
         job.failed.append((missing, ev.error or ""))
         bar.fail(len(missing), task.keys[0])
+
+
+def run_here(job: Job, progress: bool = True, desc: str = "items") -> None:
+    """A single command's job, run in this process (the inline executor): a task's error is raised as it is, so
+    the command stops on it with what finished already written (rerunning it resumes)."""
+    execute([job], Inline(reraise=True), progress, desc)
