@@ -61,13 +61,14 @@ def _copy(src, dst):
 
 BROKEN = {
     "no folder": lambda d: d / "missing",
-    "no config.json": lambda d: (d / "metrics.jsonl").unlink() or (d / "config.json").unlink() or d,
+    "no config.json": lambda d: (d / "items.jsonl").unlink() or (d / "config.json").unlink() or d,
     "config.json cut short": lambda d: (d / "config.json").write_text('{"command": "inv') or d,
     "a foreign kind": lambda d: (d / "config.json").write_text('{"command": "something-else"}') or d,
     "no command": lambda d: (d / "config.json").write_text('{"model": "x"}') or d,
-    "no results yet": lambda d: (d / "metrics.jsonl").unlink() or d,
-    "results of another shape": lambda d: (d / "metrics.jsonl").write_text('{"index": 0, "x": 1}\n') or d,
-    "binary results": lambda d: (d / "metrics.jsonl").write_bytes(b"\x00\x01\x02\n") or d,
+    "no results yet": lambda d: (d / "items.jsonl").unlink() or d,
+    "results of another shape": lambda d: (d / "items.jsonl").write_text('{"id": "0 | x", "x": 1}\n') or d,
+    "binary results": lambda d: (d / "items.jsonl").write_bytes(b"\x00\x01\x02\n") or d,
+    "a file, not a folder": lambda d: d / "config.json",
 }
 
 
@@ -84,6 +85,46 @@ def test_every_folder_is_checked_before_any_is_rebuilt(invert_run, tmp_path, cap
     before = (invert_run / "summary.json").stat().st_mtime_ns
     assert main(["report", str(invert_run), str(tmp_path / "missing")]) == 2
     assert (invert_run / "summary.json").stat().st_mtime_ns == before
+
+
+def _old_invert_folder(run, dst):
+    """An invert run as an earlier lmrep wrote it: metrics.jsonl (keyed by index, no snapshots), snapshots.jsonl."""
+    folder = _copy(run, dst)
+    items = [json.loads(x) for x in (folder / "items.jsonl").read_text().splitlines()]
+    (folder / "items.jsonl").unlink()
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(dict(
+        index=r["order"], **{k: v for k, v in r.items() if k not in ("id", "order", "snapshots")})) + "\n"
+        for r in items))
+    (folder / "snapshots.jsonl").write_text("".join(json.dumps(dict(index=r["order"], prompt=r["prompt"],
+                                                                    snapshots=r["snapshots"])) + "\n" for r in items))
+    return folder, items
+
+
+def test_an_old_invert_folder_is_refused_then_converted(invert_run, tiny_gpt2_dir, tmp_path, capsys):
+    folder, items = _old_invert_folder(invert_run, tmp_path / "old")
+    capsys.readouterr()
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "metrics.jsonl" in err and "--convert" in err, err
+    argv = ["invert", "The sky is blue.", "Hello", "--model", str(tiny_gpt2_dir), "--steps", "3", "--out", str(folder)]
+    assert main(argv) == 2  # the same command does not resume into it (nor misread it)
+    assert "--convert" in capsys.readouterr().err and not (folder / "items.jsonl").exists()
+    (folder / "summary.json").unlink()
+    assert main(["report", "--convert", str(folder)]) == 0
+    assert [json.loads(x) for x in (folder / "items.jsonl").read_text().splitlines()] == items
+    assert (folder / "summary.json").read_text() == (invert_run / "summary.json").read_text()
+    assert main(argv + ["--json"]) == 0  # now it resumes: every prompt is finished
+    assert "2 of 2 prompt(s) already finished" in capsys.readouterr().err
+
+
+def test_a_states_file_is_not_a_run_folder(tiny_gpt2_dir, tmp_path, capsys):
+    states = tmp_path / "s.safetensors"
+    assert main(["capture", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "1", "--out",
+                 str(states)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(states)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"lmrep invert --states '{states}'" in err, err
 
 
 # ---- verdicts ---------------------------------------------------------------------------------------------------

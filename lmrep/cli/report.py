@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..experiments import combine, rebuild_any, reporter
 from ..experiments.site import write_site
+from ..inversion.report import convert
 from ..records.folder import RunDir
 from .args import OUT_FILE, SITE_DIR
 
@@ -12,6 +13,9 @@ def register(sub) -> None:
                                       "needed)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run folders written by lmrep invert, walk, features, reconstruct-image, reproduce or sweep")
+    p.add_argument("--convert", action="store_true",
+                   help="first rewrite invert folders of an earlier lmrep (metrics.jsonl, snapshots.jsonl) as "
+                        "items.jsonl, keeping the old files (default: off)")
     p.add_argument("--combined", metavar="FILE", type=OUT_FILE,
                    help="also write one markdown file with every run's report in it (default: none)")
     p.add_argument("--html", metavar="DIR", type=SITE_DIR,
@@ -23,6 +27,9 @@ def register(sub) -> None:
 def run(args) -> int:
     """Rebuild each run folder (every one checked first) and, if asked, a combined report."""
     dirs = [RunDir(d) for d in args.run_dirs]
+    if args.convert:
+        for d in dirs:
+            print(f"converted {d.path}: {convert(d)} item(s) in items.jsonl")
     for d in dirs:
         reporter(d)  # every folder checked before any is rebuilt
     for d in dirs:

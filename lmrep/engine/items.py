@@ -30,9 +30,7 @@ class ItemLog(Records):
     """The items a run has finished, read from items.jsonl, and the way to add more (the driver alone adds)."""
 
     def __init__(self, run_dir: RunDir):
-        old = [name for name in OLD_FILES if (run_dir / name).exists()]
-        if old and not (run_dir / ITEMS).exists():
-            raise LmrepError(old_format(run_dir, old[0]))
+        check_format(run_dir)
         super().__init__(run_dir, ITEMS, key="id")
 
     def attach(self, item_id: str, tensors: dict[str, torch.Tensor]) -> None:
@@ -60,12 +58,14 @@ class ItemLog(Records):
         return sorted(recs, key=lambda r: r.get("order", -1)) if all("order" in r for r in recs) else recs
 
 
-def old_format(run_dir: RunDir, found: str) -> str:
-    """The one line for a run folder written before items.jsonl (what to do with it)."""
-    invert = (run_dir / "snapshots.jsonl").exists()  # an invert run's (a walk's has embeddings instead)
-    convert = f"convert it with lmrep report --convert '{run_dir.path}', or " if invert else ""
-    return (f"'{run_dir.path}' was written by an earlier lmrep ({found}, no {ITEMS}): {convert}rerun the command "
-            "with --new to redo it in a fresh folder")
+def check_format(run_dir: RunDir) -> None:
+    """Refuse, with one line that says what to do, a run folder written before items.jsonl (never misread it)."""
+    old = [name for name in OLD_FILES if (run_dir / name).exists()]
+    if old and not (run_dir / ITEMS).exists():
+        invert = (run_dir / "snapshots.jsonl").exists()  # an invert run's (a walk's has embeddings instead)
+        convert = f"convert it with lmrep report --convert '{run_dir.path}', or " if invert else ""
+        raise LmrepError(f"'{run_dir.path}' was written by an earlier lmrep ({old[0]}, no {ITEMS}): {convert}rerun "
+                         "the command with --new to redo it in a fresh folder")
 
 
 def item_id(*parts) -> str:

@@ -29,6 +29,7 @@ from ..records.folder import RunDir, write_atomic
 from . import grid
 from .config import ReproduceConfig
 from ..engine import RETRIES, Inline, ItemLog, ItemsFailed, Job, execute
+from ..engine.items import check_format
 from .pool import ModelPool
 from .reporting import header, load_run, table
 
@@ -293,12 +294,18 @@ def reporters() -> dict[str, Callable[[RunDir], object]]:
 def reporter(run_dir: RunDir) -> Callable[[RunDir], object]:
     """The function that rebuilds this run folder, once it is checked to be a run of a kind lmrep knows (one line
     if it is not: no folder, no or a damaged config.json, an unknown kind)."""
+    if run_dir.path.is_file():
+        capture = run_dir.path.suffix == ".safetensors"  # lmrep capture writes one states file, not a run folder
+        raise LmrepError(f"'{run_dir.path}' is a file, not a run folder: " + (
+            f"invert the states in it with lmrep invert --states '{run_dir.path}'" if capture else
+            "give a folder an lmrep command wrote"))
     if not run_dir.path.is_dir():
         raise LmrepError(f"run folder '{run_dir.path}' not found: give a folder an lmrep command wrote")
     if not (run_dir / "config.json").exists():
         raise LmrepError(f"'{run_dir.path}' is not a run folder (no config.json): give a folder an lmrep command "
                          "wrote")
     command = run_dir.config()["command"]
+    check_format(run_dir)
     if command.startswith(("reproduce-", "sweep")):
         return rebuild
     known = reporters()
