@@ -224,7 +224,7 @@ def test_exact_from_the_command_line(tiny_gpt2_dir, tmp_path, capsys):
                  "--ranking", "secant", "--max-candidates", "512", "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "verified   yes" in out and "exact yes" in out
-    rec = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    rec = json.loads((tmp_path / "run" / "items.jsonl").read_text().splitlines()[0])
     assert rec["verified"] and rec["certificate"][0]["verified"]
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "secant" in json.dumps(cfg) and "512" in json.dumps(cfg)

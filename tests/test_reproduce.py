@@ -19,7 +19,7 @@ import torch
 from lmrep.cli import main
 from lmrep.experiments import ReproduceConfig, combine, experiments, reproduce
 from lmrep.experiments.config import PAGE_PROMPT, SETTINGS
-from lmrep.experiments.items import ITEMS, ItemLog
+from lmrep.engine import ITEMS, ItemLog
 from lmrep.experiments.pool import ModelPool
 from lmrep.inversion import METHODS
 from lmrep.records.stats import mean_sem
@@ -249,11 +249,11 @@ def test_html_report_renders_in_a_browser(quick_run, tiny_gpt2_dir, tmp_path, ca
         assert page.count(f'class="verdict {cls}"') == sum(v.startswith(says) for v in verdicts)
     assert page.count("data:image/png;base64,") >= 1  # the figure is inside the page
     gd = _chromium("--dump-dom", (site / "gd-run.html").as_uri()).stdout
-    recs = [json.loads(line) for line in (tmp_path / "gd-run" / "metrics.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (tmp_path / "gd-run" / "items.jsonl").read_text().splitlines()]
     assert gd.count('class="tok ') == sum(len(r["recovered_ids"]) for r in recs) + 5  # + the legend's five
     assert gd.count('<table class="snapshots">') == 2 and gd.count('<ol class="topk">') == 2
     exact = _chromium("--dump-dom", (site / "exact-run.html").as_uri()).stdout
-    (rec,) = [json.loads(line) for line in (tmp_path / "exact-run" / "metrics.jsonl").read_text().splitlines()]
+    (rec,) = [json.loads(line) for line in (tmp_path / "exact-run" / "items.jsonl").read_text().splitlines()]
     certified = sum(c["verified"] for c in rec["certificate"])
     assert exact.count('class="tok sure"') + exact.count('class="tok close"') == certified + 2  # + the legend's
     shot = tmp_path / "shot.png"

@@ -39,15 +39,13 @@ def test_a_damaged_line_elsewhere_is_an_error_not_a_silent_loss(tmp_path):
         read_jsonl(path)
 
 
-def test_records_keep_the_first_of_each_key_and_can_drop_orphans(tmp_path):
+def test_records_keep_the_first_of_each_key(tmp_path):
     run = RunDir(tmp_path)
     run.append_jsonl("m.jsonl", dict(index=0, v="a"))
     run.append_jsonl("m.jsonl", dict(index=1, v="b"))
     run.append_jsonl("m.jsonl", dict(index=0, v="again"))
     recs = Records(run, "m.jsonl", key="index")
     assert {k: r["v"] for k, r in recs.done.items()} == {0: "a", 1: "b"}
-    recs.keep([1])
-    assert read_jsonl(tmp_path / "m.jsonl") == [dict(index=1, v="b")]
 
 
 # ---- one configuration per folder -------------------------------------------------------------------------------

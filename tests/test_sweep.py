@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from lmrep.cli import main
+from lmrep.engine import ITEMS, Inline, execute
 from lmrep.experiments import experiments
-from lmrep.experiments.engine import Inline, execute
-from lmrep.experiments.items import ITEMS
 from lmrep.experiments.local import LocalExecutor
 from lmrep.experiments.pool import ModelPool
 from lmrep.experiments.sweep import load_spec, sweep_jobs

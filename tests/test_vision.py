@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lmrep.errors import LmrepError
 from lmrep.vision import metrics
@@ -266,8 +267,12 @@ def test_features_command_writes_grid_and_change(tiny_gpt2_dir, tiny_vit_dir, tm
     assert summary["n_seeds"] == 2 and summary["n_panels"] == 3 and summary["n_patches"] == 64
     assert len(summary["change_per_patch"]) == 64
     assert {"before", "at", "after"} <= set(summary)
-    for f in ("grid.png", "change.png", "profile.png", "panels.jsonl", "images.safetensors"):
-        assert (out / f).is_file(), f
+    assert sorted(p.name for p in out.iterdir()) == ["change.png", "config.json", "grid.png", "items.jsonl",
+                                                     "profile.png", "summary.json", "tensors.safetensors"]
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    tensors = load_file(str(out / "tensors.safetensors"))
+    assert [(r["seed"], r["panel"]) for r in items] == [(s, k) for s in (0, 1) for k in (1, 2, 3)]
+    assert all(tensors[f"{r['id']}/image"].shape == (3, SIZE, SIZE) for r in items)
     from test_report import rebuilds_the_same
     rebuilds_the_same(out, capsys)
 
@@ -279,13 +284,13 @@ def test_features_rerun_keeps_finished_seeds(tiny_gpt2_dir, tiny_vit_dir, tmp_pa
             "--steps", "2", "--seeds", "2", "--indices", "0", "1", "--layer", "2", "--out", str(tmp_path / "f"),
             "--json"]
     assert main(argv) == 0
-    panels = (tmp_path / "f" / "panels.jsonl").read_text()
+    panels = (tmp_path / "f" / "items.jsonl").read_text()
     seeds = []
     real = features.render_seed
     monkeypatch.setattr(features, "render_seed", lambda h, c, s, **kw: seeds.append(s) or real(h, c, s, **kw))
-    (tmp_path / "f" / "panels.jsonl").write_text("".join(x + "\n" for x in panels.splitlines()[:3]))  # seed 1 cut
+    (tmp_path / "f" / "items.jsonl").write_text("".join(x + "\n" for x in panels.splitlines()[:3]))  # seed 1 cut
     assert main(argv) == 0
-    assert seeds == [1] and (tmp_path / "f" / "panels.jsonl").read_text() == panels
+    assert seeds == [1] and (tmp_path / "f" / "items.jsonl").read_text() == panels
 
 
 def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
@@ -299,8 +304,11 @@ def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys
     models = {r["model"] for r in lines}
     assert len(models) == 2 and all({"psnr", "ssim", "l2"} <= set(r) for r in lines)
     assert sorted(r["depth"] for r in lines if "stem" in r["model"]) == [0, 1]  # quick: 0, 1, n/4, n/2 of 3
-    for f in ("reconstructions.png", "psnr.png", "summary.json", "layers.jsonl"):
+    for f in ("reconstructions.png", "psnr.png", "summary.json", "items.jsonl", "tensors.safetensors"):
         assert (out / f).is_file(), f
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    originals = [k for k in load_file(str(out / "tensors.safetensors")) if k.endswith("/original")]
+    assert len(items) == len(lines) and len(originals) == 2  # one original per model and image
     from test_report import rebuilds_the_same
     rebuilds_the_same(out, capsys)
 

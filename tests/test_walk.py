@@ -164,12 +164,12 @@ def test_cli_end_to_end_and_r_recomputed_from_saved_embeddings(tiny_gpt2_dir, tm
     assert rc == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["prompt"] for x in lines] == [PROMPT, "Hello there"]
-    for name in ("config.json", "metrics.jsonl", "summary.json", "embeddings.safetensors", "walk.png"):
+    for name in ("config.json", "items.jsonl", "summary.json", "tensors.safetensors", "walk.png"):
         assert (out / name).exists()
-    saved = load_file(str(out / "embeddings.safetensors"))
+    saved = load_file(str(out / "tensors.safetensors"))
     target = layer_model(load_model(str(tiny_gpt2_dir)), 2)
     for rec in lines:
-        r = ratio_between(target, saved[f"{rec['index']}.start"], saved[f"{rec['index']}.end"])
+        r = ratio_between(target, saved[f"{rec['id']}/start"], saved[f"{rec['id']}/end"])
         assert r == pytest.approx(rec["r"], rel=1e-5)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -28,6 +28,7 @@ from ..errors import LmrepError
 DEFAULT_ROOT = Path("runs")
 CONFIG = "config.json"
 PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
+log = logging.getLogger(__name__)
 
 
 def config_hash(config: dict) -> str:
@@ -180,15 +181,6 @@ class Records:
         self.done[self.key(record)] = record
         return record
 
-    def keep(self, keys) -> None:
-        """Forget (and cut from the file) every item whose key is not in ``keys``: lines that belong to an item
-        whose main record was never written."""
-        keys = set(keys)
-        if all(k in keys for k in self.done):
-            return
-        self.done = {k: r for k, r in self.done.items() if k in keys}
-        write_atomic(self.run_dir / self.name, "".join(dumps(r) + "\n" for r in self.done.values()))
-
 
 # ---- the folder -------------------------------------------------------------------------------------------------
 
@@ -230,7 +222,7 @@ class RunDir:
                 path, n = base.with_name(f"{base.name}-{n}"), n + 1
                 check_out_dir(path)
                 problem = cls._mismatch(path, wanted)
-            print(f"lmrep: '{base}' holds another run; this one goes to '{path}'", file=sys.stderr)
+            log.info("'%s' holds another run; this one goes to '%s'", base, path)
         elif problem:
             raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         run = cls(path)
@@ -317,9 +309,3 @@ def _get(d: dict, dotted: str):
         d = d.get(part) if isinstance(d, dict) else None
     return d
 
-
-def resumed(done: int, total: int, run_dir: RunDir, what: str = "item") -> None:
-    """Say on stderr that a run picks up where an earlier one stopped."""
-    if done:
-        print(f"lmrep: resuming '{run_dir.path}': {done} of {total} {what}(s) already finished, kept",
-              file=sys.stderr)

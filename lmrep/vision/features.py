@@ -4,15 +4,19 @@ the image moved, which is what the page argues about (early patches change more,
 """
 from __future__ import annotations
 
-import sys
+import json
+import logging
 from dataclasses import asdict, dataclass
+from typing import Iterator
 
 import torch
 
+from ..engine import ITEMS, TENSOR_FIELD, ItemLog, Task, item_id
+from ..engine.command import run_command
 from ..records.checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
 from ..errors import LmrepError
 from ..models.layers import HEAD_HELP, HEADS
-from ..records.folder import Records, RunDir, resumed
+from ..records.folder import RunDir
 from ..records.stats import mean_sem
 from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
@@ -22,8 +26,8 @@ from .param import PARAMS
 from .render import OPTIMISATION, RenderConfig, render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 
-
 OBJECTIVE = "objective"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,54 +136,50 @@ def _sem_rows(rows: torch.Tensor) -> list[float] | None:
     return None if rows.shape[0] < 2 else (rows.std(dim=0, unbiased=True) / rows.shape[0] ** 0.5).tolist()
 
 
-PANELS, IMAGES = "panels.jsonl", "images.safetensors"
+def solve_seed(pool, units: list[tuple[int, int]], hybrid: Hybrid, cfg: FeaturesConfig,
+               progress: bool) -> Iterator[dict]:
+    """One task: every panel of one seed, rendered as one batch; each record carries its final image (3, H, W)."""
+    seed = units[0][0]
+    layer = hybrid.at(cfg.layer, cfg.head)
+    log.info("seed %d: rendering %d panels of %s ...", seed, len(cfg.indices), layer.name)
+    recs, imgs = render_seed(hybrid, cfg, seed, progress=progress)
+    for rec, img in zip(recs, imgs):
+        yield dict(rec, **{TENSOR_FIELD: dict(image=img)})
 
 
 def run(run_dir: RunDir, hybrid: Hybrid, cfg: FeaturesConfig, progress: bool = True) -> dict:
-    """Render every seed the run folder has not finished (its images go into images.safetensors first, then its
-    panels' lines, which mark it finished), then the summary and figures; returns the summary."""
-    panels = Records(run_dir, PANELS, key=lambda r: f"{r['seed']}/{r['panel']}")
-    images = run_dir.load_tensors(IMAGES)
-    done = [s for s in cfg.seeds if f"seed{s}" in images
-            and all(f"{s}/{k + 1}" in panels.done for k in range(len(cfg.indices)))]
-    panels.keep(f"{s}/{k + 1}" for s in done for k in range(len(cfg.indices)))
-    resumed(len(done), len(cfg.seeds), run_dir, "seed")
-    layer = hybrid.at(cfg.layer, cfg.head)
-    try:
-        for s in cfg.seeds:
-            if s in done:
-                continue
-            print(f"seed {s}: rendering {len(cfg.indices)} panels of {layer.name} ...", file=sys.stderr)
-            recs, imgs = render_seed(hybrid, cfg, s, progress=progress)
-            run_dir.add_tensors(IMAGES, {f"seed{s}": imgs})
-            for r in recs:
-                panels.add(r)
-            done.append(s)
-    finally:
-        summary = report(run_dir) if done else None
-    return summary
+    """Render every seed the run folder has not finished, each panel one item (its image in the run's
+    tensors.safetensors, its line in items.jsonl), a task per seed; then the summary and figures; returns the
+    summary."""
+    per_seed = {s: [item_id(f"seed={s}", f"panel {k + 1}") for k in range(len(cfg.indices))] for s in cfg.seeds}
+    keys = [k for ks in per_seed.values() for k in ks]
+    tasks = [Task(solve_seed, (hybrid, cfg, progress), tuple(ks), tuple((s, k) for k in range(len(ks))))
+             for s, ks in per_seed.items()]  # a seed with every panel finished is skipped
+    run_command(run_dir, keys, lambda done: tasks, report, "panel", progress)
+    return json.loads((run_dir / "summary.json").read_text())
 
 
 def report(run_dir: RunDir) -> dict:
-    """summary.json and the figures of a features run, from its panels.jsonl, config.json and saved images:
+    """summary.json and the figures of a features run, from its items.jsonl, config.json and saved images:
     grid.png (the first seed's panels), change.png (per-patch change per panel), profile.png (change along the
     token order). Returns the summary."""
     config = run_dir.config()
-    records = run_dir.read_jsonl(PANELS)
+    items = ItemLog(run_dir)
+    records = items.items()
     if not records:
-        raise LmrepError(f"'{run_dir.path}' has no finished seed ({PANELS} is empty or missing): nothing to report; "
+        raise LmrepError(f"'{run_dir.path}' has no finished panel ({ITEMS} is empty or missing): nothing to report; "
                          "rerun the command to resume it")
     objective = config["features"]["objective"]
     summary = dict(layer=config["layer_name"], objective=objective, grid=config["grid"],
                    **summarize(records, objective))
     run_dir.write_json("summary.json", summary)
-    images = run_dir.load_tensors(IMAGES)
+    images = items.tensors()
     first = min(r["seed"] for r in records)
     panels = [r for r in records if r["seed"] == first]
     what = (f"{config['vit']}{'' if config['vit_trained'] else ' (untrained)'} stem + {config['model']}"
             f"{'' if config['trained'] else ' (untrained)'}, {summary['layer']}")
     titles = [f"{r['panel']}: {objective} {r['index']}" for r in panels]
-    feature_grid(images[f"seed{first}"], titles, run_dir / "grid.png", f"{what}, seed {first}")
+    feature_grid(torch.stack([images[f"{r['id']}/image"] for r in panels]), titles, run_dir / "grid.png", f"{what}, seed {first}")
     by_panel = [[sum(v) / len(v) for v in zip(*[r["change"] for r in records if r["panel"] == q["panel"]])]
                 for q in panels]
     change_heatmaps(by_panel, tuple(summary["grid"]), titles, run_dir / "change.png",

@@ -4,26 +4,28 @@ How close it gets, layer by layer, is the page's "representational accuracy".
 """
 from __future__ import annotations
 
-import sys
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..engine import ITEMS, TENSOR_FIELD, ItemLog, Task, item_id
+from ..engine.command import run_command
 from ..records.checks import at_least, finite, non_negative, option, positive
 from ..errors import LmrepError
 from ..objective.schedule import decaying
-from ..records.folder import Records, RunDir, resumed
+from ..records.folder import RunDir
 from ..records.stats import mean_sem
 from .figures import psnr_by_depth, reconstruction_grid
 from .render import OPTIMISATION
 from .images import load_image
 from .metrics import l2, per_patch_mse, psnr, ssim
 
-LAYERS, IMAGES = "layers.jsonl", "images.safetensors"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,45 +81,33 @@ class Subject:
     layers: list  # modules images -> (B, T, D), each with ``name`` and ``spec``
 
 
-def _key(rec: dict) -> str:
-    return f"{rec['model']}/{rec['image']}/{rec['layer']}"
+def solve_layer(pool, units: list[tuple[int, int, str, bool]], subjects: list[Subject], cfg: ReconstructConfig,
+                seed: int, device) -> Iterator[dict]:
+    """One task: one image from one layer of one subject (units: subject index, layer index, image name, whether
+    to carry the original too). The record carries the reconstruction (1, 3, H, W) and, for the first layer of each
+    subject and image, the original."""
+    for si, li, name, with_original in units:
+        sub, m = subjects[si], subjects[si].layers[li]
+        img = load_image(name, sub.side).to(device)
+        log.info("%s: %s, %s ...", sub.label, m.name, name)
+        out = reconstruct(m, img, cfg, seed=seed, progress=True)
+        tensors = dict(image=out["image"].cpu(), **(dict(original=img.cpu()) if with_original else {}))
+        yield dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
+                   output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
+                   loss_start=out["curve"][0], loss_end=out["curve"][-1],
+                   **image_metrics(out["image"].cpu(), img.cpu(), sub.patch), **{TENSOR_FIELD: tensors})
 
 
 def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str], cfg: ReconstructConfig,
                     seed: int, device, on_record: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every image from every layer of every subject that the run folder has not finished: per (subject, layer,
-    image), the reconstruction goes into images.safetensors first and its line into layers.jsonl last (the line
-    marks it finished). Then the summary and figures. Returns every record (those finished earlier first)."""
-    layers = Records(run_dir, LAYERS, key=_key)
-    have = run_dir.load_tensors(IMAGES)
-    layers.keep(k for k in layers.done if k in have)
-    total = sum(len(sub.layers) for sub in subjects) * len(images)
-    resumed(len(layers.done), total, run_dir, "reconstruction")
-    for rec in layers.done.values():
-        if on_record:
-            on_record(rec)
-    try:
-        for sub in subjects:
-            originals = {name: load_image(name, sub.side).to(device) for name in images}
-            run_dir.add_tensors(IMAGES, {f"{sub.label}/{name}/original": img.cpu() for name, img in originals.items()})
-            for m in sub.layers:
-                for name, img in originals.items():
-                    if _key(dict(model=sub.label, image=name, layer=m.name)) in layers.done:
-                        continue
-                    print(f"{sub.label}: {m.name}, {name} ...", file=sys.stderr)
-                    out = reconstruct(m, img, cfg, seed=seed, progress=True)
-                    rec = dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
-                               output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
-                               loss_start=out["curve"][0], loss_end=out["curve"][-1],
-                               **image_metrics(out["image"].cpu(), img.cpu(), sub.patch))
-                    run_dir.add_tensors(IMAGES, {_key(rec): out["image"].cpu()})
-                    layers.add(rec)
-                    if on_record:
-                        on_record(rec)
-    finally:
-        if layers.done:
-            report(run_dir)
-    return list(layers.done.values())
+    """Every image from every layer of every subject that the run folder has not finished, each (subject, layer,
+    image) one item (its images in tensors.safetensors, its line in items.jsonl). Then the summary and figures.
+    Returns every record (those finished earlier first)."""
+    units = [(si, li, name, li == 0) for si, sub in enumerate(subjects) for li in range(len(sub.layers))
+             for name in images]
+    keys = [item_id(subjects[si].label, name, subjects[si].layers[li].name) for si, li, name, _ in units]
+    tasks = [Task(solve_layer, (subjects, cfg, seed, device), (k,), (u,)) for k, u in zip(keys, units)]
+    return run_command(run_dir, keys, lambda done: tasks, report, "reconstruction", on_item=on_record)
 
 
 def summarize(records: list[dict]) -> dict:
@@ -137,22 +127,24 @@ def summarize(records: list[dict]) -> dict:
 
 def report(run_dir: RunDir) -> dict:
     """summary.json, reconstructions.png (originals and reconstructions by layer) and psnr.png, from the run's
-    layers.jsonl and saved images; returns the summary."""
-    records = run_dir.read_jsonl(LAYERS)
+    items.jsonl and saved images; returns the summary."""
+    items = ItemLog(run_dir)
+    records = items.items()
     if not records:
-        raise LmrepError(f"'{run_dir.path}' has no finished reconstruction ({LAYERS} is empty or missing): nothing "
+        raise LmrepError(f"'{run_dir.path}' has no finished reconstruction ({ITEMS} is empty or missing): nothing "
                          "to report; rerun the command to resume it")
     summary = summarize(records)
     run_dir.write_json("summary.json", summary)
-    tensors = run_dir.load_tensors(IMAGES)
+    tensors = items.tensors()
     rows = []
     for model in summary:
         for name in dict.fromkeys(r["image"] for r in records):
             recs = sorted((r for r in records if r["model"] == model and r["image"] == name),
                           key=lambda r: (r["depth"], r["layer"]))
-            rows.append((f"{model}\n{name}", tensors[f"{model}/{name}/original"][0],
-                         [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[_key(r)][0])
-                          for r in recs]))
+            original = next(tensors[f"{r['id']}/original"] for r in records
+                            if r["model"] == model and r["image"] == name and f"{r['id']}/original" in tensors)
+            rows.append((f"{model}\n{name}", original[0],
+                         [(f"{r['depth']}: {r['psnr']:.1f} dB", tensors[f"{r['id']}/image"][0]) for r in recs]))
     models = " vs ".join(summary)
     reconstruction_grid(rows, run_dir / "reconstructions.png",
                         f"{models}: reconstruction from each layer's output (depth: PSNR)")
