@@ -35,8 +35,8 @@ def run(args) -> int:
     target = layer_model(lm, args.layer, args.head)
     ids = [lm.encode(p) for p in prompts]  # every prompt is checked before any work starts
     dtype = states.STORE_DTYPES[args.dtype]
-    tensors = states.capture(target, ids, dtype, args.noise, args.seed)
-    states.save(args.out, tensors, states.header(target, dtype, args.noise, None if args.no_ids else ids))
+    tensors = states.capture_file(args.out, target, ids, dtype, args.noise, args.seed, keep_ids=not args.no_ids,
+                                  progress=True)
     width = tensors[0].shape[1]
     print(f"captured {len(tensors)} tensor(s) of width {width} ({', '.join(str(len(t)) for t in tensors)} "
           f"positions) from {lm.name} {target.name} in {args.dtype} -> {args.out}", file=sys.stderr)

@@ -4,8 +4,8 @@
 run folder's items.jsonl (and the tensors its items carry), the resume rule and the progress bar. The worker
 processes and Ray executors of sweeps build on these in ``lmrep.experiments``.
 """
-from .items import ITEMS, TENSOR_FIELD, TENSORS, ItemLog, Progress, item_id
+from .items import ITEMS, TENSOR_FIELD, TENSORS, ItemLog, MemoryLog, Progress, item_id
 from .job import RETRIES, Event, Inline, ItemsFailed, Job, Outcome, Plan, Task, error_text, execute, run_here
 
-__all__ = ["ITEMS", "TENSOR_FIELD", "TENSORS", "ItemLog", "Progress", "item_id", "RETRIES", "Event", "Inline", "ItemsFailed", "Job",
-           "Outcome", "Plan", "Task", "error_text", "execute", "run_here"]
+__all__ = ["ITEMS", "TENSOR_FIELD", "TENSORS", "ItemLog", "MemoryLog", "Progress", "item_id", "RETRIES", "Event",
+           "Inline", "ItemsFailed", "Job", "Outcome", "Plan", "Task", "error_text", "execute", "run_here"]

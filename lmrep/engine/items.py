@@ -58,6 +58,22 @@ class ItemLog(Records):
         return sorted(recs, key=lambda r: r.get("order", -1)) if all("order" in r for r in recs) else recs
 
 
+class MemoryLog:
+    """The items of a command whose product is one file written whole at the end (capture's states file), held in
+    memory: the engine adds to it as to an ItemLog, nothing is written per item and nothing resumes."""
+
+    def __init__(self):
+        self.done: dict[str, dict] = {}
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def add(self, item_id: str, record: dict) -> dict:
+        self.done[item_id] = dict(id=item_id, **record)
+        return self.done[item_id]
+
+    def attach(self, item_id: str, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors.update({f"{item_id}/{name}": t for name, t in tensors.items()})
+
+
 def check_format(run_dir: RunDir) -> None:
     """Refuse, with one line that says what to do, a run folder written before items.jsonl (never misread it)."""
     old = [name for name in OLD_FILES if (run_dir / name).exists()]

@@ -10,8 +10,8 @@ use their items (the walks tune a learning rate first, then use it).
 
 Executors (``Inline`` here; the experiments' worker processes and Ray) run tasks and report ``Event``s; ``execute``
 appends each finished item to its run's items.jsonl as one whole line, after the tensors the record carries (its
-``tensors`` field) are in the run's tensors.safetensors. A killed worker or driver loses at most the items in flight, and
-an item that arrives twice (a retried task) is written once.
+``tensors`` field) are in the run's tensors.safetensors. A killed worker or driver loses at most the items in
+flight, and an item that arrives twice (a retried task) is written once.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Container, Iterable, Iterator
 
-from .items import TENSOR_FIELD, ItemLog, Progress
+from .items import TENSOR_FIELD, ItemLog, MemoryLog, Progress
 
 RETRIES = 2  # a task that fails (an exception, or its worker dies) is run again this many times before it counts
 
@@ -68,7 +68,7 @@ class Job:
     """One run folder's plan being executed."""
 
     name: str
-    log: ItemLog
+    log: ItemLog | MemoryLog  # where finished items go: the run folder's items.jsonl, or memory (capture)
     stages: Plan
     on_item: Callable[[dict], None] | None = None  # sees each item's record as it is written
     inflight: int = 0

@@ -18,9 +18,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
+from ..engine import TENSOR_FIELD, Job, MemoryLog, Task, run_here
 from ..objective.batching import prompt_generator
 from ..errors import LmrepError
 from ..models.layers import LayerModel
@@ -66,6 +68,27 @@ def capture(target: LayerModel, ids: list[list[int]], dtype: torch.dtype = torch
             h = h + noise * rms * torch.randn(h.shape, generator=g, device=h.device, dtype=h.dtype)
         out.append(h.to(dtype).cpu().contiguous())
     return out
+
+
+def solve_capture(pool, ids: list[list[int]], target: LayerModel, dtype: torch.dtype, noise: float,
+                  seed: int) -> Iterator[dict]:
+    """One task: the prompts' layer outputs (``capture``), each record carrying its state (T, D)."""
+    for x, h in zip(ids, capture(target, ids, dtype, noise, seed)):
+        yield {"n_tokens": len(x), TENSOR_FIELD: dict(state=h)}
+
+
+def capture_file(path: str | Path, target: LayerModel, ids: list[list[int]], dtype: torch.dtype = torch.float32,
+                 noise: float = 0.0, seed: int = 0, keep_ids: bool = True,
+                 progress: bool = False) -> list[torch.Tensor]:
+    """Capture every prompt as an item of the engine (a task per prompt, run here) and write the states file whole
+    at the end: the file is what an observer holds, one tensor per prompt, so it is never left half written and
+    there is nothing to resume (a capture is one forward pass per prompt). Returns the tensors."""
+    log, keys = MemoryLog(), [str(i) for i in range(len(ids))]
+    tasks = [Task(solve_capture, (target, dtype, noise, seed), (k,), (x,)) for k, x in zip(keys, ids)]
+    run_here(Job("capture", log, iter([tasks])), progress, "prompts")
+    tensors = [log.tensors[f"{k}/state"] for k in keys]
+    save(path, tensors, header(target, dtype, noise, ids if keep_ids else None))
+    return tensors
 
 
 def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[int]] | None) -> dict:

@@ -179,7 +179,8 @@ def report(run_dir: RunDir) -> dict:
     what = (f"{config['vit']}{'' if config['vit_trained'] else ' (untrained)'} stem + {config['model']}"
             f"{'' if config['trained'] else ' (untrained)'}, {summary['layer']}")
     titles = [f"{r['panel']}: {objective} {r['index']}" for r in panels]
-    feature_grid(torch.stack([images[f"{r['id']}/image"] for r in panels]), titles, run_dir / "grid.png", f"{what}, seed {first}")
+    grid = torch.stack([images[f"{r['id']}/image"] for r in panels])  # (P, 3, H, W)
+    feature_grid(grid, titles, run_dir / "grid.png", f"{what}, seed {first}")
     by_panel = [[sum(v) / len(v) for v in zip(*[r["change"] for r in records if r["panel"] == q["panel"]])]
                 for q in panels]
     change_heatmaps(by_panel, tuple(summary["grid"]), titles, run_dir / "change.png",
