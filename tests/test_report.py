@@ -52,6 +52,14 @@ def test_combined_report_of_runs_of_different_kinds(invert_run, tmp_path, capsys
     assert "invert run" in text and "loss.png" in text and '"prompts": 2' in text
 
 
+def test_the_site_shows_an_invert_run_per_prompt(invert_run, tmp_path):
+    assert main(["report", str(invert_run), "--html", str(tmp_path / "site")]) == 0
+    page = (tmp_path / "site" / f"{invert_run.name}.html").read_text()
+    items = [json.loads(x) for x in (invert_run / "items.jsonl").read_text().splitlines()]
+    assert page.count('<table class="snapshots">') == len(items) == 2  # the snapshots come from each item's line
+    assert page.count('class="tok ') == sum(len(r["recovered_ids"]) for r in items) + 5  # + the legend's five
+
+
 def _copy(src, dst):
     dst.mkdir()
     for p in src.iterdir():

@@ -23,13 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from ..engine import RETRIES, Inline, ItemLog, ItemsFailed, Job, check_format, execute
 from ..errors import LmrepError
 from ..models.load import check_model, resolve_device
 from ..records.folder import RunDir, write_atomic
 from . import grid
 from .config import ReproduceConfig
-from ..engine import RETRIES, Inline, ItemLog, ItemsFailed, Job, execute
-from ..engine.items import check_format
 from .pool import ModelPool
 from .reporting import header, load_run, table
 
