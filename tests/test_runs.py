@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lmrep.cli import main
+from lmrep.engine import ItemLog
 from lmrep.errors import LmrepError
 from lmrep.experiments import ReproduceConfig
 from lmrep.records.plots import loss_curves
@@ -46,6 +47,21 @@ def test_records_keep_the_first_of_each_key(tmp_path):
     run.append_jsonl("m.jsonl", dict(index=0, v="again"))
     recs = Records(run, "m.jsonl", key="index")
     assert {k: r["v"] for k, r in recs.done.items()} == {0: "a", 1: "b"}
+
+
+@pytest.mark.parametrize("files, convertible", [(("metrics.jsonl", "snapshots.jsonl"), True),
+                                                (("metrics.jsonl", "embeddings.safetensors"), False),
+                                                (("panels.jsonl", "images.safetensors"), False),
+                                                (("layers.jsonl", "images.safetensors"), False)])
+def test_folders_of_earlier_versions_are_refused_not_misread(tmp_path, files, convertible):
+    run = RunDir.create("invert", {}, tmp_path / "old")
+    for name in files:
+        (run / name).write_text('{"index": 0}\n')
+    with pytest.raises(LmrepError) as e:
+        ItemLog(run)
+    assert files[0] in str(e.value) and "--new" in str(e.value) and ("--convert" in str(e.value)) == convertible
+    run.append_jsonl("items.jsonl", {"id": "a"})  # a folder of this version with a stray old file reads as usual
+    assert list(ItemLog(run).done) == ["a"]
 
 
 # ---- one configuration per folder -------------------------------------------------------------------------------
