@@ -158,7 +158,8 @@ def execute(jobs: list[Job], executor, progress: bool = True, desc: str = "items
             for k in keys:
                 job.order.setdefault(k, len(job.order))
             todo = [p for p in (t.pending(job.log.done) for t in stage) if p]
-            bar.grow(len(keys), sum(k in job.log.done for k in keys))
+            if keys:  # an empty stage (everything finished) shows no bar
+                bar.grow(len(keys), sum(k in job.log.done for k in keys))
             for t in todo:
                 tid = next(counter)
                 tasks[tid] = (job, t)
