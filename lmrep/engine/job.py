@@ -73,7 +73,7 @@ class Job:
     on_item: Callable[[dict], None] | None = None  # sees each item's record as it is written
     inflight: int = 0
     planned: int = 0  # items planned so far (their place in the plan is their ``order``)
-    order: dict = field(default_factory=dict)  # item id -> place in the plan
+    order: dict = field(default_factory=dict)  # item id -> place in the plan (a command may give them all)
     failed: list = field(default_factory=list)  # (item ids, error) of tasks that failed for good
 
 
