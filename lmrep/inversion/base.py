@@ -19,7 +19,7 @@ import torch
 
 from ..objective.batching import pad
 from ..errors import LmrepError
-from ..models.layers import LayerModel
+from ..models.layers import LayerModel, cache_width
 from ..records.stats import mean_sem
 from ..objective.targets import depth_of
 from .config import InvertConfig
@@ -81,6 +81,8 @@ def output_width(target: Target) -> int | None:
     that are not layers of a model (their width depends on the net)."""
     if not isinstance(target, LayerModel):
         return None
+    if target.spec.cached:
+        return cache_width(target.lm, target.spec)
     if target.spec.has_lm_head:
         return target.lm.lm_head.weight.shape[0]
     return getattr(target.lm.config, "hidden_size", None) or target.lm.d_model
