@@ -30,7 +30,7 @@ def run_states(run_dir: RunDir, target: Target, states: States, cfg: InvertConfi
     """The same for observed states: one record per tensor, in key order, with ``source: "states"`` and its
     ``key``, scored against the file's token ids when it has them."""
     def pending(todo: list[int]) -> Iterator[dict]:
-        recs = invert_outputs(target, [states.tensors[i] for i in todo], cfg, progress)
+        recs = invert_outputs(target, [states.observed(i) for i in todo], cfg, progress)
         for i, rec in zip(todo, recs):
             rec = dict(source="states", key=states.keys[i], **rec)
             yield rec if states.ids is None else score(target, rec, states.ids[i])
