@@ -7,6 +7,7 @@ from ..records.checks import non_negative
 from ..errors import LmrepError
 from ..models.layers import layer_model
 from ..inversion import states
+from ..inversion.degrade import GROUPS_HELP, QUANTS, Quantisation
 from .args import OUT_FILE, add_layer_args, add_model_args, add_prompt_args, model_from_args, read_prompts, value_type
 
 
@@ -20,6 +21,10 @@ def register(sub) -> None:
                    help="what the states are stored in (the model runs in float32; default: float32)")
     o.add_argument("--noise", type=value_type(float, non_negative), default=0.0,
                    help="add Gaussian noise of SIGMA times each position's RMS (default: 0)", metavar="SIGMA")
+    o.add_argument("--quant", choices=list(QUANTS), help="store the states quantised as a key/value cache would be "
+                   "(symmetric, absmax scales kept beside them; default: none, --dtype as it is)")
+    o.add_argument("--quant-group", default="channel", metavar="G",
+                   help=f"what one scale covers: {GROUPS_HELP} (default: channel)")
     o.add_argument("--no-ids", action="store_true", help="leave the token ids out of the file (then an inversion "
                                                          "of it cannot be scored)")
     o.add_argument("--out", type=OUT_FILE, required=True, metavar="FILE",
@@ -30,14 +35,17 @@ def register(sub) -> None:
 def run(args) -> int:
     if not args.out.endswith(".safetensors"):
         raise LmrepError(f"--out '{args.out}' must name a .safetensors file")
+    quant = Quantisation(args.quant, args.quant_group) if args.quant else None
+    if quant and args.dtype != "float32":
+        raise LmrepError("--quant stores its own format: leave --dtype out")
     prompts = read_prompts(args.text, args.prompts_file)
     lm = model_from_args(args, dtype="float32")
     target = layer_model(lm, args.layer, args.head)
     ids = [lm.encode(p) for p in prompts]  # every prompt is checked before any work starts
     dtype = states.STORE_DTYPES[args.dtype]
     tensors = states.capture_file(args.out, target, ids, dtype, args.noise, args.seed, keep_ids=not args.no_ids,
-                                  progress=True)
-    width = tensors[0].shape[1]
+                                  progress=True, quant=quant)
+    width, stored = tensors[0].shape[1], f"{quant.kind} (scale per {quant.group})" if quant else args.dtype
     print(f"captured {len(tensors)} tensor(s) of width {width} ({', '.join(str(len(t)) for t in tensors)} "
-          f"positions) from {lm.name} {target.name} in {args.dtype} -> {args.out}", file=sys.stderr)
+          f"positions) from {lm.name} {target.name} in {stored} -> {args.out}", file=sys.stderr)
     return 0

@@ -19,11 +19,12 @@ import torch
 
 from ..objective.batching import pad
 from ..errors import LmrepError
-from ..models.layers import LayerModel
+from ..models.layers import LayerModel, cache_width
 from ..records.stats import mean_sem
 from ..objective.targets import depth_of
 from .config import InvertConfig
-from .registry import METHODS
+from .degrade import Degraded, values
+from .registry import METHODS, READS_DEGRADATION
 
 Target = Callable[..., torch.Tensor]
 Outputs = torch.Tensor | Sequence[torch.Tensor]
@@ -52,11 +53,15 @@ def sequences(outputs: Outputs, width: int | None = None) -> list[torch.Tensor]:
 
 
 def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress: bool = False) -> Iterator[dict]:
-    """Recover the input of each observed layer output ((T, D), (N, T, D) or a list of (T_i, D)); yields one
-    record per sequence, in order, with what was recovered (and the exact method's certificate). No text needed."""
+    """Recover the input of each observed layer output ((T, D), (N, T, D) or a list of (T_i, D), each of which may be
+    a ``Degraded``: quantised or noisy states with their bound); yields one record per sequence, in order, with what
+    was recovered (and the exact method's certificate). No text needed."""
     cfg.check(target.lm.vocab_size)
-    seqs = sequences(outputs, output_width(target))
-    yield from METHODS[cfg.method](target, seqs, cfg, progress, None)
+    given = list(outputs) if isinstance(outputs, (list, tuple)) else outputs
+    seqs = sequences([values(h) for h in given] if isinstance(given, list) else given, output_width(target))
+    degraded = [h if isinstance(h, Degraded) else None for h in given] if isinstance(given, list) else []
+    extra = dict(degraded=degraded) if any(degraded) and cfg.method in READS_DEGRADATION else {}
+    yield from METHODS[cfg.method](target, seqs, cfg, progress, None, **extra)
 
 
 def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
@@ -81,6 +86,8 @@ def output_width(target: Target) -> int | None:
     that are not layers of a model (their width depends on the net)."""
     if not isinstance(target, LayerModel):
         return None
+    if target.spec.cached:
+        return cache_width(target.lm, target.spec)
     if target.spec.has_lm_head:
         return target.lm.lm_head.weight.shape[0]
     return getattr(target.lm.config, "hidden_size", None) or target.lm.d_model

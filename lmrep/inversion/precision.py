@@ -98,19 +98,42 @@ def annotate(cert: list[dict], tol: torch.Tensor, excess: torch.Tensor | None = 
     return cert
 
 
-@register_method("exact")
+@register_method("exact", degradation=True)
 def invert_exact(target: Target, outputs: list[torch.Tensor], cfg: InvertConfig, progress: bool = True,
-                 truth: list[list[int]] | None = None):
-    """Each observed output searched with the tolerance its precision allows; the truth is not used."""
+                 truth: list[list[int]] | None = None, degraded: list | None = None):
+    """Each observed output searched with the tolerance its precision allows (or, for quantised or noisy states,
+    against their degradation's own bound, every token that fits listed); the truth is not used."""
     if not isinstance(target, LayerModel):
         raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
     compute = relative_tolerance(target)
-    for h in outputs:
+    for h, worse in zip(outputs, degraded or [None] * len(outputs)):
+        if worse is not None:
+            yield _invert_degraded(target, worse, cfg, progress, compute)
+            continue
         tol, why, coarse = tolerances(target, h, cfg)
         res = invert_outputs(target, h, cfg, progress, tolerance=tol)
         excess = elementwise_excess(target, h, res["recovered_ids"], coarse) if coarse else None
         cert = annotate(res.pop("certificate"), tol, excess, compute)
-        res.update(tolerance=float(tol.max()), **why, verified=all(c["verified"] for c in cert),
-                   uniquely_verified=sum(c["unique"] for c in cert) / len(cert),
-                   ties_found=sum(not c["unique"] and c["verified"] for c in cert), certificate=cert)
-        yield recovered(target, cfg, res.pop("recovered_ids"), **res)
+        yield recovered(target, cfg, res.pop("recovered_ids"), **_certified(res, cert), **why)
+
+
+def _invert_degraded(target: LayerModel, worse, cfg: InvertConfig, progress: bool, compute: float) -> dict:
+    """Quantised or noisy states: every position's whole vocabulary tested against the degradation's bound, so each
+    position reports its ambiguity set (the accepted token and every other that fits)."""
+    match, tol = worse.match(compute)
+    res = invert_outputs(target, worse.values, cfg, progress, tolerance=tol, match=match, exhaustive=True)
+    cert = annotate(res.pop("certificate"), tol)
+    sizes = [1 + len(c["ties"]) if c["verified"] else 0 for c in cert]
+    for c, n in zip(cert, sizes):
+        c["ambiguity"] = [c["token"], *c["ties"]] if c["verified"] else []
+    return recovered(target, cfg, res.pop("recovered_ids"), **_certified(res, cert), degradation=worse.about,
+                     tolerance_from=f"{worse.about}: each candidate tested against the degradation's bound",
+                     certified_positions=sum(c["unique"] for c in cert), ambiguity_sizes=sizes,
+                     ambiguous_positions=sum(n > 1 for n in sizes), mean_ambiguity=sum(sizes) / len(sizes))
+
+
+def _certified(res: dict, cert: list[dict]) -> dict:
+    """The search's result with the annotated certificate's headline fields."""
+    return dict(res, tolerance=max(c["tolerance"] for c in cert), verified=all(c["verified"] for c in cert),
+                uniquely_verified=sum(c["unique"] for c in cert) / len(cert),
+                ties_found=sum(not c["unique"] and c["verified"] for c in cert), certificate=cert)

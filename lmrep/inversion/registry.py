@@ -8,11 +8,15 @@ from typing import Callable, Iterator
 # sequence; the true ids, when known, may add diagnostics but never change what is recovered
 Method = Callable[..., Iterator[dict]]
 METHODS: dict[str, Method] = {}
+READS_DEGRADATION: set[str] = set()  # methods that take ``degraded=`` (lmrep.inversion.degrade.Degraded per item)
 
 
-def register_method(name: str):
-    """Decorator: make ``fn(target, outputs, cfg, progress, truth)`` available as method ``name``."""
+def register_method(name: str, degradation: bool = False):
+    """Decorator: make ``fn(target, outputs, cfg, progress, truth)`` available as method ``name``; with
+    ``degradation``, it is also given what degraded each observed output (``degraded=[Degraded | None]``)."""
     def wrap(fn: Method) -> Method:
         METHODS[name] = fn
+        if degradation:
+            READS_DEGRADATION.add(name)
         return fn
     return wrap

@@ -23,7 +23,7 @@ def solve_states(pool, indices: list[int], target: Target, cfg: InvertConfig, st
                  progress: bool) -> Iterator[dict]:
     """One task: tensors of a states file inverted together, each record with ``source: "states"`` and its
     ``key``, scored against the file's token ids when it has them."""
-    recs = invert_outputs(target, [states.tensors[i] for i in indices], cfg, progress)
+    recs = invert_outputs(target, [states.observed(i) for i in indices], cfg, progress)
     for i, rec in zip(indices, recs):
         rec = dict(source="states", key=states.keys[i], **rec)
         yield rec if states.ids is None else score(target, rec, states.ids[i])

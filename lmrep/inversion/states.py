@@ -9,6 +9,11 @@ so is any safetensors file of (T, D) or (N, T, D) tensors, e.g. hidden states th
 
 Noise (``sigma``) is Gaussian relative to each position's scale (its root mean square), so that one sigma means the
 same at every position and layer.
+
+Quantised states (lmrep.inversion.degrade) keep the stored values under their key (int8 for int8 and int4, float8
+for fp8) and their float scales under ``<key>.scale``; the header says ``quant`` (int8, int4, fp8_e4m3, fp8_e5m2)
+and ``quant_group``. Reading dequantises them and keeps each value's rounding bound, and a header with ``noise``
+gives each position's noise scale: the exact method then tests candidates against that bound.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 from ..engine import TENSOR_FIELD, Job, MemoryLog, Task, run_here
 from ..objective.batching import prompt_generator
 from ..errors import LmrepError
+from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, dequantise, noise_sigma
 from ..models.layers import LayerModel
 from ..models.load import fingerprint
 from ..records.folder import write_atomic
@@ -42,6 +48,20 @@ class States:
     meta: dict = field(default_factory=dict)
     ids: list[list[int]] | None = None
     digest: str = ""  # of the file's bytes: what a run folder keys on
+    bounds: list[torch.Tensor] | None = None  # (T_i, D) per tensor: each value's rounding bound, if quantised
+
+    def observed(self, i: int):
+        """Tensor i as the methods take it: a Degraded with its bound when the file says it was quantised or
+        noised, else the tensor."""
+        noise = float(self.meta.get("noise", 0) or 0)
+        about = ", ".join(x for x in (self.meta.get("quant", "") and
+                                      f"{self.meta['quant']} (scale per {self.meta.get('quant_group', '?')})",
+                                      noise and f"noise {noise:g} x RMS") if x)
+        if self.bounds is not None:
+            return Degraded(self.tensors[i], bound=self.bounds[i], about=about)
+        if noise:
+            return Degraded(self.tensors[i], sigma=noise_sigma(self.tensors[i], noise), about=about)
+        return self.tensors[i]
 
     def select(self, wanted: list[str]) -> "States":
         """Only the tensors under ``wanted``, in that order; one line naming what the file has if one is missing."""
@@ -51,7 +71,8 @@ class States:
             raise LmrepError(f"key '{missing[0]}' is not in the states file: it has {shown}")
         at = [self.keys.index(k) for k in wanted]
         return States([self.keys[i] for i in at], [self.tensors[i] for i in at], self.meta,
-                      None if self.ids is None else [self.ids[i] for i in at], self.digest)
+                      None if self.ids is None else [self.ids[i] for i in at], self.digest,
+                      None if self.bounds is None else [self.bounds[i] for i in at])
 
 
 @torch.no_grad()
@@ -78,20 +99,31 @@ def solve_capture(pool, ids: list[list[int]], target: LayerModel, dtype: torch.d
 
 
 def capture_file(path: str | Path, target: LayerModel, ids: list[list[int]], dtype: torch.dtype = torch.float32,
-                 noise: float = 0.0, seed: int = 0, keep_ids: bool = True,
-                 progress: bool = False) -> list[torch.Tensor]:
+                 noise: float = 0.0, seed: int = 0, keep_ids: bool = True, progress: bool = False,
+                 quant: Quantisation | None = None) -> list[torch.Tensor]:
     """Capture every prompt as an item of the engine (a task per prompt, run here) and write the states file whole
     at the end: the file is what an observer holds, one tensor per prompt, so it is never left half written and
-    there is nothing to resume (a capture is one forward pass per prompt). Returns the tensors."""
+    there is nothing to resume (a capture is one forward pass per prompt). ``quant``: store them quantised (the
+    scales beside them). Returns the tensors as captured (before any quantisation)."""
     log, keys = MemoryLog(), [str(i) for i in range(len(ids))]
     tasks = [Task(solve_capture, (target, dtype, noise, seed), (k,), (x,)) for k, x in zip(keys, ids)]
     run_here(Job("capture", log, iter([tasks])), progress, "prompts")
     tensors = [log.tensors[f"{k}/state"] for k in keys]
-    save(path, tensors, header(target, dtype, noise, ids if keep_ids else None))
+    meta = header(target, dtype, noise, ids if keep_ids else None, quant)
+    save(path, quantise(tensors, quant) if quant else tensors, meta)
     return tensors
 
 
-def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[int]] | None) -> dict:
+def quantise(tensors: list[torch.Tensor], quant: Quantisation) -> dict[str, torch.Tensor]:
+    """What a quantised states file holds: each tensor's stored values under its key and scales under key.scale."""
+    out = {}
+    for i, t in enumerate(tensors):
+        out[str(i)], out[f"{i}.scale"] = quant.quantise(t)
+    return out
+
+
+def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[int]] | None,
+           quant: Quantisation | None = None) -> dict:
     """What a states file's header says, as the strings safetensors keeps."""
     lm, spec = target.lm, target.spec
     meta = dict(format=FORMAT, model=lm.name, trained=json.dumps(lm.trained), fingerprint=fingerprint(lm),
@@ -100,13 +132,16 @@ def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[
                 noise=repr(float(noise)))
     if ids is not None:
         meta["ids"] = json.dumps(ids)
+    if quant is not None:
+        meta.update(quant=quant.kind, quant_group=quant.group, dtype="float32")
     return meta
 
 
-def save(path: str | Path, tensors: list[torch.Tensor], meta: dict) -> Path:
-    """Write the states file whole (a temporary file, then a rename)."""
+def save(path: str | Path, tensors: list[torch.Tensor] | dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write the states file whole (a temporary file, then a rename): tensors under keys 0, 1, ... (or as named)."""
     from safetensors.torch import save as to_bytes
-    return write_atomic(path, to_bytes({str(i): t.contiguous() for i, t in enumerate(tensors)}, metadata=meta))
+    named = tensors if isinstance(tensors, dict) else {str(i): t for i, t in enumerate(tensors)}
+    return write_atomic(path, to_bytes({k: t.contiguous() for k, t in named.items()}, metadata=meta))
 
 
 def load(path: str | Path) -> States:
@@ -121,14 +156,15 @@ def load(path: str | Path) -> States:
     except OSError as e:
         raise LmrepError(f"cannot read states file '{path}': {e.strerror}") from None
     digest = hashlib.sha256(data).hexdigest()[:16]
+    bounds = None
     if path.suffix == ".npy" or data[:6] == b"\x93NUMPY":
         keys, tensors, meta = _npy(path, data)
     else:
-        keys, tensors, meta = _safetensors(path, data)
+        keys, tensors, meta, bounds = _safetensors(path, data)
     if not keys:
         raise LmrepError(f"states file '{path}' holds no tensor")
     ids = _ids(path, meta, tensors)
-    return States(keys, tensors, meta, ids, digest)
+    return States(keys, tensors, meta, ids, digest, bounds)
 
 
 def _npy(path: Path, data: bytes):
@@ -153,8 +189,37 @@ def _safetensors(path: Path, data: bytes):
     except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as e:
         raise LmrepError(f"states file '{path}' is not a tensor file (safetensors or .npy): "
                          f"{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}") from None
+    tensors, bounds = _dequantised(path, tensors, meta)
     keys, split = _split(path, tensors)
-    return keys, split, meta
+    if bounds is not None:
+        bounds = _split(path, bounds)[1]
+    return keys, split, meta, bounds
+
+
+def _dequantised(path: Path, tensors: dict[str, torch.Tensor], meta: dict):
+    """Quantised values and their scales -> float32 values and each value's rounding bound (None if the file is not
+    quantised); one line for a quantisation the reader does not know, or values without their scales."""
+    scales = {k[: -len(".scale")]: tensors[k] for k in tensors if k.endswith(".scale")}
+    quant = meta.get("quant")
+    stored = [k for k in tensors if not k.endswith(".scale")]
+    if quant is None and not scales and all(tensors[k].is_floating_point() for k in stored):
+        return tensors, None
+    if quant not in QUANTS:
+        raise LmrepError(f"states file '{path}' holds values that are not floating-point and its header's quant is "
+                         f"{quant!r}: give floating-point states, or quantised ones with quant = one of "
+                         f"{', '.join(QUANTS)} in the header and each tensor's scales under key.scale")
+    want = torch.int8 if quant in INTS else FP8[quant]
+    values, bounds = {}, {}
+    for k in stored:
+        if k not in scales:
+            raise LmrepError(f"states file '{path}': tensor '{k}' has no scales: store them under '{k}.scale'")
+        q = tensors[k]
+        if q.dtype != want or q.dim() != 2:
+            raise LmrepError(f"states file '{path}': tensor '{k}' is {str(q.dtype).replace('torch.', '')} of shape "
+                             f"{tuple(q.shape)}; {quant} states are (T, D) {str(want).replace('torch.', '')}")
+        check_scale(scales[k], q.shape, f"states file '{path}', tensor '{k}'")
+        values[k], bounds[k] = dequantise(q, scales[k], quant)
+    return values, bounds
 
 
 def _header_metadata(data: bytes) -> dict:

@@ -66,7 +66,7 @@ class Expectation:
     def __init__(self, target: LayerModel, outputs: torch.Tensor):
         self.lm, self.outputs = target.lm, outputs  # (T, D)
         spec = target.spec
-        self.free = spec.depth == self.lm.n_layers and spec.head in ("none", "norm", "logits")
+        self.free = spec.depth == self.lm.n_layers and spec.head in ("none", "norm", "logits") and not spec.cached
         self.head = spec.head
         self.cache, self.fed, self.logits = DynamicCache(), 0, None
         self.positions = 0  # full-depth positions run

@@ -20,6 +20,8 @@ from ...objective.decode import duplicate_groups
 from ...errors import LmrepError
 from ...models.layers import LayerModel
 from .certificate import entry, relative_tolerance, residuals, summary
+
+EXHAUSTIVE_BATCH = 512  # candidates per pass once the whole vocabulary is to be verified
 from .config import ExactConfig
 from .guess import output_features
 from .kvcache import Prefix
@@ -51,11 +53,14 @@ def _tolerances(target: LayerModel, T: int, cfg: ExactConfig, tolerance) -> torc
 
 @torch.no_grad()
 def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg=None, progress: bool = False,
-                   tolerance: float | torch.Tensor | None = None) -> dict:
+                   tolerance: float | torch.Tensor | None = None, match=None, exhaustive: bool = False) -> dict:
     """Recover the tokens whose layer output is ``outputs`` ((T, D) or (1, T, D)), with a certificate.
 
     ``cfg``: an ExactConfig or InvertConfig (None: the defaults). ``tolerance``: a relative tolerance, or a (T,)
-    tensor of them, overriding ``cfg.tolerance`` (for targets observed at a known precision). Returns
+    tensor of them, overriding ``cfg.tolerance`` (for targets observed at a known precision). ``match``: how a
+    candidate's outputs (n, D) compare with the row at t, ``match(out, t) -> (n,)`` residuals against ``tolerance``
+    (default: certificate.residuals). ``exhaustive``: verify the whole vocabulary at every position, so that each
+    position's ties are every token that fits (its ambiguity set), not only those met before the first. Returns
     ``recovered_ids``, ``verified`` (every position matched within tolerance), ``certificate`` (one entry per
     position), ``candidates_per_token`` (mean), ``candidates_max``, ``max_residual``, ``tolerance`` (the largest
     per-position one) and costs (``seconds``, ``forward_calls``, ``rows``, ``setup_seconds`` waited for setup).
@@ -72,7 +77,7 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg=None, progress
         raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
     tol = _tolerances(target, h_all.shape[0], cfg, tolerance)
     t0 = time.perf_counter()
-    search = _Search(target, cfg, h_all)
+    search = _Search(target, cfg, h_all, match, exhaustive)
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
         search.position(t, h_all[t], float(tol[t]))
@@ -88,9 +93,11 @@ def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg=None, progress
 class _Search:
     """The left-to-right search's state: the verified prefix, the tokens and certificate so far, and its costs."""
 
-    def __init__(self, target: LayerModel, cfg: ExactConfig, outputs: torch.Tensor):
+    def __init__(self, target: LayerModel, cfg: ExactConfig, outputs: torch.Tensor, match=None,
+                 exhaustive: bool = False):
         lm = target.lm
-        self.target, self.cfg = target, cfg
+        self.target, self.cfg, self.exhaustive = target, cfg, exhaustive
+        self.match = match or (lambda out, t: residuals(out, outputs[t]))
         self.W, self.feat, self.groups = lm.embedding_matrix.detach(), output_features(target), duplicate_groups(lm)
         self.sqnorm = lm.memo("sqnorm", lambda: (self.W * self.W).sum(-1))  # (V,)
         self.setup, self.expectation = Setup(target, cfg.seed), Expectation(target, outputs)
@@ -106,7 +113,7 @@ class _Search:
         order = RANKINGS[cfg.ranking_at(t)](pos)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         cap, n_tried, seen_ids, seen_res, hit = cfg.cap(lm.vocab_size), 0, [], [], None
-        for size in batch_sizes(cfg.batch(lm.device)):
+        for size in batch_sizes(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0)):
             size = min(size, cap - n_tried)
             if size <= 0:
                 break
@@ -114,15 +121,16 @@ class _Search:
             probes = order.probes()  # (p, d) or None: points that only inform the ranking
             x = W[ids] if probes is None else torch.cat([W[ids], probes.to(W.dtype)])
             out, cache = self.prefix.step(x)  # (n + p, D)
-            res = residuals(out[: len(ids)], h)  # (n,)
+            res = self.match(out[: len(ids)], t)  # (n,)
             tried[ids] = True
             n_tried += len(ids)
             seen_ids.append(ids)
             seen_res.append(res)
             self.calls, self.rows = self.calls + 1, self.rows + len(x)
-            if bool((res <= tol).any()):
+            if bool((res <= tol).any()) and (hit is None or res.min() < hit[1].min()):
                 hit = (ids, res, cache)
-                break
+                if not self.exhaustive:
+                    break
             order.observe(ids, x, self.feat(out))
         ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
         if hit is not None:

@@ -1,0 +1,144 @@
+"""Degraded states: what a serving system stores or an API returns instead of the exact layer output, and the
+bound each degradation puts on the difference, which the exact method's certificate tests candidates against.
+
+Quantisation (symmetric, absmax scales, as key/value-cache quantisers store them): int8 and int4 (integers in
+[-qmax, qmax], int4 kept one value per int8), fp8 e4m3 and e5m2 (the value over its scale, rounded to the fp8
+format). A scale covers the whole tensor (shape ()), a channel ((D,)), a position ((T, 1)) or a group of G
+consecutive channels of a position ((T, D / G)); its shape says which. Dequantised, each value is off from the true
+one by at most half a quantisation step: the scale / 2 for integers, half an fp8 ulp of the stored value times the
+scale for fp8.
+
+Noise: Gaussian with standard deviation ``noise`` times the position's root mean square (how ``capture`` adds it).
+For the true input, ||out - observed||^2 / sigma^2 is chi-square with D degrees of freedom; a candidate fits when
+it is below the (1 - ALPHA) quantile, so the true token is rejected with probability ALPHA at most per position.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import LmrepError
+
+INTS = {"int8": 127, "int4": 7}  # qmax of the symmetric integer formats
+FP8 = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+QUANTS = (*INTS, *FP8)
+GROUPS_HELP = "tensor, channel, token, or a group size G (G consecutive channels of a position share a scale)"
+ALPHA = 1e-6  # the chance that noise alone puts the true token outside its position's test
+
+
+@dataclass(frozen=True)
+class Quantisation:
+    kind: str  # one of QUANTS
+    group: str = "channel"  # "tensor", "channel", "token" or a group size as digits
+
+    def __post_init__(self):
+        if self.kind not in QUANTS:
+            raise LmrepError(f"unknown quantisation '{self.kind}': choose one of {', '.join(QUANTS)}")
+        if self.group not in ("tensor", "channel", "token") and not (self.group.isdigit() and int(self.group) > 0):
+            raise LmrepError(f"unknown quantisation group '{self.group}': give {GROUPS_HELP}")
+
+    @property
+    def bits(self) -> int:
+        return 4 if self.kind == "int4" else 8
+
+    def _absmax(self, x: torch.Tensor) -> torch.Tensor:
+        """Largest magnitude over each scale's share of x (T, D), in the scale's own shape."""
+        a = x.abs()
+        if self.group == "tensor":
+            return a.amax()
+        if self.group == "channel":
+            return a.amax(0)  # (D,)
+        if self.group == "token":
+            return a.amax(-1, keepdim=True)  # (T, 1)
+        G = int(self.group)
+        if x.shape[-1] % G:
+            raise LmrepError(f"quantisation groups of {G} do not divide the width {x.shape[-1]}: pick a divisor")
+        return a.unflatten(-1, (-1, G)).amax(-1)  # (T, D / G)
+
+    def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (T, D) -> stored values (int8 or fp8, (T, D)) and float32 scales."""
+        x = x.float()
+        top = INTS.get(self.kind) or torch.finfo(FP8.get(self.kind)).max
+        scale = (self._absmax(x) / top).clamp_min(torch.finfo(torch.float32).tiny)
+        y = x / expand(scale, x.shape)
+        if self.kind in INTS:
+            return y.round().clamp(-top, top).to(torch.int8), scale
+        return y.to(FP8[self.kind]), scale
+
+
+def expand(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A scale of any granularity broadcast to the values' shape (T, D)."""
+    T, D = shape
+    if scale.dim() == 2 and scale.shape[0] == T and scale.shape[1] not in (1, D):
+        return scale.repeat_interleave(D // scale.shape[1], -1)
+    return scale.expand(T, D) if scale.dim() < 2 or scale.shape == (T, 1) else scale
+
+
+def check_scale(scale: torch.Tensor, shape: torch.Size, where: str) -> None:
+    T, D = shape
+    ok = (scale.numel() == 1 or tuple(scale.shape) in ((D,), (1, D), (T, 1))
+          or (scale.dim() == 2 and scale.shape[0] == T and scale.shape[1] and D % scale.shape[1] == 0))
+    if not ok:
+        raise LmrepError(f"{where}: scale of shape {tuple(scale.shape)} fits no granularity of values {tuple(shape)}: "
+                         "give () per tensor, (D,) per channel, (T, 1) per position or (T, D / G) per group")
+    if not bool(torch.isfinite(scale).all()) or bool((scale <= 0).any()):
+        raise LmrepError(f"{where}: scales must be positive and finite")
+
+
+def dequantise(q: torch.Tensor, scale: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stored values (T, D) and their scales -> the values (T, D) float32 and each one's rounding bound (T, D)."""
+    s = expand(scale.float(), q.shape)
+    x = q.float() * s
+    if kind in INTS:
+        return x, s / 2
+    mant = torch.finfo(FP8[kind]).eps  # 2^-mantissa bits
+    tiny = torch.finfo(FP8[kind]).smallest_normal
+    _, e = torch.frexp(q.float().abs().clamp_min(tiny))  # |q| = m 2^e, m in [0.5, 1): its binade starts at 2^(e-1)
+    half_ulp = torch.ldexp(torch.ones_like(x), e - 1) * mant / 2
+    return x, half_ulp * s
+
+
+def noise_sigma(h: torch.Tensor, noise: float) -> torch.Tensor:
+    """(T,) standard deviation of noise added as ``noise`` times each position's RMS, from the noisy states: their
+    mean square is the clean one's times (1 + noise^2)."""
+    return noise * h.double().pow(2).mean(-1).sqrt() / math.sqrt(1 + noise ** 2)
+
+
+def chi2_limit(D: int, alpha: float = ALPHA) -> float:
+    """The (1 - alpha) quantile of chi-square with D degrees of freedom, over D."""
+    from scipy.stats import chi2
+    return float(chi2.ppf(1 - alpha, D)) / D
+
+
+@dataclass
+class Degraded:
+    """Observed outputs (T, D) and what degraded them: each value's rounding bound (T, D) after quantisation, or
+    the noise's standard deviation per position (T,). The exact method tests candidates against it and lists every
+    token that fits; the other methods read the values alone."""
+    values: torch.Tensor  # (T, D)
+    bound: torch.Tensor | None = None  # (T, D): |observed - true| <= bound, value by value
+    sigma: torch.Tensor | None = None  # (T,): observed = true + N(0, sigma^2) per value
+    about: str = ""  # what degraded them, for the record (e.g. "int8, scale per channel")
+
+    def match(self, compute: float):
+        """(residual function ``(out (n, D), t) -> (n,)``, tolerance (T,)) of the test a candidate must pass."""
+        h = self.values.double()
+        T, D = h.shape
+        if self.bound is not None:
+            bound, scale = self.bound.double(), h.abs().amax(-1).clamp_min(torch.finfo(torch.float64).tiny)
+
+            def excess(out: torch.Tensor, t: int) -> torch.Tensor:  # beyond each value's interval, relative
+                return ((out.double() - h[t]).abs() - bound[t]).clamp_min(0).amax(-1) / scale[t]
+            return excess, torch.full((T,), compute, dtype=torch.float64)
+        var = self.sigma.double().pow(2).clamp_min(torch.finfo(torch.float64).tiny)
+
+        def statistic(out: torch.Tensor, t: int) -> torch.Tensor:  # chi-square over D
+            return (out.double() - h[t]).pow(2).mean(-1) / var[t]
+        return statistic, torch.full((T,), chi2_limit(D), dtype=torch.float64)
+
+
+def values(h) -> torch.Tensor:
+    """The observed values of a tensor or a Degraded."""
+    return h.values if isinstance(h, Degraded) else h

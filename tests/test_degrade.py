@@ -1,0 +1,110 @@
+"""Degraded states: quantisation keeps every value within the bound it states, the states file carries quantised
+values and their scales and reads them back with that bound, and the exact method lists every token that fits a
+degraded state (its ambiguity set), which never leaves out the true token."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmrep import InvertConfig, LmrepError, invert_outputs, layer_model
+from lmrep.cli import main
+from lmrep.inversion import states
+from lmrep.inversion.degrade import QUANTS, Degraded, Quantisation, dequantise, noise_sigma
+
+PROMPT = "The train to Edinburgh was delayed by snow."
+GROUPS = ("tensor", "channel", "token", "8")
+
+
+@pytest.mark.parametrize("kind", QUANTS)
+@pytest.mark.parametrize("group", GROUPS)
+def test_quantisation_stays_within_its_bound_and_the_bound_is_tight(kind, group):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 32, generator=g) * torch.logspace(-2, 2, 32)  # channels of very different scales
+    q, scale = Quantisation(kind, group).quantise(x)
+    y, bound = dequantise(q, scale, kind)
+    assert q.shape == x.shape and y.dtype == torch.float32
+    assert bool(((y - x).abs() <= bound * (1 + 1e-6)).all())
+    # not a vacuous bound: some value uses a good part of it, and the bound is below each value's scale share
+    assert float(((y - x).abs() / bound).max()) > 0.25
+    fewer_bits = Quantisation("int4", group).quantise(x)
+    assert float(dequantise(*fewer_bits, "int4")[1].mean()) > float(dequantise(*Quantisation("int8", group)
+                                                                                .quantise(x), "int8")[1].mean())
+
+
+def test_unknown_quantisation_and_groups_are_refused():
+    with pytest.raises(LmrepError, match="unknown quantisation 'int3'"):
+        Quantisation("int3")
+    with pytest.raises(LmrepError, match="unknown quantisation group"):
+        Quantisation("int8", "row")
+    with pytest.raises(LmrepError, match="do not divide"):
+        Quantisation("int8", "5").quantise(torch.ones(2, 32))
+
+
+def _outputs(lm, name):
+    ids = lm.encode(PROMPT)
+    with torch.no_grad():
+        return ids, layer_model(lm, name)(lm.embed(torch.tensor([ids])))[0]
+
+
+@pytest.mark.parametrize("kind,group", [("int8", "channel"), ("int4", "token"), ("fp8_e4m3", "tensor")])
+def test_every_ambiguity_set_holds_the_true_token(kind, group, arch_models):
+    lm = arch_models("llama")
+    name = "blocks.1.attn.hook_kv"
+    ids, h = _outputs(lm, name)
+    y, bound = dequantise(*Quantisation(kind, group).quantise(h), kind)
+    rec = next(invert_outputs(layer_model(lm, name), [Degraded(y, bound=bound, about=kind)],
+                              InvertConfig(method="exact")))
+    cert = rec["certificate"]
+    assert all(truth in c["ambiguity"] for truth, c in zip(ids, cert))
+    assert rec["ambiguity_sizes"] == [len(c["ambiguity"]) for c in cert]
+    # exhaustive: every position verified the whole vocabulary, so the sets are complete
+    assert all(c["candidates"] == lm.vocab_size for c in cert)
+    assert rec["certified_positions"] == sum(c["unique"] for c in cert) <= len(ids)
+
+
+def test_noisier_states_give_larger_sets_and_noise_is_tested_by_its_scale(arch_models):
+    lm = arch_models("llama")
+    name = "blocks.0.attn.hook_k[0]"  # one head of keys: little to go on, so noisy states become ambiguous
+    ids, h = _outputs(lm, name)
+    target, cfg = layer_model(lm, name), InvertConfig(method="exact")
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(h.shape, generator=g)
+    sizes = {}
+    for noise in (0.05, 3.0):
+        y = h + noise * h.pow(2).mean(-1, keepdim=True).sqrt() * z
+        rec = next(invert_outputs(target, [Degraded(y, sigma=noise_sigma(y, noise))], cfg))
+        assert all(truth in c["ambiguity"] for truth, c in zip(ids, rec["certificate"])), noise
+        sizes[noise] = rec["mean_ambiguity"]
+        if noise == 0.05:  # the same noisy states tested as if they were clean are not certified at all
+            assert not next(invert_outputs(target, [y], cfg))["verified"]
+    assert sizes[3.0] > sizes[0.05] >= 1
+
+
+def test_quantised_capture_round_trips_through_the_states_file(arch_dirs, tmp_path):
+    model = str(arch_dirs("gpt2"))
+    out = tmp_path / "kv.safetensors"
+    assert main(["capture", PROMPT, "--model", model, "--layer", "blocks.1.attn.hook_v", "--quant", "int4",
+                 "--quant-group", "token", "--out", str(out)]) == 0
+    st = states.load(out)
+    assert st.meta["quant"] == "int4" and st.bounds is not None and st.tensors[0].dtype == torch.float32
+    obs = st.observed(0)
+    assert isinstance(obs, Degraded) and obs.bound.shape == st.tensors[0].shape
+    run = tmp_path / "run"
+    assert main(["invert", "--states", str(out), "--model", model, "--layer", "blocks.1.attn.hook_v",
+                 "--method", "exact", "--out", str(run), "--json"]) == 0
+
+
+def test_bad_quantised_files_get_one_line(tmp_path):
+    from safetensors.torch import save_file
+    q = torch.zeros(3, 8, dtype=torch.int8)
+    cases = {"noquant": ({"0": q, "0.scale": torch.ones(())}, {}, "header's quant"),
+             "noscale": ({"0": q}, {"quant": "int8"}, "has no scales"),
+             "badscale": ({"0": q, "0.scale": torch.ones(5)}, {"quant": "int8"}, "fits no granularity"),
+             "negscale": ({"0": q, "0.scale": -torch.ones(())}, {"quant": "int8"}, "positive and finite"),
+             "wrongdtype": ({"0": q.float(), "0.scale": torch.ones(())}, {"quant": "int8"}, "are \\(T, D\\) int8"),
+             "unknown": ({"0": q, "0.scale": torch.ones(())}, {"quant": "nf4"}, "header's quant")}
+    for name, (tensors, meta, message) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path), metadata=meta)
+        with pytest.raises(LmrepError, match=message):
+            states.load(path)
