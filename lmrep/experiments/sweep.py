@@ -17,8 +17,10 @@ from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
 from ..records.folder import RunDir, config_hash
-from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
-from .engine import ItemsFailed
+from . import grid
+from .executors import make_executor
+from .registry import experiments, get, planned
+from .reproduce import run_and_report
 from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file
 from .pool import ModelPool
 
@@ -194,17 +196,13 @@ def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[Run
     run's plan as a job for ``engine.execute``."""
     top = RunDir.create("sweep", dict(runs={n: c.to_dict() for n, c in sweep.runs}), sweep.out, new=new)
     dirs = {n: RunDir.create(f"sweep-{n}", c.to_dict(), top / n) for n, c in sweep.runs}
-    return top, dirs, [kind(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
+    return top, dirs, [planned(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
 
 
 def run_sweep(sweep: Sweep, executor: str = "local", workers: int | None = None, address: str | None = None,
               progress: bool = True, pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Run every run of the sweep together (resuming what finished before) and write each report."""
     top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"), new)
-    try:
-        run_jobs(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), progress, "sweep")
-    except ItemsFailed:
-        report_runs(list(dirs.values()), top / "report.md")
-        raise
-    report_runs(list(dirs.values()), top / "report.md")
+    run_and_report(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), list(dirs.values()),
+                   top / "report.md", progress, "sweep")
     return top
