@@ -222,10 +222,11 @@ def read_prompts(texts: list[str], prompts_file: str | None) -> list[str]:
 
 def add_executor_args(parser: argparse.ArgumentParser) -> None:
     """Where the items of a sweep or an experiment run: worker processes here, or Ray."""
+    from ..experiments.executors import EXECUTORS
     g = parser.add_argument_group("executor")
-    g.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="local: worker processes on this machine (default); ray: Ray tasks on a local Ray, or on "
-                        "the cluster at --address")
+    g.add_argument("--executor", default=next(iter(EXECUTORS)), choices=list(EXECUTORS),
+                   help="; ".join(f"{name}: {make.__doc__}" for name, make in EXECUTORS.items())
+                   + f" (default: {next(iter(EXECUTORS))})")
     g.add_argument("--address", help="a running Ray cluster to join (e.g. ray://head:10001 or auto); default: "
                                      "start a local Ray")
     g.add_argument("--workers", type=value_type(int, lambda v: None if v >= 1 else "1 or more"),

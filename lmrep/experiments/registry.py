@@ -25,8 +25,9 @@ from .items import ItemLog
 from .pool import ModelPool
 from .reporting import header, load_run
 
-# in the order the report presents them; depth's figure is the headline
-MODULES = ("depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks")
+# one row per experiment, in the order the report presents them (depth's figure is the headline): a module of
+# this package by its name, or any importable module by its dotted path
+MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Experiment:
 
 def experiments() -> dict[str, Experiment]:
     """Every experiment, by name, in the order the combined report presents them."""
-    exps = [Experiment(importlib.import_module(f"{__package__}.{mod}")) for mod in MODULES]
+    exps = [Experiment(importlib.import_module(mod if "." in mod else f"{__package__}.{mod}")) for mod in MODULES]
     return {e.name: e for e in exps}
 
 

@@ -1,7 +1,8 @@
 """Exact inversion: left-to-right search in which every token is verified against the observed layer output.
 
+    method.py       the exact method, registered in the methods' table: observed outputs in, certified records out
     search.py       the verify loop: candidates in batches through the prefix's cache (the method itself:
-                    lmrep.inversion.precision)
+                    lmrep.inversion.exact.method)
     certificate.py  what counts as a match (tolerance, residuals) and each position's certificate
     config.py       the search's own options (ExactConfig)
     proposal.py     the proposal interface (next, probes, observe) and the one combinator of two proposals

@@ -6,7 +6,7 @@ For each position a ranking (rank.py) proposes candidates, and this loop verifie
 pass of single positions that reuse the known prefix's key/value cache (kvcache.py), until one is within
 tolerance (certificate.py) or the whole vocabulary (or the user's cap) has been tried. Nothing here knows what
 a ranking does: it asks for candidates, runs them with the ranking's probes, and reports what came out. The
-``exact`` method itself (observed outputs, the tolerance their precision allows) is lmrep.inversion.precision.
+``exact`` method itself (observed outputs, the tolerance their precision allows) is lmrep.inversion.exact.method.
 """
 from __future__ import annotations
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import LmrepError
-from ..models.layers import LayerModel
-from .base import Target, recovered
-from .config import InvertConfig
-from .exact import invert_outputs, relative_tolerance
-from .registry import register_method
+from ...errors import LmrepError
+from ...models.layers import LayerModel
+from ..base import Target, recovered
+from ..config import InvertConfig
+from ..registry import register_method
+from .certificate import relative_tolerance
+from .search import invert_outputs
 
 COARSE = (torch.bfloat16, torch.float16)  # dtypes that float32 states may have passed through
 
