@@ -12,7 +12,8 @@ import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
 from lmrep.objective.decode import duplicate_groups
-from lmrep.inversion.exact import invert_outputs, relative_tolerance, residuals
+from lmrep.inversion import invert_outputs as invert_each
+from lmrep.inversion.exact import relative_tolerance, residuals
 from lmrep.inversion.exact.table import fingerprint, vocab_table
 from lmrep.inversion.exact.kvcache import Prefix
 from lmrep.inversion.exact.proposal import Scores
@@ -23,6 +24,12 @@ PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions
 
 def _exact(lm, prompts, layer, head="none", **cfg):
     return list(invert(layer_model(lm, layer, head), prompts, InvertConfig(method="exact", **cfg), progress=False))
+
+
+def invert_outputs(O, outputs, cfg=None):
+    """The one record of a single observed output (T, D) or (1, T, D), by the exact method."""
+    (rec,) = invert_each(O, outputs, cfg or InvertConfig(method="exact"))
+    return rec
 
 
 def _check_recovered(rec):
@@ -196,7 +203,7 @@ def test_bad_inputs_say_what_to_do(tiny_gpt2):
     with pytest.raises(LmrepError, match="shape"):
         invert_outputs(O, torch.zeros(2, 3, 4, 5))
     with pytest.raises(LmrepError, match="tolerance"):
-        InvertConfig(method="exact", tolerance=-1.0).check()
+        InvertConfig(method="exact", tolerance=-1.0)  # checked when it is made
 
 
 def test_cli_exact_json(tiny_gpt2_dir):

@@ -15,7 +15,7 @@ from lmrep.cli import main
 from lmrep.inversion import score
 from lmrep.inversion.exact import relative_tolerance
 from lmrep.inversion.locate import locate
-from lmrep.inversion.exact.method import observed_dtype
+from lmrep.inversion.exact.certificate import observed_dtype
 from lmrep.models.load import fingerprint
 from lmrep.inversion import states
 

@@ -16,6 +16,7 @@ from ..errors import LmrepError
 from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
+from ..models.shape import n_blocks
 from ..records.folder import RunDir, config_hash
 from . import grid
 from .executors import make_executor
@@ -39,9 +40,9 @@ class Sweep:
     runs: list[tuple[str, object]]  # (subfolder, GridConfig | ReproduceConfig)
 
 
-def load_spec(path: str | Path, out: str | None = None, device: str | None = None,
-              planner: ModelPool | None = None) -> Sweep:
-    """Read and check a spec; ``out``/``device`` override its own. ``planner`` loads models to count layers."""
+def load_spec(path: str | Path, out: str | None = None, device: str | None = None) -> Sweep:
+    """Read and check a spec; ``out``/``device`` override its own. No weights are loaded: names are checked
+    against the registries, layers against each model's config file."""
     path = Path(path)
     if not path.is_file():
         raise LmrepError(f"sweep spec '{path}' not found: give a TOML file (see docs/sweep.md)")
@@ -65,8 +66,7 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if len(set(names)) != len(names):
         raise LmrepError(f"{path}: two runs would share a folder name ({', '.join(names)}): give each [[grid]] a "
                          "name, or each [[reproduce]] its own experiments or setting")
-    planner = planner or ModelPool("cpu")
-    runs = [(n, _grid_config(*c, dev, path, planner) if isinstance(c, tuple) else c) for n, c in runs]
+    runs = [(n, _grid_config(*c, dev, path) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
     out_dir = Path(out or spec.get("out") or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
     return Sweep(out_dir, dev, runs)
@@ -116,7 +116,7 @@ def check_model(name: str, untrained: bool, path: Path) -> None:
         raise LmrepError(f"{path}: {e}") from None
 
 
-def _grid_config(table: dict, base: Path, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
+def _grid_config(table: dict, base: Path, device: str, path: Path) -> grid.GridConfig:
     methods = table.get("methods", ["gd"])
     for m in methods:
         if m not in METHODS:
@@ -142,10 +142,10 @@ def _grid_config(table: dict, base: Path, device: str, path: Path, planner: Mode
     for variant in cfg.variants():  # every option value is checked by the check the invert command uses
         for method in methods:
             try:
-                cfg.invert_config(method, 0, variant).check()
+                cfg.invert_config(method, 0, variant)  # made is checked (InvertConfig.check)
             except (TypeError, LmrepError) as e:
                 raise LmrepError(f"{path}: grid options: {e}") from None
-    cfg.models = [dict(m, layers=_layers(table.get("layers", [1]), planner.n_layers(m["name"], m["untrained"]), path))
+    cfg.models = [dict(m, layers=_layers(table.get("layers", [1]), n_blocks(m["name"], m["untrained"]), path))
                   for m in models]
     return cfg
 
@@ -184,6 +184,8 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
         raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
     model = table.get("model", ReproduceConfig.model)
     check_model(model, False, path)
+    if layers and max(layers) > n_blocks(model):
+        raise LmrepError(f"{path}: 'reproduce.layers' must be blocks 0..{n_blocks(model)} of {model}, got {layers!r}")
     cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
                           prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,
                           extra_models=tuple(table.get("also", ())), steps=steps, layers=tuple(layers))

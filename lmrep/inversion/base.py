@@ -54,7 +54,7 @@ def sequences(outputs: Outputs, width: int | None = None) -> list[torch.Tensor]:
 def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress: bool = False) -> Iterator[dict]:
     """Recover the input of each observed layer output ((T, D), (N, T, D) or a list of (T_i, D)); yields one
     record per sequence, in order, with what was recovered (and the exact method's certificate). No text needed."""
-    cfg.check(target.lm.vocab_size)
+    cfg.fits(target.lm.vocab_size)
     seqs = sequences(outputs, output_width(target))
     yield from METHODS[cfg.method](target, seqs, cfg, progress, None)
 
@@ -62,7 +62,7 @@ def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress
 def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
     """Invert each prompt from ``target``'s output; yields a record per prompt, scored against it, as soon as it
     is done."""
-    cfg.check(target.lm.vocab_size)
+    cfg.fits(target.lm.vocab_size)
     ids = [target.lm.encode(p) for p in prompts]
     outputs = layer_outputs(target, ids)
     for rec, truth in zip(METHODS[cfg.method](target, outputs, cfg, progress, ids), ids):
