@@ -98,8 +98,9 @@ def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
      "unknown method 'magic'"),
     ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),
-    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "'reproduce.steps' must be a count"),
-    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "'reproduce.layers' must be a list"),
+    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "reproduce: steps must be between 0 and 1000000, got -1"),
+    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "reproduce: layers must be 0 or more each"),
+    ("[reproduce]\nexperiments = 'depth'\nquick = 'yes'\n", "reproduce: quick must be true or false"),
     ("out = 'x'\n[grid\n", "not valid TOML"),
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nprompts = ['a']\nlayers = [13]\n", "blocks 0..12"),
     ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 31]\n", "blocks 0..30 of smollm2-135m"),
@@ -178,3 +179,27 @@ def test_interrupted_driver_resumes(spec, planner, reference, tmp_path):
     with torch_threads(1):
         assert execute(jobs, Inline(planner), progress=False).ok
     assert items(dirs["grid"].path) == reference
+
+
+@pytest.mark.parametrize("steps", [0, 7, -1, 10 ** 7])
+def test_a_field_means_the_same_on_the_command_line_and_in_a_spec(tmp_path, capsys, steps):
+    """ReproduceConfig's fields carry their own range: `--steps N` and `steps = N` in a spec give the same config,
+    or are refused with the same words."""
+    from lmrep.cli import build_parser
+    from lmrep.cli.reproduce import config_of
+    from lmrep.errors import LmrepError
+    spec = tmp_path / "s.toml"
+    spec.write_text(f"[reproduce]\nexperiments = 'depth'\nsteps = {steps}\nseeds = 2\n")
+    try:
+        cli = config_of(build_parser().parse_args(["reproduce", "depth", "--steps", str(steps), "--seeds", "2"]))
+    except SystemExit:
+        cli = capsys.readouterr().err
+    try:
+        (name, from_spec), = load_spec(spec).runs
+    except LmrepError as e:
+        from_spec = str(e)
+    if 0 <= steps <= 10 ** 6:
+        assert name == "depth" and cli.resolved() == from_spec and from_spec.steps == steps
+    else:
+        assert isinstance(cli, str) and isinstance(from_spec, str)
+        assert "steps must be between 0 and 1000000" in from_spec and "must be between 0 and 1000000" in cli

@@ -17,18 +17,19 @@ from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
 from ..models.shape import n_blocks
+from ..records.checks import from_mapping, label
 from ..records.folder import RunDir, config_hash
 from . import grid
 from .executors import make_executor
 from .registry import experiments, get, planned
 from .reproduce import run_and_report
-from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file
+from .config import DEFAULT_SETTING, ReproduceConfig, read_prompt_file
 from .pool import ModelPool
 
 TOP = ("out", "device", "grid", "reproduce")
 GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
 OPTIONS = tuple(f.name for f in fields(InvertConfig) if f.name not in ("method", "seed"))
-REPRODUCE = ("experiments", "quick", "setting", "seeds", "model", "also", "prompts", "prompts_file", "steps", "layers")
+REPRODUCE = ("experiments", "prompts_file", *(label(f) for f in fields(ReproduceConfig) if f.name not in ("experiment", "device")))
 
 
 @dataclass
@@ -158,39 +159,27 @@ def _layers(value, n_layers: int, path: Path) -> list[int]:
     return layers
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _count(value, path: Path, key: str) -> int:
-    """A reproduce table's count (0: the profile's own), or one line."""
-    if not _is_count(value):
-        raise LmrepError(f"{path}: 'reproduce.{key}' must be a count (0: the profile's own), got {value!r}")
-    return value
-
-
 def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
+    """Each experiment of a [reproduce] table with its config: the table's keys are ReproduceConfig's fields
+    (checked by the fields' own checks, as the command line's flags are), plus ``experiments`` and
+    ``prompts_file``."""
     names = table.get("experiments", ["all"])
     names = [names] if isinstance(names, str) else names
     names = list(experiments()) if names == ["all"] else names
     for n in names:
         get(n)  # an unknown experiment: one line naming the known ones
-    setting = table.get("setting", DEFAULT_SETTING)
-    if setting not in SETTINGS:
-        raise LmrepError(f"{path}: unknown setting '{setting}': choose one of {', '.join(SETTINGS)}")
-    seeds, steps = (_count(table.get(key, 0), path, key) for key in ("seeds", "steps"))
-    layers = table.get("layers", [])
-    if not isinstance(layers, list) or any(not _is_count(k) for k in layers):
-        raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
-    model = table.get("model", ReproduceConfig.model)
-    check_model(model, False, path)
-    if layers and max(layers) > n_blocks(model):
-        raise LmrepError(f"{path}: 'reproduce.layers' must be blocks 0..{n_blocks(model)} of {model}, got {layers!r}")
-    cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
-                          prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,
-                          extra_models=tuple(table.get("also", ())), steps=steps, layers=tuple(layers))
+    fields = {k: v for k, v in table.items() if k not in ("experiments", "prompts_file", "prompts")}
+    try:
+        cfg = from_mapping(ReproduceConfig, fields, device=device, prompts=_prompts(table, base, path, "reproduce."))
+    except LmrepError as e:
+        raise LmrepError(f"{path}: reproduce: {e}") from None
+    check_model(cfg.model, False, path)
+    if cfg.layers and max(cfg.layers) > n_blocks(cfg.model):
+        raise LmrepError(f"{path}: reproduce: layers must be blocks 0..{n_blocks(cfg.model)} of {cfg.model}, got "
+                         f"{list(cfg.layers)}")
     for n in names:
-        yield (n if setting == DEFAULT_SETTING else f"{n}-{setting}"), replace(cfg, experiment=n).resolved()
+        yield (n if cfg.setting == DEFAULT_SETTING else f"{n}-{cfg.setting}"), \
+            replace(cfg, experiment=n).resolved()
 
 
 def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[RunDir, dict[str, RunDir], list]:
