@@ -14,7 +14,7 @@ from lmrep import InvertConfig, LmrepError, invert, layer_model
 from lmrep.objective.decode import duplicate_groups
 from lmrep.inversion import invert_outputs as invert_each
 from lmrep.inversion.exact import relative_tolerance, residuals
-from lmrep.inversion.exact.table import fingerprint, vocab_table
+from lmrep.inversion.exact.table import vocab_table, weights_hash
 from lmrep.inversion.exact.kvcache import Prefix
 from lmrep.inversion.exact.proposal import Scores
 from lmrep.inversion.exact.rank import RANKINGS
@@ -242,16 +242,16 @@ def test_vocab_tables_are_cached_on_disk_per_weights(tiny_gpt2, tmp_path, monkey
     O = layer_model(tiny_gpt2, 1)
     built = vocab_table(O, 1)
     assert not built.cached and built.features.shape[0] == tiny_gpt2.vocab_size
-    (path,) = (tmp_path / "tables").glob(f"{fingerprint(tiny_gpt2)}-*-c1-s0.safetensors")
+    (path,) = (tmp_path / "tables").glob(f"{weights_hash(tiny_gpt2)}-*-c1-s0.safetensors")
     tiny_gpt2._memo.clear()  # a new process: the table comes from disk
     again = vocab_table(O, 1)
     assert again.cached and torch.equal(again.features, built.features) and again.seconds == built.seconds
-    before = fingerprint(tiny_gpt2)
+    before = weights_hash(tiny_gpt2)
     tiny_gpt2._memo.clear()
     with torch.no_grad():
         w = next(tiny_gpt2.model.parameters())
         w[0, 0] += 1.0  # other weights: another table
-        assert fingerprint(tiny_gpt2) != before
+        assert weights_hash(tiny_gpt2) != before
         w[0, 0] -= 1.0
     tiny_gpt2._memo.clear()
 

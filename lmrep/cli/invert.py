@@ -65,7 +65,7 @@ def run_on_states(args) -> int:
     if args.key:
         observed = observed.select(args.key)
     lm = model_from_args(args)
-    states_file.check_model(observed, lm, args.states)
+    states_file.check_made_by(observed, lm, args.states)
     cfg.fits(lm.vocab_size)
     search = None
     if args.layer == "auto":

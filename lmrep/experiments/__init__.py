@@ -5,10 +5,10 @@ from .combine import combine
 from .config import ReproduceConfig
 from .engine import ItemsFailed
 from .executors import EXECUTORS, make_executor
-from .rebuild import rebuild, rebuild_any, report_runs, reporter, reporters
+from .rebuild import rebuild_any, rebuild_experiment, report_runs, reporter, reporters
 from .registry import Experiment, check, experiments, get
 from .reproduce import reproduce, reproduce_all, run_and_report
 
 __all__ = ["EXECUTORS", "Experiment", "ItemsFailed", "ReproduceConfig", "check", "combine", "experiments", "get",
-           "make_executor", "rebuild", "rebuild_any", "report_runs", "reporter", "reporters", "reproduce",
+           "make_executor", "rebuild_any", "rebuild_experiment", "report_runs", "reporter", "reporters", "reproduce",
            "reproduce_all", "run_and_report"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import LmrepError
 from ..records.folder import RunDir, write_atomic
 from .registry import experiments, get
-from .reporting import table
+from .reporting import markdown_table
 
 FOLDERS_OF_RUNS = ("all", "sweep")  # a reproduce-all folder, a sweep's folder
 
@@ -32,7 +32,8 @@ def combine(run_dirs: list[RunDir], path) -> str:
     if claims:
         parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
                      "does not hold / not decided); each row's figure is its experiment's headline figure.\n\n"
-                     + table(["experiment", "setting", "the page says", "measured", "verdict", "figure"], claims))
+                     + markdown_table(["experiment", "setting", "the page says", "measured", "verdict", "figure"],
+                                      claims))
     parts += texts
     combined = "\n".join(parts)
     write_atomic(path, combined)

@@ -11,17 +11,17 @@ from .items import ItemLog
 from .registry import planned
 
 
-def rebuild(run_dir: RunDir) -> str:
+def rebuild_experiment(run_dir: RunDir) -> str:
     """Rebuild a reproduce or sweep run folder's summary, figures and report.md from its JSON alone (no model is
     loaded)."""
     name = experiment_name(run_dir)
     if name not in FOLDERS_OF_RUNS:
-        return planned(name).report(run_dir)
+        return planned(name).write_report(run_dir)
     subs = runs_in(run_dir)
     if not subs:
         raise LmrepError(f"'{run_dir.path}' holds no experiment's folder yet: nothing to report")
     for d in subs:
-        rebuild(d)
+        rebuild_experiment(d)
     return combine(subs, run_dir / "report.md")
 
 
@@ -29,18 +29,18 @@ def report_runs(run_dirs: list[RunDir], combined=None) -> None:
     """Rebuild the report of each run that has items, and (given a path) one combined report of them."""
     done = [d for d in run_dirs if ItemLog(d).done]
     for d in done:
-        rebuild(d)
+        rebuild_experiment(d)
     if done and combined is not None:
         combine(done, combined)
 
 
 def reporters() -> dict[str, Callable[[RunDir], object]]:
     """How each kind of run folder is rebuilt from its files alone, by the "command" its config.json names;
-    ``reproduce-<experiment>`` folders are the experiments' (``rebuild``). Add a kind here."""
-    from ..inversion.report import report as invert_report
-    from ..vision.features import report as features_report
-    from ..vision.reconstruct import report as reconstruct_report
-    from ..walks.report import report as walk_report
+    ``reproduce-<experiment>`` folders are the experiments' (``rebuild_experiment``). Add a kind here."""
+    from ..inversion.report import rebuild_run as invert_report
+    from ..vision.features import rebuild_run as features_report
+    from ..vision.reconstruct import rebuild_run as reconstruct_report
+    from ..walks.report import rebuild_run as walk_report
     return {"invert": invert_report, "walk": walk_report, "features": features_report,
             "reconstruct-image": reconstruct_report}
 
@@ -55,7 +55,7 @@ def reporter(run_dir: RunDir) -> Callable[[RunDir], object]:
                          "wrote")
     command = run_dir.config()["command"]
     if command.startswith(("reproduce-", "sweep")):
-        return rebuild
+        return rebuild_experiment
     known = reporters()
     if command not in known:
         raise LmrepError(f"'{run_dir.path}' holds a run of kind '{command}', which lmrep report does not know: "

@@ -7,7 +7,7 @@
     draw(run_dir, summary, items)        the figures
     markdown(config, items, summary)     the report's sections after its header
 
-and one row of ``MODULES``. ``Experiment.report`` puts them together the same way for every experiment, from the
+and one row of ``MODULES``. ``Experiment.write_report`` puts them together the same way for every experiment, from the
 run folder's JSON alone, so ``lmrep report`` can rebuild a report without a model.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 
 from ..errors import LmrepError
-from ..models.load import check_model, resolve_device
+from ..models.load import check_loadable, resolve_device
 from ..records.folder import RunDir
 from . import grid
 from .config import ReproduceConfig
@@ -49,7 +49,7 @@ class Experiment:
         log = ItemLog(run_dir)
         return Job(self.name, log, self.module.plan(cfg, pool, log.done))
 
-    def report(self, run_dir: RunDir) -> str:
+    def write_report(self, run_dir: RunDir) -> str:
         """summary.json, the figures and report.md from the run folder's JSON alone; returns the markdown."""
         config, items = load_run(run_dir)
         if not items:
@@ -88,7 +88,7 @@ def planned(name: str) -> Experiment:
 
 def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
     """Every argument of a run, checked before its folder is touched or any model is loaded: the device, the
-    models (cheaply: see models.check_model) and options that no experiment of the run would use."""
+    models (cheaply: see models.load.check_loadable) and options that no experiment of the run would use."""
     resolve_device(cfg.device)
     if cfg.extra_models and not any(getattr(e.module, "EXTRA_MODELS", False) for e in exps):
         raise LmrepError(f"--also does nothing for {', '.join(e.name for e in exps)}: only "
@@ -100,4 +100,4 @@ def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
             raise LmrepError(f"{flag} does nothing for {', '.join(e.name for e in exps)}: only {', '.join(users)} "
                              "use it; leave it out")
     for name in dict.fromkeys((cfg.model, *cfg.extra_models)):
-        check_model(name)
+        check_loadable(name)

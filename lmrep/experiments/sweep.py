@@ -29,7 +29,8 @@ from .pool import ModelPool
 TOP = ("out", "device", "grid", "reproduce")
 GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
 OPTIONS = tuple(f.name for f in fields(InvertConfig) if f.name not in ("method", "seed"))
-REPRODUCE = ("experiments", "prompts_file", *(label(f) for f in fields(ReproduceConfig) if f.name not in ("experiment", "device")))
+REPRODUCE = ("experiments", "prompts_file",
+             *(label(f) for f in fields(ReproduceConfig) if f.name not in ("experiment", "device")))
 
 
 @dataclass
@@ -81,9 +82,9 @@ def _known(table: dict, keys: tuple[str, ...], path: Path, where: str) -> None:
             raise LmrepError(f"{path}: unknown key '{where}{k}': known keys are {', '.join(keys)}")
 
 
-def _typed(value, kind_: type, path: Path, key: str):
-    if not isinstance(value, kind_) or isinstance(value, bool) and kind_ is not bool:
-        raise LmrepError(f"{path}: '{key}' must be a {kind_.__name__}, got {value!r}")
+def _typed(value, want: type, path: Path, key: str):
+    if not isinstance(value, want) or isinstance(value, bool) and want is not bool:
+        raise LmrepError(f"{path}: '{key}' must be a {want.__name__}, got {value!r}")
     return value
 
 
@@ -109,10 +110,10 @@ def _seeds(value, path: Path, where: str) -> list[int]:
     return seeds
 
 
-def check_model(name: str, untrained: bool, path: Path) -> None:
-    """A model the sweep can load (models.check_model: cheap, no weights read), the spec named in the error."""
+def _check_spec_model(name: str, untrained: bool, path: Path) -> None:
+    """A model the sweep can load (models.check_loadable: cheap, no weights read), the spec named in the error."""
     try:
-        models.check_model(name, untrained)
+        models.check_loadable(name, untrained)
     except LmrepError as e:
         raise LmrepError(f"{path}: {e}") from None
 
@@ -134,7 +135,7 @@ def _grid_config(table: dict, base: Path, device: str, path: Path) -> grid.GridC
         name, untrained = (m, False) if isinstance(m, str) else (m.get("name"), bool(m.get("untrained", False)))
         if not isinstance(name, str) or (isinstance(m, dict) and set(m) - {"name", "untrained"}):
             raise LmrepError(f"{path}: a grid model is a name or {{name = \"...\", untrained = true}}, got {m!r}")
-        check_model(name, untrained, path)
+        _check_spec_model(name, untrained, path)
         models.append(dict(name=name, untrained=untrained))
     if not models:
         raise LmrepError(f"{path}: the grid has no models: add grid.models")
@@ -173,7 +174,7 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
         cfg = from_mapping(ReproduceConfig, fields, device=device, prompts=_prompts(table, base, path, "reproduce."))
     except LmrepError as e:
         raise LmrepError(f"{path}: reproduce: {e}") from None
-    check_model(cfg.model, False, path)
+    _check_spec_model(cfg.model, False, path)
     if cfg.layers and max(cfg.layers) > n_blocks(cfg.model):
         raise LmrepError(f"{path}: reproduce: layers must be blocks 0..{n_blocks(cfg.model)} of {cfg.model}, got "
                          f"{list(cfg.layers)}")

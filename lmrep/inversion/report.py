@@ -61,11 +61,11 @@ def _resume(run_dir: RunDir, total: int, records: Callable[[list[int]], Iterator
                     on_record(full(i))
     finally:
         if metrics.done:
-            report(run_dir)
+            rebuild_run(run_dir)
     return [full(i) for i in sorted(metrics.done)]
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json (rates over prompts) and, for methods with a loss curve, loss.png; returns the summary."""
     records = run_dir.read_jsonl(METRICS)
     if not records:

@@ -3,15 +3,15 @@ anything runs (how many blocks there are to name)."""
 from __future__ import annotations
 
 from .gguf import converted
-from .load import KNOWN, cache_dir, check_model
+from .load import KNOWN, cache_dir, check_loadable
 
 
 def model_config(spec: str, untrained: bool = False):
-    """The transformers config of a model lmrep can load (checked first: models.load.check_model), read from its
+    """The transformers config of a model lmrep can load (checked first: models.load.check_loadable), read from its
     config file alone: the untrained GPT-2's is built, a known GGUF model's is its cached conversion's (converted
     once if it is not there yet, as its first run would), a folder's or hub name's is its config.json."""
     from transformers import AutoConfig, GPT2Config
-    check_model(spec, untrained)
+    check_loadable(spec, untrained)
     if spec == "gpt2" and untrained:
         return GPT2Config()
     known = KNOWN.get(spec)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -24,6 +24,8 @@ import torch
 
 from .checks import read_text
 from ..errors import LmrepError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("runs")
 CONFIG = "config.json"
@@ -214,14 +216,14 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, kind: str, config: dict, out: str | Path | None = None, root: str | Path = DEFAULT_ROOT,
+    def create(cls, command: str, config: dict, out: str | Path | None = None, root: str | Path = DEFAULT_ROOT,
                new: bool = False) -> "RunDir":
         """The run folder for this config, once everything else has been checked: ``out`` (or
-        ``root/kind-<hash>``), new or holding this same config (then the run resumes). A folder holding another
+        ``root/command-<hash>``), new or holding this same config (then the run resumes). A folder holding another
         configuration, or files that are no run's, is refused with one line naming what differs; with ``new``
         the first free ``<folder>-2``, ``-3``, ... is used instead. Writes config.json."""
-        wanted = as_json(dict(command=kind, **config))
-        path = Path(out) if out else Path(root) / f"{kind}-{config_hash(config)}"
+        wanted = as_json(dict(command=command, **config))
+        path = Path(out) if out else Path(root) / f"{command}-{config_hash(config)}"
         check_out_dir(path)
         problem = cls._mismatch(path, wanted)
         if problem and new:
@@ -230,7 +232,7 @@ class RunDir:
                 path, n = base.with_name(f"{base.name}-{n}"), n + 1
                 check_out_dir(path)
                 problem = cls._mismatch(path, wanted)
-            print(f"lmrep: '{base}' holds another run; this one goes to '{path}'", file=sys.stderr)
+            log.warning(f"lmrep: '{base}' holds another run; this one goes to '{path}'")
         elif problem:
             raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         run = cls(path)
@@ -321,5 +323,4 @@ def _get(d: dict, dotted: str):
 def resumed(done: int, total: int, run_dir: RunDir, what: str = "item") -> None:
     """Say on stderr that a run picks up where an earlier one stopped."""
     if done:
-        print(f"lmrep: resuming '{run_dir.path}': {done} of {total} {what}(s) already finished, kept",
-              file=sys.stderr)
+        log.info(f"lmrep: resuming '{run_dir.path}': {done} of {total} {what}(s) already finished, kept")

@@ -4,7 +4,7 @@ the image moved, which is what the page argues about (early patches change more,
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +21,8 @@ from .objectives import OBJECTIVES
 from .param import PARAMS
 from .render import OPTIMISATION, RenderConfig, render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
+
+log = logging.getLogger(__name__)
 
 
 OBJECTIVE = "objective"
@@ -149,18 +151,18 @@ def run(run_dir: RunDir, hybrid: Hybrid, cfg: FeaturesConfig, progress: bool = T
         for s in cfg.seeds:
             if s in done:
                 continue
-            print(f"seed {s}: rendering {len(cfg.indices)} panels of {layer.name} ...", file=sys.stderr)
+            log.info(f"seed {s}: rendering {len(cfg.indices)} panels of {layer.name} ...")
             recs, imgs = render_seed(hybrid, cfg, s, progress=progress)
             run_dir.add_tensors(IMAGES, {f"seed{s}": imgs})
             for r in recs:
                 panels.add(r)
             done.append(s)
     finally:
-        summary = report(run_dir) if done else None
+        summary = rebuild_run(run_dir) if done else None
     return summary
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json and the figures of a features run, from its panels.jsonl, config.json and saved images:
     grid.png (the first seed's panels), change.png (per-patch change per panel), profile.png (change along the
     token order). Returns the summary."""

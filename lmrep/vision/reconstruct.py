@@ -4,7 +4,7 @@ How close it gets, layer by layer, is the page's "representational accuracy".
 """
 from __future__ import annotations
 
-import sys
+import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -22,6 +22,8 @@ from .figures import psnr_by_depth, reconstruction_grid
 from .render import OPTIMISATION
 from .images import load_image
 from .metrics import l2, per_patch_mse, psnr, ssim
+
+log = logging.getLogger(__name__)
 
 LAYERS, IMAGES = "layers.jsonl", "images.safetensors"
 
@@ -104,7 +106,7 @@ def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str],
                 for name, img in originals.items():
                     if _key(dict(model=sub.label, image=name, layer=m.name)) in layers.done:
                         continue
-                    print(f"{sub.label}: {m.name}, {name} ...", file=sys.stderr)
+                    log.info(f"{sub.label}: {m.name}, {name} ...")
                     out = reconstruct(m, img, cfg, seed=seed, progress=True)
                     rec = dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
                                output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
@@ -116,7 +118,7 @@ def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str],
                         on_record(rec)
     finally:
         if layers.done:
-            report(run_dir)
+            rebuild_run(run_dir)
     return list(layers.done.values())
 
 
@@ -135,7 +137,7 @@ def summarize(records: list[dict]) -> dict:
     return dict(out)
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json, reconstructions.png (originals and reconstructions by layer) and psnr.png, from the run's
     layers.jsonl and saved images; returns the summary."""
     records = run_dir.read_jsonl(LAYERS)

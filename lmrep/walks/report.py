@@ -39,11 +39,11 @@ def run(run_dir: RunDir, target, prompts: list[str], cfg: WalkConfig, seeds: tup
                     on_record(metrics.done[i])
     finally:
         if metrics.done:
-            report(run_dir)
+            rebuild_run(run_dir)
     return [metrics.done[i] for i in sorted(metrics.done)]
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json (mean and standard error of r and the distances over walks) and walk.png; the summary."""
     records = run_dir.read_jsonl(METRICS)
     if not records:

@@ -9,9 +9,9 @@ residual, tokens tied with the accepted one (identical embedding rows: no layer 
 number of candidates verified. A position where no candidate is within tolerance says ``verified: false`` and
 lists the closest candidates. ``certify`` then annotates every position and computes the record's verdict, once.
 
-Observed outputs: states observed in bfloat16 or float16 (captured and stored that way, or float32 values that went through such a
-cast) cannot match a float32 recomputation to float32 rounding. Each stored value is the true one rounded to
-nearest, off by at most half a unit in the last place of the observed dtype; in the search's residual
+Observed outputs: states observed in bfloat16 or float16 (captured and stored that way, or float32 values that
+went through such a cast) cannot match a float32 recomputation to float32 rounding. Each stored value is the true
+one rounded to nearest, off by at most half a unit in the last place of the observed dtype; in the search's residual
 ``max_i |out_i - h_i| / max_i |h_i|`` that is at most ``ulp(max_i |h_i|) / 2 / max_i |h_i|`` at position t, between
 eps/4 and eps/2 of the observed dtype depending on where the position's magnitude falls in its binade. The tolerance
 at t is that plus the computation's own (``relative_tolerance``: eps of the model's dtype, sqrt(d), stages).
