@@ -86,8 +86,8 @@ class ReproduceConfig:
     device: str = option("cpu", "cpu, cuda, cuda:N or auto")
     model: str = option(DEFAULT_MODEL, "the trained model (stands in for trained GPT-2)")
     extra_models: tuple[str, ...] = option((), "more trained models to run the same way, for the experiments that "
-                                           "take them (sentence-reconstruction; e.g. gpt2)", each(_text),
-                                           flag="also", metavar="MODEL")
+                                           "take them (sentence-reconstruction; e.g. gpt2) (default: none)",
+                                           each(_text), flag="also", metavar="MODEL")
     steps: int = option(0, "N for every gradient-descent run; 0: the profile's (the setting's N; --quick: 60-120)",
                         at_least(0, 10 ** 6))
     layers: tuple[int, ...] = option((), "depth: the layers to invert, as block numbers (default: every one; "
