@@ -12,8 +12,9 @@ import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
 from lmrep.objective.decode import duplicate_groups
-from lmrep.inversion.exact import invert_outputs, relative_tolerance, residuals
-from lmrep.inversion.exact.table import fingerprint, vocab_table
+from lmrep.inversion import invert_outputs as invert_each
+from lmrep.inversion.exact import relative_tolerance, residuals
+from lmrep.inversion.exact.table import vocab_table, weights_hash
 from lmrep.inversion.exact.kvcache import Prefix
 from lmrep.inversion.exact.proposal import Scores
 from lmrep.inversion.exact.rank import RANKINGS
@@ -23,6 +24,12 @@ PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions
 
 def _exact(lm, prompts, layer, head="none", **cfg):
     return list(invert(layer_model(lm, layer, head), prompts, InvertConfig(method="exact", **cfg), progress=False))
+
+
+def invert_outputs(O, outputs, cfg=None):
+    """The one record of a single observed output (T, D) or (1, T, D), by the exact method."""
+    (rec,) = invert_each(O, outputs, cfg or InvertConfig(method="exact"))
+    return rec
 
 
 def _check_recovered(rec):
@@ -196,7 +203,7 @@ def test_bad_inputs_say_what_to_do(tiny_gpt2):
     with pytest.raises(LmrepError, match="shape"):
         invert_outputs(O, torch.zeros(2, 3, 4, 5))
     with pytest.raises(LmrepError, match="tolerance"):
-        InvertConfig(method="exact", tolerance=-1.0).check()
+        InvertConfig(method="exact", tolerance=-1.0)  # checked when it is made
 
 
 def test_cli_exact_json(tiny_gpt2_dir):
@@ -235,16 +242,16 @@ def test_vocab_tables_are_cached_on_disk_per_weights(tiny_gpt2, tmp_path, monkey
     O = layer_model(tiny_gpt2, 1)
     built = vocab_table(O, 1)
     assert not built.cached and built.features.shape[0] == tiny_gpt2.vocab_size
-    (path,) = (tmp_path / "tables").glob(f"{fingerprint(tiny_gpt2)}-*-c1-s0.safetensors")
+    (path,) = (tmp_path / "tables").glob(f"{weights_hash(tiny_gpt2)}-*-c1-s0.safetensors")
     tiny_gpt2._memo.clear()  # a new process: the table comes from disk
     again = vocab_table(O, 1)
     assert again.cached and torch.equal(again.features, built.features) and again.seconds == built.seconds
-    before = fingerprint(tiny_gpt2)
+    before = weights_hash(tiny_gpt2)
     tiny_gpt2._memo.clear()
     with torch.no_grad():
         w = next(tiny_gpt2.model.parameters())
         w[0, 0] += 1.0  # other weights: another table
-        assert fingerprint(tiny_gpt2) != before
+        assert weights_hash(tiny_gpt2) != before
         w[0, 0] -= 1.0
     tiny_gpt2._memo.clear()
 

@@ -30,7 +30,7 @@ def _bad_numbers():
     """(command, flag, nargs, bad value) for every numeric flag: non-finite, not a number, below its lowest and
     above its highest value, and a fraction where a whole number is wanted."""
     for name, a in _flags():
-        kind, check = getattr(a.type, "kind", None), getattr(a.type, "check", None)
+        kind, check = getattr(a.type, "parse_as", None), getattr(a.type, "check", None)
         if kind not in (int, float):
             continue
         bad = ["nan", "inf", "-inf", "1e999", "ten"]
@@ -58,7 +58,8 @@ def _one_line_exit_2(argv, capsys) -> str:
 
 
 def test_every_numeric_option_has_a_range():
-    numeric = [(n, a) for n, a in _flags() if getattr(a.type, "kind", None) in (int, float) or a.type in (int, float)]
+    numeric = [(n, a) for n, a in _flags()
+               if getattr(a.type, "parse_as", None) in (int, float) or a.type in (int, float)]
     assert len(numeric) >= 30
     unchecked = [f"{n} {a.option_strings[0]}" for n, a in numeric if getattr(a.type, "check", None) is None]
     assert unchecked == []

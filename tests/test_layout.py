@@ -132,3 +132,36 @@ def test_layout_paths_reads_folders_and_continuations():
     readme = "## Layout\n\n```\npkg/  a.py (x), b.py\n  sub/  c.py, d.py\n        e.py\nbench/  f.py\n```\n"
     assert layout_paths(readme) == {"pkg/a.py", "pkg/b.py", "pkg/sub/c.py", "pkg/sub/d.py", "pkg/sub/e.py",
                                     "bench/f.py"}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 60
+
+
+def too_long(paths) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions (methods, nested ones) over MAX_FUNCTION_LINES, from
+    their first line (decorators aside) to their last."""
+    out = []
+    for path in paths:
+        text = Path(path).read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            out.append(f"{path}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    out.append(f"{path}:{node.lineno} {node.name}: {lines} lines")
+    return out
+
+
+def test_no_module_over_300_lines_and_no_function_over_60():
+    repo = ROOT.parent
+    assert too_long(sorted([*ROOT.rglob("*.py"), *(repo / "bench").rglob("*.py")])) == []
+
+
+def test_too_long_finds_long_modules_and_functions(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(60))
+    (tmp_path / "f.py").write_text(f"class A:\n    def ok(self):\n{body[:0]}        pass\n\n\ndef long():\n{body}\n")
+    (tmp_path / "m.py").write_text("x = 1\n" * 301)
+    (tmp_path / "fine.py").write_text(f"def fine():\n{chr(10).join(body.splitlines()[:59])}\n")
+    found = too_long([tmp_path / "f.py", tmp_path / "m.py", tmp_path / "fine.py"])
+    assert [f.split("/")[-1] for f in found] == ["f.py:6 long: 61 lines", "m.py: 301 lines"]

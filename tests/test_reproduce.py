@@ -260,3 +260,27 @@ def test_html_report_renders_in_a_browser(quick_run, tiny_gpt2_dir, tmp_path, ca
     _chromium("--window-size=1000,1200", f"--screenshot={shot}", (site / f"{run.path.name}.html").as_uri())
     pixels = matplotlib.image.imread(shot)[..., :3]  # (H, W, 3) in [0, 1]
     assert pixels.std() > 0.05 and (pixels < 0.5).mean() > 0.01  # text, tables and a figure, not a blank page
+
+
+def test_the_documented_example_experiment_is_one_module_and_one_row(pool, tmp_path, monkeypatch):
+    """docs/reproduce.md's example, written as a module of an outside package and added by one row, runs through
+    reproduce and gets a report whose claim is the measured round trip."""
+    from pathlib import Path
+
+    from lmrep.experiments import registry
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "reproduce.md").read_text()
+    (code,) = [c for c in re.findall(r"^```python\n(.*?)^```", doc, re.M | re.S) if 'NAME, TITLE = "round-trip"' in c]
+    (tmp_path / "mylab").mkdir()
+    (tmp_path / "mylab" / "__init__.py").write_text("")
+    (tmp_path / "mylab" / "round_trip.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "round-trip" not in experiments()
+    monkeypatch.setattr(registry, "MODULES", [*registry.MODULES, "mylab.round_trip"])
+    run = reproduce(ReproduceConfig("round-trip", quick=True), tmp_path / "run", progress=False, pool=pool)
+    items = items_of(run)
+    assert len(items) == 2 and {r["prompt"] for r in items} == {PAGE_PROMPT, "The sky is blue."}
+    lm = pool.model(ReproduceConfig.model)
+    for r in items:  # the l2 decoder maps every W_E row back to its id (README: Decoders)
+        assert r["accuracy"] == 1.0 and len(lm.encode(r["prompt"])) > 1
+    report = (run / "report.md").read_text()
+    assert "# Round trip" in report and "every W_E row decodes to its own id" in report and "| holds |" in report

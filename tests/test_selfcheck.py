@@ -61,19 +61,19 @@ def test_learned_positions_at_the_wrong_offset_are_an_error(arch_dirs, monkeypat
 def test_a_pass_is_remembered_on_disk(arch_dirs, tmp_path, monkeypatch, fresh_checks):
     lm = load_model(str(arch_dirs("qwen3")))
     (record,) = (tmp_path / "cache" / "checks").glob("*.json")
-    assert json.loads(record.read_text())["passed"] and record.stem == selfcheck.fingerprint(lm)
+    assert json.loads(record.read_text())["passed"] and record.stem == selfcheck.check_key(lm)
     monkeypatch.setattr(selfcheck, "_PASSED", set())
     monkeypatch.setattr(selfcheck, "_failure", lambda lm: pytest.fail("checked twice"))
     load_model(str(arch_dirs("qwen3")))  # found on disk: not run again
-    assert selfcheck.fingerprint(lm.to(dtype=torch.float64)) != record.stem  # another dtype is another check
+    assert selfcheck.check_key(lm.to(dtype=torch.float64)) != record.stem  # another dtype is another check
 
 
-def test_fingerprint_sees_the_weights(arch_dirs):
+def test_check_key_sees_the_weights(arch_dirs):
     a, b = load_model(str(arch_dirs("llama"))), load_model(str(arch_dirs("llama")))
-    assert selfcheck.fingerprint(a) == selfcheck.fingerprint(b)
+    assert selfcheck.check_key(a) == selfcheck.check_key(b)
     with torch.no_grad():
         b.blocks[1].mlp.down_proj.weight.mul_(1.5)
-    assert selfcheck.fingerprint(a) != selfcheck.fingerprint(b)
+    assert selfcheck.check_key(a) != selfcheck.check_key(b)
 
 
 def test_a_bidirectional_encoder_needs_a_causal_lm(tmp_path, small_tokenizer, capsys, fresh_checks):

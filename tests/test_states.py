@@ -15,8 +15,8 @@ from lmrep.cli import main
 from lmrep.inversion import score
 from lmrep.inversion.exact import relative_tolerance
 from lmrep.inversion.locate import locate
-from lmrep.inversion.precision import observed_dtype
-from lmrep.models.load import fingerprint
+from lmrep.inversion.exact.certificate import observed_dtype
+from lmrep.models.load import weights_hash
 from lmrep.inversion import states
 
 EXACT = InvertConfig(method="exact")
@@ -29,7 +29,7 @@ def _round_trip(lm, layer, prompts, tmp_path, dtype=torch.float32):
     path = tmp_path / "states.safetensors"
     states.save(path, states.capture(O, ids, dtype), states.header(O, dtype, 0.0, ids))
     got = states.load(path)
-    states.check_model(got, lm, path)
+    states.check_made_by(got, lm, path)
     recs = [score(O, r, x) for r, x in zip(invert_outputs(O, got.tensors, EXACT), got.ids)]
     return recs, got
 
@@ -38,7 +38,7 @@ def _round_trip(lm, layer, prompts, tmp_path, dtype=torch.float32):
 def test_capture_then_invert_round_trips_exactly_in_float32(model, layer, request, tmp_path):
     lm = request.getfixturevalue(model)
     (rec,), got = _round_trip(lm, layer, ["Paris is the capital"], tmp_path)
-    assert got.meta["model"] == lm.name and got.meta["fingerprint"] == fingerprint(lm)
+    assert got.meta["model"] == lm.name and got.meta["fingerprint"] == weights_hash(lm)
     assert got.meta["layer_name"] == layer_model(lm, layer).name and got.meta["dtype"] == "float32"
     assert got.ids == [lm.encode("Paris is the capital")] and got.keys == ["0"]
     assert rec["exact_match"] and rec["verified"] and rec["observed_dtype"] == "float32"

@@ -55,18 +55,22 @@ def spec() -> Path:
     return TINY
 
 
-def test_the_documented_specs_are_the_files_and_check(planner):
+def test_the_documented_specs_are_the_files_and_check(monkeypatch):
+    def no_weights(*a, **k):
+        raise AssertionError("checking a spec loaded a model's weights")
+    monkeypatch.setattr("lmrep.models.load.load_model", no_weights)  # layers come from the config files
+    monkeypatch.setattr("lmrep.experiments.pool.load_model", no_weights)
     doc = (DOCS / "sweep.md").read_text()
     spec_lines = [line for line in TINY.read_text().splitlines() if line and not line.startswith("#")]
     assert "\n".join(spec_lines) in doc  # the spec shown is the one the tests run
-    full = load_spec(DOCS / "sweep-results.toml", planner=planner)
+    full = load_spec(DOCS / "sweep-results.toml")
     names = [n for n, _ in full.runs]
     assert {"depth", "threshold", "walks", "depth-grid"} <= set(names)
     grid = dict(full.runs)["depth-grid"]
     assert [m["layers"] for m in grid.models] == [list(range(31)), list(range(13))] and len(grid.prompts) >= 20
-    (_, bench), = load_spec(DOCS.parent / "bench" / "sweep.toml", planner=planner).runs  # items/hour in the docs
+    (_, bench), = load_spec(DOCS.parent / "bench" / "sweep.toml").runs  # items/hour in the docs
     assert len(bench.prompts) == 8 and bench.seeds == [0, 1] and bench.options == {"steps": 100}
-    results = dict(load_spec(DOCS.parent / "results" / "spec.toml", planner=planner).runs)  # the committed results
+    results = dict(load_spec(DOCS.parent / "results" / "spec.toml").runs)  # the committed results
     assert set(results) == set(experiments()) and {c.steps for c in results.values()} == {200}
     assert results["depth"].layers == (0, 1, 2, 4, 8, 12, 16, 23, 30) and results["depth"].seeds == 2
 
@@ -93,10 +97,12 @@ def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
      "unknown method 'magic'"),
     ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),
-    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "'reproduce.steps' must be a count"),
-    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "'reproduce.layers' must be a list"),
+    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "reproduce: steps must be between 0 and 1000000, got -1"),
+    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "reproduce: layers must be 0 or more each"),
+    ("[reproduce]\nexperiments = 'depth'\nquick = 'yes'\n", "reproduce: quick must be true or false"),
     ("out = 'x'\n[grid\n", "not valid TOML"),
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nprompts = ['a']\nlayers = [13]\n", "blocks 0..12"),
+    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 31]\n", "blocks 0..30 of smollm2-135m"),
 ])
 def test_bad_spec_is_one_line_exit_2_before_any_work(tmp_path, capsys, bad, says):
     path = tmp_path / "bad.toml"
@@ -172,3 +178,27 @@ def test_interrupted_driver_resumes(spec, planner, reference, tmp_path):
     with torch_threads(1):
         assert execute(jobs, Inline(planner), progress=False).ok
     assert items(dirs["grid"].path) == reference
+
+
+@pytest.mark.parametrize("steps", [0, 7, -1, 10 ** 7])
+def test_a_field_means_the_same_on_the_command_line_and_in_a_spec(tmp_path, capsys, steps):
+    """ReproduceConfig's fields carry their own range: `--steps N` and `steps = N` in a spec give the same config,
+    or are refused with the same words."""
+    from lmrep.cli import build_parser
+    from lmrep.cli.reproduce import config_of
+    from lmrep.errors import LmrepError
+    spec = tmp_path / "s.toml"
+    spec.write_text(f"[reproduce]\nexperiments = 'depth'\nsteps = {steps}\nseeds = 2\n")
+    try:
+        cli = config_of(build_parser().parse_args(["reproduce", "depth", "--steps", str(steps), "--seeds", "2"]))
+    except SystemExit:
+        cli = capsys.readouterr().err
+    try:
+        (name, from_spec), = load_spec(spec).runs
+    except LmrepError as e:
+        from_spec = str(e)
+    if 0 <= steps <= 10 ** 6:
+        assert name == "depth" and cli.resolved() == from_spec and from_spec.steps == steps
+    else:
+        assert isinstance(cli, str) and isinstance(from_spec, str)
+        assert "steps must be between 0 and 1000000" in from_spec and "must be between 0 and 1000000" in cli

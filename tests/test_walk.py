@@ -11,7 +11,7 @@ from lmrep.models.layers import layer_model
 from lmrep.objective.targets import FCNet, MLPMimic, make_target
 from lmrep.walks import WalkConfig, WalkState, ratio, ratio_between, walk
 from lmrep.walks.jacobian import least_directions
-from lmrep.walks.page import clamped_round
+from lmrep.walks.page_walks import clamped_round
 
 PROMPT = "The sky is blue."
 

@@ -27,20 +27,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def value_type(kind: type, check=None):
-    """An argparse type: text -> ``kind``, then ``check`` (one line on failure). It keeps ``kind`` and ``check``
+def value_type(parse_as: type, check=None):
+    """An argparse type: text -> ``parse_as``, then ``check`` (one line on failure). It keeps ``parse_as`` and ``check``
     so that tests can find every numeric flag's range."""
     def parse(text: str):
         try:
-            v = kind(text)
+            v = parse_as(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not {_WORDS.get(kind, kind.__name__)}") from None
+            raise argparse.ArgumentTypeError(f"'{text}' is not {_WORDS.get(parse_as, parse_as.__name__)}") from None
         problem = check(v) if check else None
         if problem:
             raise argparse.ArgumentTypeError(f"{text} must be {problem}")
         return v
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    parse.kind, parse.check = kind, check
+    parse.__name__ = parse_as.__name__  # argparse names the type in its messages
+    parse.parse_as, parse.check = parse_as, check
     return parse
 
 
@@ -88,13 +88,13 @@ def add_config(parser: argparse.ArgumentParser, cls, group: str | None = None, s
         if title and title not in groups:
             groups[title] = parser.add_argument_group(title)
         where = groups[title] if title else parser
-        kind, nargs = _shape(hints[f.name])
+        element, nargs = _shape(hints[f.name])
         check = meta.get("check")
         when = meta.get("when")
         about = meta.get("help", "") + (f"; only with {when.text()}" if when else "")
         help_ = about + _default_text((shown or {}).get(f.name, default))
         flag = "--" + label(f)
-        if kind is bool:  # argparse adds the default to a boolean flag's help itself
+        if element is bool:  # argparse adds the default to a boolean flag's help itself
             where.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=about)
             continue
         element_check = getattr(check, "element", None) if nargs else check
@@ -104,8 +104,8 @@ def add_config(parser: argparse.ArgumentParser, cls, group: str | None = None, s
         if choices is not None:
             kw["choices"] = list(choices() if callable(choices) else choices)
             kw["metavar"] = kw["metavar"] or None
-        elif kind is not str or element_check is not None:
-            kw["type"] = value_type(kind, element_check)
+        elif element is not str or element_check is not None:
+            kw["type"] = value_type(element, element_check)
         if nargs:
             kw["nargs"] = nargs
         where.add_argument(flag, **kw)
@@ -222,10 +222,11 @@ def read_prompts(texts: list[str], prompts_file: str | None) -> list[str]:
 
 def add_executor_args(parser: argparse.ArgumentParser) -> None:
     """Where the items of a sweep or an experiment run: worker processes here, or Ray."""
+    from ..experiments.executors import EXECUTORS
     g = parser.add_argument_group("executor")
-    g.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="local: worker processes on this machine (default); ray: Ray tasks on a local Ray, or on "
-                        "the cluster at --address")
+    g.add_argument("--executor", default=next(iter(EXECUTORS)), choices=list(EXECUTORS),
+                   help="; ".join(f"{name}: {make.__doc__}" for name, make in EXECUTORS.items())
+                   + f" (default: {next(iter(EXECUTORS))})")
     g.add_argument("--address", help="a running Ray cluster to join (e.g. ray://head:10001 or auto); default: "
                                      "start a local Ray")
     g.add_argument("--workers", type=value_type(int, lambda v: None if v >= 1 else "1 or more"),

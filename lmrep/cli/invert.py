@@ -44,10 +44,10 @@ def run(args) -> int:
     if args.key:
         raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
     prompts = read_prompts(args.text, args.prompts_file)
-    cfg = config_from(InvertConfig, args).check()
+    cfg = config_from(InvertConfig, args)
     lm = model_from_args(args)
     target = layer_model(lm, args.layer, args.head)
-    cfg.check(lm.vocab_size)
+    cfg.fits(lm.vocab_size)
     for p in prompts:
         lm.encode(p)  # every prompt is checked before any work starts
     run_dir = RunDir.create("invert", dict(config_dict(cfg, target), prompts=prompts), args.out, new=args.new)
@@ -60,13 +60,13 @@ def run_on_states(args) -> int:
     """The tensors of a states file, each checked against the model and layer before any work."""
     if args.text or args.prompts_file:
         raise LmrepError("give prompts or --states FILE, not both")
-    cfg = config_from(InvertConfig, args).check()
+    cfg = config_from(InvertConfig, args)
     observed = states_file.load(args.states)
     if args.key:
         observed = observed.select(args.key)
     lm = model_from_args(args)
-    states_file.check_model(observed, lm, args.states)
-    cfg.check(lm.vocab_size)
+    states_file.check_made_by(observed, lm, args.states)
+    cfg.fits(lm.vocab_size)
     search = None
     if args.layer == "auto":
         if args.head != "none":

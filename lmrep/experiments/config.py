@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import LmrepError
 from ..inversion import InvertConfig
 from ..models.load import DEFAULT_MODEL
+from ..records.checks import at_least, boolean, check_fields, each, one_of, option
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"
 PAGE_PROMPT = "This is a prompt sentence."  # the page's running example
@@ -66,31 +67,39 @@ SETTINGS = {
 DEFAULT_SETTING = "original"
 
 
+def _text(v) -> str | None:
+    return None if isinstance(v, str) and v.strip() else "non-empty text"
+
+
 @dataclass
 class ReproduceConfig:
-    """One run of one experiment; its dict (after ``resolved``) names and hashes the run folder."""
+    """One run of one experiment; its dict (after ``resolved``) names and hashes the run folder. Every field
+    carries its type, range, default and help: the command line, a sweep spec and Python check it the same way,
+    once, when the config is made."""
 
-    experiment: str
-    quick: bool = False  # the small profile the tests run; otherwise the full one (GPU or a long CPU run)
-    setting: str = DEFAULT_SETTING  # text, original (the page vs the scripts where they disagree) or adam
-    prompts: tuple[str, ...] = ()  # empty: the profile's default prompts
-    seeds: int = 0  # 0: the profile's default (1 quick, 3 full)
-    device: str = "cpu"
-    model: str = DEFAULT_MODEL  # the trained model (stands in for trained GPT-2 offline)
-    extra_models: tuple[str, ...] = ()  # more trained models for sentence-reconstruction (e.g. "gpt2")
-    steps: int = 0  # N for every gradient-descent run; 0: the profile's (the setting's N, or the quick one)
-    layers: tuple[int, ...] = ()  # depth: the blocks to invert after; empty: every one (quick: the first two)
+    experiment: str = option("", "an experiment (see lmrep reproduce --list)", cli=False)
+    quick: bool = option(False, "the small profile (a few minutes on 2 CPU cores; default: the full one)", boolean)
+    setting: str = option(DEFAULT_SETTING, "follow the page's text or the author's original scripts where they "
+                          "disagree", one_of(SETTINGS))
+    prompts: tuple[str, ...] = option((), "prompts (empty: the profile's own)", each(_text), cli=False)
+    seeds: int = option(0, "seeds per condition: 0, 1, ...; 0: the profile's (3; --quick 1)", at_least(0, 1000))
+    device: str = option("cpu", "cpu, cuda, cuda:N or auto")
+    model: str = option(DEFAULT_MODEL, "the trained model (stands in for trained GPT-2)")
+    extra_models: tuple[str, ...] = option((), "more trained models to run the same way, for the experiments that "
+                                           "take them (sentence-reconstruction; e.g. gpt2) (default: none)",
+                                           each(_text), flag="also", metavar="MODEL")
+    steps: int = option(0, "N for every gradient-descent run; 0: the profile's (the setting's N; --quick: 60-120)",
+                        at_least(0, 10 ** 6))
+    layers: tuple[int, ...] = option((), "depth: the layers to invert, as block numbers (default: every one; "
+                                     "--quick: 1 2)", each(at_least(0)), metavar="LAYER")
+
+    def __post_init__(self):
+        check_fields(self)
 
     def resolved(self) -> "ReproduceConfig":
-        """Fill the profile's defaults and check the values; the result is what the run folder records."""
-        if self.setting not in SETTINGS:
-            raise LmrepError(f"unknown setting '{self.setting}': choose one of {', '.join(SETTINGS)}")
+        """Fill the profile's defaults; the result is what the run folder records."""
         seeds = self.seeds or (1 if self.quick else 3)
         prompts = tuple(self.prompts) or default_prompts(self.quick)
-        if any(not p.strip() for p in prompts):
-            raise LmrepError("empty prompt: every prompt needs some text")
-        if self.steps < 0 or any(k < 0 for k in self.layers):
-            raise LmrepError("steps and layers must be counts >= 0")
         return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
                                tuple(self.extra_models), self.steps, tuple(sorted(set(self.layers))))
 

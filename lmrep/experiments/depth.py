@@ -19,7 +19,7 @@ from .config import ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, greater, table, verdict
+from .reporting import Claim, claims_table, figure, greater, markdown_table, verdict
 
 NAME = "depth"
 ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
@@ -111,7 +111,8 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
             for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
     return [claims_table(claims(summary)),
             figure("depth.png", "token accuracy per layer, per model, method and decoder"),
-            "## Per layer\n", table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
+            "## Per layer\n",
+            markdown_table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
 
 
 def claims(summary: dict) -> list[Claim]:

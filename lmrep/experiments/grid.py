@@ -18,7 +18,7 @@ from . import figures
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import table
+from .reporting import markdown_table
 
 NAME = "grid"
 ABOUT = "an inversion grid: models x layers x methods x option values x seeds x prompts"
@@ -106,5 +106,6 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     rows = [[r["series"], r["depth"], r["items"], *(fmt(r[f]) for f in FIELDS)] for r in summary["cells"]]
     return ["![token accuracy per layer](grid.png)\n",
-            "## Per cell\n", table(["model, method, options", "layer", "items", "token accuracy", "exact match",
+            "## Per cell\n",
+            markdown_table(["model, method, options", "layer", "items", "token accuracy", "exact match",
                                     "m_g < m (eq. 4)", "next token kept"], rows)]

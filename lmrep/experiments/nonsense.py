@@ -26,7 +26,7 @@ from .config import ReproduceConfig
 from ..engine import Plan, Task, item_id
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, above, all_of, below, claims_table, figure, quote, table, verdict
+from .reporting import Claim, above, all_of, below, claims_table, figure, quote, markdown_table, verdict
 from .swap_search import SwapSearchConfig, next_logits, search
 
 NAME = "nonsense"
@@ -38,7 +38,7 @@ FIELDS = ("kept", "overlap", "jaccard", "log10_ppl", "log10_ppl_prompt", "forwar
 
 
 @dataclass(frozen=True)
-class Condition:
+class NonsenseCase:
     """One target the experiment inverts."""
 
     label: str
@@ -47,14 +47,14 @@ class Condition:
     depth: int
 
 
-def conditions(cfg: ReproduceConfig, n_trained_layers: int) -> list[Condition]:
+def conditions(cfg: ReproduceConfig, n_trained_layers: int) -> list[NonsenseCase]:
     """The page's untrained GPT-2 with one block + head, and the trained model (whole, in the quick profile)."""
     depths = {False: (1,) if cfg.quick else (1, 2, 12),
               True: (n_trained_layers,) if cfg.quick else (1, 2, n_trained_layers)}
     out = []
     for model, trained in (("gpt2", False), (cfg.model, True)):
         for k in depths[trained]:
-            out.append(Condition(f"{model}{'' if trained else ' untrained'}, {k} block{'s' * (k > 1)} + head",
+            out.append(NonsenseCase(f"{model}{'' if trained else ' untrained'}, {k} block{'s' * (k > 1)} + head",
                                  model, trained, k))
     return out
 
@@ -170,14 +170,15 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("nonsense.png", "how often the input found keeps the prompt's next token"),
             "## Per target and method\n",
-            table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
-                   "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
-                  [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]),
-                    fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
+            markdown_table(["target", "method", "items", "next token kept", "same token, same place",
+                            "token-set overlap", "log10 ppl (found)", "log10 ppl (prompt)", "forward passes",
+                            "seconds"],
+                           [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]),
+                             fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
             "## Inputs found (seed 0)\n",
-            table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
-                  [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
-                  f"{quote(e['goal'])} -> {quote(e['got'])}"] for e in summary["examples"]])]
+            markdown_table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
+                           [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
+                             f"{quote(e['goal'])} -> {quote(e['got'])}"] for e in summary["examples"]])]
 
 
 def claims(summary: dict) -> list[Claim]:

@@ -38,11 +38,12 @@ def header(title: str, config: dict, items: list[dict]) -> str:
 def claims_table(claims: list[Claim]) -> str:
     """The section that puts each of the page's claims next to what was measured."""
     rows = [[c.page, c.measured, c.verdict] for c in claims]
-    return "## The page's claims next to what was measured\n\n" + table(["the page says", "measured", "verdict"],
+    return "## The page's claims next to what was measured\n\n" + markdown_table(["the page says", "measured",
+                                                                                   "verdict"],
                                                                           rows) + "\n"
 
 
-def table(columns: list[str], rows: list[list]) -> str:
+def markdown_table(columns: list[str], rows: list[list]) -> str:
     """A markdown table; cells are turned into text and pipes escaped."""
     def cell(x) -> str:
         return str(x).replace("|", "\\|").replace("\n", "\\n")

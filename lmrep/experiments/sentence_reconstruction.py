@@ -18,7 +18,7 @@ from .config import PAGE_PROMPT, ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
-from .reporting import Claim, above, below, claims_table, figure, greater, quote, table, verdict
+from .reporting import Claim, above, below, claims_table, figure, greater, quote, markdown_table, verdict
 
 NAME = "sentence-reconstruction"
 ABOUT = "toy nets and the first k blocks of GPT-2 / the trained model: is the prompt recovered from noise?"
@@ -34,7 +34,7 @@ EXACT = tuple(f"exact_{d}" for d in DECODERS)  # exact recovery under each decod
 
 
 @dataclass(frozen=True)
-class Condition:
+class ReconstructionCase:
     """One target the experiment inverts."""
 
     label: str
@@ -45,12 +45,12 @@ class Condition:
     head: str = "none"
 
 
-def conditions(cfg: ReproduceConfig) -> list[Condition]:
+def conditions(cfg: ReproduceConfig) -> list[ReconstructionCase]:
     """The toy nets, then untrained GPT-2 and the trained model(s) at depths k, without and with the LM head."""
     head = cfg.get_setting().head
-    out = [Condition("FCNet (invertible)", cfg.model, True, "fcnet"),
-           Condition("FCNet, last layer T*d", cfg.model, True, "fcnet-noninv"),
-           Condition("MLP mimic d-4d-d", cfg.model, True, "mlp")]
+    out = [ReconstructionCase("FCNet (invertible)", cfg.model, True, "fcnet"),
+           ReconstructionCase("FCNet, last layer T*d", cfg.model, True, "fcnet-noninv"),
+           ReconstructionCase("MLP mimic d-4d-d", cfg.model, True, "mlp")]
     models = [("gpt2", False), (cfg.model, True), *[(m, True) for m in cfg.extra_models]]
     if not cfg.quick and trained_gpt2_available() and ("gpt2", True) not in models:
         models.append(("gpt2", True))
@@ -60,7 +60,7 @@ def conditions(cfg: ReproduceConfig) -> list[Condition]:
                 if cfg.quick and (trained, k, with_head) not in QUICK_CONDITIONS:
                     continue
                 name = f"{model}{'' if trained else ' untrained'}, {k} block{'s' * (k > 1)}"
-                out.append(Condition(name + (" + head" if with_head else ""), model, trained, None, k,
+                out.append(ReconstructionCase(name + (" + head" if with_head else ""), model, trained, None, k,
                                      head if with_head else "none"))
     return out
 
@@ -80,7 +80,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
     yield tasks
 
 
-def _prompts_for(cond: Condition, cfg: ReproduceConfig, pool: ModelPool) -> list[str]:
+def _prompts_for(cond: ReconstructionCase, cfg: ReproduceConfig, pool: ModelPool) -> list[str]:
     """FCNet is built per input length and grows fast with it: short prompts only (the page's one when quick)."""
     if cond.toy not in ("fcnet", "fcnet-noninv"):
         return list(cfg.prompts)
@@ -119,7 +119,7 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     md = [claims_table(claims(summary)),
           figure("reconstruction.png", "token accuracy and exact-match rate per target"),
           "## Rates per target\n",
-          table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
+          markdown_table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
                  *(f"exact ({d})" for d in DECODERS), "pinv on the true e"],
                 [[lab, r["items"], *(fmt(r[f]) for f in FIELDS + EXACT + ("pinv_ceiling",))]
                  for lab, r in rows.items()]),

@@ -1,6 +1,6 @@
 """``lmrep report RUN... --html DIR``: a static, self-contained site of run folders, built from their files alone.
 
-index.html lists the runs; each run gets a page with its report (report.md rendered: the claims table with each
+index.html lists the runs; each run gets an HTML file with its report (report.md rendered: the claims table with each
 verdict coloured, the tables, the figures embedded as data URIs), and for inversion runs a per-prompt view: the
 recovered text token by token, each token coloured by its certificate (exact search: residual against the
 tolerance, and the runner-up's margin) or by whether it is the true token (other methods; hover for the true token
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..records.folder import RunDir, write_atomic
 from ..engine import ITEMS, ItemLog
-MAX_PROMPTS = 200  # per-prompt views shown per run page (the rest are counted)
+MAX_PROMPTS = 200  # per-prompt views shown per run's HTML file (the rest are counted)
 OPEN = 5  # the first ones shown open
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
@@ -32,17 +32,17 @@ details{margin:.3em 0;border-left:3px solid #ddd;padding-left:.6em}summary{curso
 
 
 def write_site(run_dirs: list[RunDir], out: str | Path) -> Path:
-    """index.html and one page per run (folders of runs, like a sweep's, contribute each run); returns index."""
+    """index.html and one HTML file per run (folders of runs, like a sweep's, contribute each run); returns index."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [r for d in run_dirs for r in _expand(d.path)]
     names = _names(runs)
     rows = []
     for path, name in zip(runs, names):
-        page = _slug(name) + ".html"
-        body, summary = run_page(path)
-        write_atomic(out / page, _document(name, f'<nav><a href="index.html">all runs</a></nav>{body}'))
-        rows.append(f'<tr class="run"><td><a href="{page}">{_e(name)}</a></td><td>{_e(summary["kind"])}</td>'
+        html_file = _slug(name) + ".html"
+        body, summary = run_html(path)
+        write_atomic(out / html_file, _document(name, f'<nav><a href="index.html">all runs</a></nav>{body}'))
+        rows.append(f'<tr class="run"><td><a href="{html_file}">{_e(name)}</a></td><td>{_e(summary["what"])}</td>'
                     f'<td>{summary["items"]}</td><td>{_e(summary["claims"])}</td></tr>')
     index = ("<h1>lmrep runs</h1><table class=\"runs\"><tr><th>run</th><th>kind</th><th>items</th>"
              "<th>claims: holds / does not hold / not decided</th></tr>" + "".join(rows) + "</table>")
@@ -66,8 +66,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
 
 
-def run_page(path: Path) -> tuple[str, dict]:
-    """One run's page body and what the index says of it (kind, items, claim counts)."""
+def run_html(path: Path) -> tuple[str, dict]:
+    """One run's HTML body and what the index says of it (what ran, items, claim counts)."""
     config = _json(path / "config.json") or {}
     records = _records(path)
     parts = [f"<h1>{_e(path.name)}</h1>"]
@@ -85,8 +85,8 @@ def run_page(path: Path) -> tuple[str, dict]:
     verdicts = [re.search(r'class="verdict (\w+)"', row).group(1) for row in re.findall(r'<tr class="claim">.*?</tr>',
                                                                                           body)]
     claims = " / ".join(str(verdicts.count(v)) for v in ("holds", "fails", "open")) if verdicts else "-"
-    kind = config.get("experiment") or config.get("command") or "?"
-    return body, dict(kind=kind, items=len(records) or len(ItemLog(RunDir(path)).done), claims=claims)
+    what = config.get("experiment") or config.get("command") or "?"
+    return body, dict(what=what, items=len(records) or len(ItemLog(RunDir(path)).done), claims=claims)
 
 
 def _records(path: Path) -> list[dict]:
@@ -109,7 +109,7 @@ def _document(title: str, body: str) -> str:
 
 
 def _figure(name: str, path: Path, alt: str = "") -> str:
-    """A PNG embedded in the page; figures the report does not place are captioned with their file name."""
+    """A PNG embedded in the HTML; figures the report does not place are captioned with their file name."""
     if not path.exists():
         return f"<p>(figure {_e(name)} is missing)</p>"
     data = base64.b64encode(path.read_bytes()).decode()

@@ -16,16 +16,21 @@ from ..errors import LmrepError
 from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
+from ..models.shape import n_blocks
+from ..records.checks import from_mapping, label
 from ..records.folder import RunDir, config_hash
-from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
-from ..engine import ItemsFailed
-from .config import DEFAULT_SETTING, SETTINGS, ReproduceConfig, read_prompt_file
+from . import grid
+from .executors import make_executor
+from .registry import experiments, get, planned
+from .reproduce import run_and_report
+from .config import DEFAULT_SETTING, ReproduceConfig, read_prompt_file
 from .pool import ModelPool
 
 TOP = ("out", "device", "grid", "reproduce")
 GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
 OPTIONS = tuple(f.name for f in fields(InvertConfig) if f.name not in ("method", "seed"))
-REPRODUCE = ("experiments", "quick", "setting", "seeds", "model", "also", "prompts", "prompts_file", "steps", "layers")
+REPRODUCE = ("experiments", "prompts_file",
+             *(label(f) for f in fields(ReproduceConfig) if f.name not in ("experiment", "device")))
 
 
 @dataclass
@@ -37,9 +42,9 @@ class Sweep:
     runs: list[tuple[str, object]]  # (subfolder, GridConfig | ReproduceConfig)
 
 
-def load_spec(path: str | Path, out: str | None = None, device: str | None = None,
-              planner: ModelPool | None = None) -> Sweep:
-    """Read and check a spec; ``out``/``device`` override its own. ``planner`` loads models to count layers."""
+def load_spec(path: str | Path, out: str | None = None, device: str | None = None) -> Sweep:
+    """Read and check a spec; ``out``/``device`` override its own. No weights are loaded: names are checked
+    against the registries, layers against each model's config file."""
     path = Path(path)
     if not path.is_file():
         raise LmrepError(f"sweep spec '{path}' not found: give a TOML file (see docs/sweep.md)")
@@ -63,8 +68,7 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if len(set(names)) != len(names):
         raise LmrepError(f"{path}: two runs would share a folder name ({', '.join(names)}): give each [[grid]] a "
                          "name, or each [[reproduce]] its own experiments or setting")
-    planner = planner or ModelPool("cpu")
-    runs = [(n, _grid_config(*c, dev, path, planner) if isinstance(c, tuple) else c) for n, c in runs]
+    runs = [(n, _grid_config(*c, dev, path) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
     out_dir = Path(out or spec.get("out") or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
     return Sweep(out_dir, dev, runs)
@@ -78,9 +82,9 @@ def _known(table: dict, keys: tuple[str, ...], path: Path, where: str) -> None:
             raise LmrepError(f"{path}: unknown key '{where}{k}': known keys are {', '.join(keys)}")
 
 
-def _typed(value, kind_: type, path: Path, key: str):
-    if not isinstance(value, kind_) or isinstance(value, bool) and kind_ is not bool:
-        raise LmrepError(f"{path}: '{key}' must be a {kind_.__name__}, got {value!r}")
+def _typed(value, want: type, path: Path, key: str):
+    if not isinstance(value, want) or isinstance(value, bool) and want is not bool:
+        raise LmrepError(f"{path}: '{key}' must be a {want.__name__}, got {value!r}")
     return value
 
 
@@ -106,15 +110,15 @@ def _seeds(value, path: Path, where: str) -> list[int]:
     return seeds
 
 
-def check_model(name: str, untrained: bool, path: Path) -> None:
-    """A model the sweep can load (models.check_model: cheap, no weights read), the spec named in the error."""
+def _check_spec_model(name: str, untrained: bool, path: Path) -> None:
+    """A model the sweep can load (models.check_loadable: cheap, no weights read), the spec named in the error."""
     try:
-        models.check_model(name, untrained)
+        models.check_loadable(name, untrained)
     except LmrepError as e:
         raise LmrepError(f"{path}: {e}") from None
 
 
-def _grid_config(table: dict, base: Path, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
+def _grid_config(table: dict, base: Path, device: str, path: Path) -> grid.GridConfig:
     methods = table.get("methods", ["gd"])
     for m in methods:
         if m not in METHODS:
@@ -131,7 +135,7 @@ def _grid_config(table: dict, base: Path, device: str, path: Path, planner: Mode
         name, untrained = (m, False) if isinstance(m, str) else (m.get("name"), bool(m.get("untrained", False)))
         if not isinstance(name, str) or (isinstance(m, dict) and set(m) - {"name", "untrained"}):
             raise LmrepError(f"{path}: a grid model is a name or {{name = \"...\", untrained = true}}, got {m!r}")
-        check_model(name, untrained, path)
+        _check_spec_model(name, untrained, path)
         models.append(dict(name=name, untrained=untrained))
     if not models:
         raise LmrepError(f"{path}: the grid has no models: add grid.models")
@@ -140,10 +144,10 @@ def _grid_config(table: dict, base: Path, device: str, path: Path, planner: Mode
     for variant in cfg.variants():  # every option value is checked by the check the invert command uses
         for method in methods:
             try:
-                cfg.invert_config(method, 0, variant).check()
+                cfg.invert_config(method, 0, variant)  # made is checked (InvertConfig.check)
             except (TypeError, LmrepError) as e:
                 raise LmrepError(f"{path}: grid options: {e}") from None
-    cfg.models = [dict(m, layers=_layers(table.get("layers", [1]), planner.n_layers(m["name"], m["untrained"]), path))
+    cfg.models = [dict(m, layers=_layers(table.get("layers", [1]), n_blocks(m["name"], m["untrained"]), path))
                   for m in models]
     return cfg
 
@@ -156,37 +160,27 @@ def _layers(value, n_layers: int, path: Path) -> list[int]:
     return layers
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _count(value, path: Path, key: str) -> int:
-    """A reproduce table's count (0: the profile's own), or one line."""
-    if not _is_count(value):
-        raise LmrepError(f"{path}: 'reproduce.{key}' must be a count (0: the profile's own), got {value!r}")
-    return value
-
-
 def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
+    """Each experiment of a [reproduce] table with its config: the table's keys are ReproduceConfig's fields
+    (checked by the fields' own checks, as the command line's flags are), plus ``experiments`` and
+    ``prompts_file``."""
     names = table.get("experiments", ["all"])
     names = [names] if isinstance(names, str) else names
     names = list(experiments()) if names == ["all"] else names
     for n in names:
         get(n)  # an unknown experiment: one line naming the known ones
-    setting = table.get("setting", DEFAULT_SETTING)
-    if setting not in SETTINGS:
-        raise LmrepError(f"{path}: unknown setting '{setting}': choose one of {', '.join(SETTINGS)}")
-    seeds, steps = (_count(table.get(key, 0), path, key) for key in ("seeds", "steps"))
-    layers = table.get("layers", [])
-    if not isinstance(layers, list) or any(not _is_count(k) for k in layers):
-        raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
-    model = table.get("model", ReproduceConfig.model)
-    check_model(model, False, path)
-    cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
-                          prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,
-                          extra_models=tuple(table.get("also", ())), steps=steps, layers=tuple(layers))
+    fields = {k: v for k, v in table.items() if k not in ("experiments", "prompts_file", "prompts")}
+    try:
+        cfg = from_mapping(ReproduceConfig, fields, device=device, prompts=_prompts(table, base, path, "reproduce."))
+    except LmrepError as e:
+        raise LmrepError(f"{path}: reproduce: {e}") from None
+    _check_spec_model(cfg.model, False, path)
+    if cfg.layers and max(cfg.layers) > n_blocks(cfg.model):
+        raise LmrepError(f"{path}: reproduce: layers must be blocks 0..{n_blocks(cfg.model)} of {cfg.model}, got "
+                         f"{list(cfg.layers)}")
     for n in names:
-        yield (n if setting == DEFAULT_SETTING else f"{n}-{setting}"), replace(cfg, experiment=n).resolved()
+        yield (n if cfg.setting == DEFAULT_SETTING else f"{n}-{cfg.setting}"), \
+            replace(cfg, experiment=n).resolved()
 
 
 def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[RunDir, dict[str, RunDir], list]:
@@ -194,17 +188,13 @@ def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[Run
     run's plan as a job for ``engine.execute``."""
     top = RunDir.create("sweep", dict(runs={n: c.to_dict() for n, c in sweep.runs}), sweep.out, new=new)
     dirs = {n: RunDir.create(f"sweep-{n}", c.to_dict(), top / n) for n, c in sweep.runs}
-    return top, dirs, [kind(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
+    return top, dirs, [planned(c.experiment).job(dirs[n], c, planner) for n, c in sweep.runs]
 
 
 def run_sweep(sweep: Sweep, executor: str = "local", workers: int | None = None, address: str | None = None,
               progress: bool = True, pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Run every run of the sweep together (resuming what finished before) and write each report."""
     top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"), new)
-    try:
-        run_jobs(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), progress, "sweep")
-    except ItemsFailed:
-        report_runs(list(dirs.values()), top / "report.md")
-        raise
-    report_runs(list(dirs.values()), top / "report.md")
+    run_and_report(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), list(dirs.values()),
+                   top / "report.md", progress, "sweep")
     return top

@@ -21,7 +21,7 @@ from .config import ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, first_below, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, judged, table, verdict
+from .reporting import Claim, claims_table, figure, judged, markdown_table, verdict
 
 NAME = "threshold"
 ABOUT = "eq. 4: steps until m_g < m; trained vs untrained, head vs none, float32 vs float64, init mix"
@@ -34,7 +34,7 @@ DEPTH = 1  # the page's one-block GPT-2
 
 
 @dataclass(frozen=True)
-class Condition:
+class ThresholdCase:
     """One target the experiment inverts."""
 
     label: str
@@ -44,13 +44,13 @@ class Condition:
     mix: tuple[float, float] | None = None  # e0 = s*N(0.5, 1/20) + t*e; None: the setting's own init
 
 
-def conditions(cfg: ReproduceConfig) -> list[Condition]:
+def conditions(cfg: ReproduceConfig) -> list[ThresholdCase]:
     """Trained/untrained x head/none, float64 copies, init mixes; the quick profile keeps what the claims need."""
-    out = [Condition(f"{'trained' if tr else 'untrained'}, {'head' if h else 'no head'}", tr, h)
+    out = [ThresholdCase(f"{'trained' if tr else 'untrained'}, {'head' if h else 'no head'}", tr, h)
            for tr in (False, True) for h in (True, False) if tr or h or not cfg.quick]
-    out += [Condition(f"{'trained' if tr else 'untrained'}, head, float64", tr, True, "float64")
+    out += [ThresholdCase(f"{'trained' if tr else 'untrained'}, head, float64", tr, True, "float64")
             for tr in ((True,) if cfg.quick else (False, True))]  # a second model copy: the quick profile keeps one
-    out += [Condition(f"trained, head, mix s={s:g} t={t:g}", True, True, mix=(s, t))
+    out += [ThresholdCase(f"trained, head, mix s={s:g} t={t:g}", True, True, mix=(s, t))
             for s, t in (MIXES[:2] if cfg.quick else MIXES)]
     return out
 
@@ -162,7 +162,7 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
             "## Per condition (one block)\n",
-            table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
+            markdown_table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
                    "best m_g"],
                   [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
                   _steps_text(r["steps_strict"]), fmt(r["final_distance"], 4)] for lab, r in rows.items()])]

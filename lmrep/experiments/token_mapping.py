@@ -18,7 +18,7 @@ from .config import PAGE_PROMPT, ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, above, below, claims_table, figure, table, verdict
+from .reporting import Claim, above, below, claims_table, figure, markdown_table, verdict
 from .sentence_reconstruction import FCNET_MAX_TOKENS
 
 NAME = "token-mapping"
@@ -31,15 +31,15 @@ QUICK_STEPS = 80
 
 
 @dataclass(frozen=True)
-class Condition:
+class MappingCase:
     """One target the experiment inverts."""
 
     label: str
     toy: str | None  # fcnet or mlp over the trained model's embeddings; None: one trained block, no head
 
 
-CONDITIONS = (Condition("FCNet (invertible)", "fcnet"), Condition("MLP d-4d-d (non-invertible)", "mlp"),
-              Condition("one trained block", None))
+CONDITIONS = (MappingCase("FCNet (invertible)", "fcnet"), MappingCase("MLP d-4d-d (non-invertible)", "mlp"),
+              MappingCase("one trained block", None))
 
 
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
@@ -84,7 +84,7 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     md = [claims_table(claims(summary)),
           figure("token_mapping.png", "how often the true token is within the top k, per target and decoder"),
           "## True token within the top k\n",
-          table(["target", "decoder", *(f"top {k}" for k in KS)],
+          markdown_table(["target", "decoder", *(f"top {k}" for k in KS)],
                 [[r["label"], r["decoder"], *(fmt(r[f"top{k}"]) for k in KS)] for r in rates]),
           "## The five top strings for the page's prompt (pinv, seed 0)\n"]
     for label, texts in summary["page_prompt_top5"].items():

@@ -9,7 +9,7 @@ from ..records.stats import fmt, mean_sem, num
 from ..walks import input_at_output
 from ..walks.figures import compare_figure, sweep_figure
 from .figures import who
-from .reporting import Claim, claims_table, figure, judged, quote, table
+from .reporting import Claim, claims_table, figure, judged, quote, markdown_table
 
 PAGE_R = {"1 inner step: ~10": 10.0, "50 inner steps: ~100": 100.0}
 TRANSFORMERS = ("gpt2-untrained", "smollm2")
@@ -207,13 +207,13 @@ def _sweep_section(summary: dict) -> list[str]:
     out = ["## r against inner steps (clamped walk)\n"]
     if rows:
         out.append(figure("r_vs_inner.png", "r after the clamped walk against inner steps per round"))
-    out.append(table(["subject", "inner", "lr", "r (mean ± sem)", "r median", "r of a random move",
+    out.append(markdown_table(["subject", "inner", "lr", "r (mean ± sem)", "r median", "r of a random move",
                       "input L1", "output L1", "tokens changed", "n"], rows))
     tune = [[s, ", ".join(f"{lr:g}: {v:.3g}" for lr, v in t["geo_mean_r"].items() if v), f"{t['chosen']:g}"]
             for s, t in summary["tuning"].items() if t["chosen"] is not None]
     if tune:
         out.append("Learning-rate tuning (geometric-mean r on the tuning prompts):\n")
-        out.append(table(["subject", "lr: r", "chosen"], tune))
+        out.append(markdown_table(["subject", "lr: r", "chosen"], tune))
     return out
 
 
@@ -224,10 +224,10 @@ def _compare_section(summary: dict) -> list[str]:
              fmt(c.get("orthogonality_relative"), 8) if c["method"] == "tangent" else
              f"least {fmt(c.get('gain_least_last'), 3)} vs random {fmt(c.get('gain_random'), 3)}"]
             for c in summary["compare"]]
-    out.append(table(["subject", "method", "r", "r of a random move", "input L1", "output L1",
+    out.append(markdown_table(["subject", "method", "r", "r of a random move", "input L1", "output L1",
                       "check (tangent: largest gradient @ perp relative to the gradient; jacobian: least gain "
                       "against a random direction's)"], rows))
-    out.append(table(["subject", "input distance gain at equal output change, L1 (mean ± sem)", "median",
+    out.append(markdown_table(["subject", "input distance gain at equal output change, L1 (mean ± sem)", "median",
                       "geometric mean", "the same in L2 (mean ± sem)", "pairs"],
                      [[g["label"], fmt(g["gain"], 2), f"{g['gain_median']:.3g}", f"{g['gain_geo']:.3g}",
                        fmt(g.get("gain_l2"), 2), g["n"]] for g in summary["gain"]]))

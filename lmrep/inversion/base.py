@@ -56,7 +56,7 @@ def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress
     """Recover the input of each observed layer output ((T, D), (N, T, D) or a list of (T_i, D), each of which may be
     a ``Degraded``: quantised or noisy states with their bound); yields one record per sequence, in order, with what
     was recovered (and the exact method's certificate). No text needed."""
-    cfg.check(target.lm.vocab_size)
+    cfg.fits(target.lm.vocab_size)
     given = list(outputs) if isinstance(outputs, (list, tuple)) else outputs
     seqs = sequences([values(h) for h in given] if isinstance(given, list) else given, output_width(target))
     degraded = [h if isinstance(h, Degraded) else None for h in given] if isinstance(given, list) else []
@@ -67,7 +67,7 @@ def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress
 def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
     """Invert each prompt from ``target``'s output; yields a record per prompt, scored against it, as soon as it
     is done."""
-    cfg.check(target.lm.vocab_size)
+    cfg.fits(target.lm.vocab_size)
     ids = [target.lm.encode(p) for p in prompts]
     outputs = layer_outputs(target, ids)
     for rec, truth in zip(METHODS[cfg.method](target, outputs, cfg, progress, ids), ids):

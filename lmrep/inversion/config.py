@@ -40,14 +40,18 @@ class InvertConfig(ExactConfig):
     snapshots: tuple[int, ...] = option((), "steps at which to decode, 0..N (default: a spread up to N)",
                                         each(at_least(0)), when=GRADIENT)
 
-    def check(self, vocab_size: int | None = None) -> "InvertConfig":
-        """Raise LmrepError on a value that cannot work; returns self."""
+    def check(self) -> "InvertConfig":
+        """Raise LmrepError on a value that cannot work; returns self. Run once, when the config is made."""
         check_fields(self)
         late = [s for s in self.snapshots if s > self.steps]
         if late and self.method in GRADIENT.values:
             raise LmrepError(f"snapshots must be steps 0..{self.steps} (the run has {self.steps} steps), "
                              f"got {late[0]}")
-        if vocab_size is not None and self.topk > vocab_size:
+        return self
+
+    def fits(self, vocab_size: int) -> "InvertConfig":
+        """What only a model can tell: top-k no larger than its vocabulary. Returns self."""
+        if self.topk > vocab_size:
             raise LmrepError(f"topk must be between 1 and the vocabulary size {vocab_size}, got {self.topk}")
         return self
 

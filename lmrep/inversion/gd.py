@@ -5,6 +5,7 @@ embedding, so the batch is the same computation as one prompt at a time, just fe
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from ..objective.schedule import decay
 from .base import Target, recovered
 from .config import InvertConfig
 from .registry import register_method
+
+log = logging.getLogger(__name__)
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -237,7 +240,7 @@ class _Batch:
         for b, L in enumerate(self.lengths):
             topk_ids = final[b, :L].tolist()
             if notes[b]:
-                print(f"lmrep: {lm.decode(rec_ids[b])!r} (recovered): {notes[b]}", file=sys.stderr)
+                log.warning(f"{lm.decode(rec_ids[b])!r} (recovered): {notes[b]}")
             truth = {}
             if known:
                 truth = dict(threshold=m[b], within_threshold=bool(best_l1[b] < m[b]), first_within_step=firsts[b],

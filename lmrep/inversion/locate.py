@@ -21,7 +21,7 @@ from ..models.load import LoadedModel
 from .config import InvertConfig
 from .exact import residuals
 from .exact.guess import output_features, ridge
-from .precision import tolerances
+from .exact.certificate import tolerances
 
 SAMPLES_PER_DIM = 2  # random tokens per embedding dimension that the maps are fitted on
 GUESSES = 16  # tokens nearest each layer's guess that are verified

@@ -38,7 +38,7 @@ def run(run_dir: RunDir, target: Target, prompts: list[str], cfg: InvertConfig, 
     keys = [item_id(i, p) for i, p in enumerate(prompts)]
     return run_command(run_dir, keys, lambda done: batches(solve_prompts, (target, cfg, progress), keys, prompts,
                                                            cfg.batch_size, done),
-                       report, "prompt", progress, on_record)
+                       rebuild_run, "prompt", progress, on_record)
 
 
 def run_states(run_dir: RunDir, target: Target, states: States, cfg: InvertConfig, progress: bool = True,
@@ -47,10 +47,10 @@ def run_states(run_dir: RunDir, target: Target, states: States, cfg: InvertConfi
     keys = [item_id(i, k) for i, k in enumerate(states.keys)]
     return run_command(run_dir, keys, lambda done: batches(solve_states, (target, cfg, states, progress), keys,
                                                            range(len(keys)), cfg.batch_size, done),
-                       report, "tensor", progress, on_record)
+                       rebuild_run, "tensor", progress, on_record)
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json (rates over prompts) and, for methods with a loss curve, loss.png; returns the summary."""
     records = ItemLog(run_dir).items()
     if not records:

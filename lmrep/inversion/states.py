@@ -1,7 +1,7 @@
 """Captured layer outputs in a file: what an observer holds, and what ``lmrep invert --states`` starts from.
 
 A states file is safetensors: one (T, D) tensor per prompt under keys "0", "1", ..., and in its header what made
-them: the model's name and a fingerprint of its weights (``models.fingerprint``), the layer (name, depth, head), the
+them: the model's name and a hash of its weights (``models.load.weights_hash``), the layer (name, depth, head), the
 dtype the states are stored in, the noise added, and the token ids as JSON (so a later inversion can be scored;
 left out with ``ids=False``). Plain ``.npy`` arrays of shape (T, D) or (N, T, D) are read too, without metadata;
 so is any safetensors file of (T, D) or (N, T, D) tensors, e.g. hidden states that transformers returned and
@@ -32,7 +32,7 @@ from ..objective.batching import prompt_generator
 from ..errors import LmrepError
 from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, dequantise, noise_sigma
 from ..models.layers import LayerModel
-from ..models.load import fingerprint
+from ..models.load import weights_hash
 from ..records.folder import write_atomic
 
 FORMAT = "lmrep-states/1"
@@ -126,7 +126,7 @@ def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[
            quant: Quantisation | None = None) -> dict:
     """What a states file's header says, as the strings safetensors keeps."""
     lm, spec = target.lm, target.spec
-    meta = dict(format=FORMAT, model=lm.name, trained=json.dumps(lm.trained), fingerprint=fingerprint(lm),
+    meta = dict(format=FORMAT, model=lm.name, trained=json.dumps(lm.trained), fingerprint=weights_hash(lm),
                 layer_name=target.name, layer=str(spec.depth), head=spec.head,
                 dtype=str(dtype).replace("torch.", ""), model_dtype=str(lm.dtype).replace("torch.", ""),
                 noise=repr(float(noise)))
@@ -268,13 +268,13 @@ def _ids(path: Path, meta: dict, tensors: list[torch.Tensor]) -> list[list[int]]
     return ids
 
 
-def check_model(states: States, lm, path: str | Path) -> None:
+def check_made_by(states: States, lm, path: str | Path) -> None:
     """The file was made by these weights (when it says), and its positions fit the model's context."""
     want = states.meta.get("fingerprint")
-    if want and want != fingerprint(lm):
+    if want and want != weights_hash(lm):
         made = states.meta.get("model", "another model")
         raise LmrepError(f"states file '{path}' was captured from {made} (weights {want}), not from {lm.name} "
-                         f"(weights {fingerprint(lm)}): pass the model that made it")
+                         f"(weights {weights_hash(lm)}): pass the model that made it")
     longest = max(len(t) for t in states.tensors)
     if longest > lm.max_positions:
         raise LmrepError(f"states file '{path}' has {longest} positions but {lm.name} takes at most "

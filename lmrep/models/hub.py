@@ -95,13 +95,13 @@ def _check_causal(config, spec: str, trust_remote_code: bool) -> None:
     """Before any weights load: an encoder-decoder, or a model type with no causal-LM class, is not for lmrep
     (a bidirectional encoder that has one, such as BERT's LM head, is caught by the self-check)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    kind = getattr(config, "model_type", "?")
+    model_type = getattr(config, "model_type", "?")
     remote = trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
     if getattr(config, "is_encoder_decoder", False):
-        raise LmrepError(f"model '{spec}' (model type '{kind}') is an encoder-decoder; lmrep needs a causal LM "
+        raise LmrepError(f"model '{spec}' (model type '{model_type}') is an encoder-decoder; lmrep needs a causal LM "
                          "(decoder-only, such as GPT-2, Llama, Qwen, Gemma)")
-    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not remote:
-        raise LmrepError(f"model '{spec}' (model type '{kind}') has no causal-LM class in transformers; lmrep "
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not remote:
+        raise LmrepError(f"model '{spec}' (model type '{model_type}') has no causal-LM class in transformers; lmrep "
                          "needs a causal LM (decoder-only, such as GPT-2, Llama, Qwen, Gemma)")
 
 

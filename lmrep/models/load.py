@@ -179,7 +179,7 @@ class LoadedModel:
         return self
 
 
-def fingerprint(lm: LoadedModel) -> str:
+def weights_hash(lm: LoadedModel) -> str:
     """A short hash of the weights (names, shapes, sums and first values) and dtype: what ties a cached table or
     a file of captured states to the weights that made it."""
     def make():
@@ -189,7 +189,7 @@ def fingerprint(lm: LoadedModel) -> str:
             h.update(f"{name}{tuple(p.shape)}{float(flat.double().sum()):.12e}".encode())
             h.update(flat[:64].double().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
-    return lm.memo("fingerprint", make)
+    return lm.memo("weights_hash", make)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -235,7 +235,7 @@ def _build_untrained_gpt2(seed: int):
     return seeded(lambda: GPT2LMHeadModel(GPT2Config()), seed), GPT2TokenizerFast.from_pretrained(str(GPT2_TOKENIZER))
 
 
-def check_model(spec: str, untrained: bool = False) -> None:
+def check_loadable(spec: str, untrained: bool = False) -> None:
     """Whether ``spec`` can be loaded here, checked cheaply (no weights read) so a run can refuse a model before
     any work starts: a known name that is offline, a model folder, a hub name whose config can be had."""
     import re

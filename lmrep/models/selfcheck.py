@@ -6,8 +6,8 @@ On a short probe it checks, against the model's own forward on the same token id
 forward early changes nothing, and the learned positions lmrep would subtract. Any mismatch is one line naming
 the architecture and what failed, raised before any work starts, instead of a wrong answer later.
 
-It runs once per model: a pass is remembered in memory and on disk (``<cache>/checks/<fingerprint>.json``), keyed by
-a fingerprint of the architecture, config, dtype, library versions and a strided sample of every weight (cheap:
+It runs once per model: a pass is remembered in memory and on disk (``<cache>/checks/<check_key>.json``), keyed by
+a check_key of the architecture, config, dtype, library versions and a strided sample of every weight (cheap:
 sixteen numbers per tensor, read from a mapped file).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ PROBE = 6  # tokens in the probe
 _PASSED: set[str] = set()
 
 
-def fingerprint(lm) -> str:
+def check_key(lm) -> str:
     """Architecture, the parts lmrep found, config, dtype, device type, versions and 16 strided values of every
     tensor -> a short hash."""
     import transformers
@@ -48,7 +48,7 @@ def fingerprint(lm) -> str:
 
 def verify(lm, cache: Path | None) -> None:
     """Run the self-check on ``lm`` (a LoadedModel) unless it passed before; raise LmrepError if it fails."""
-    fp = fingerprint(lm)
+    fp = check_key(lm)
     record = cache / "checks" / f"{fp}.json" if cache is not None else None
     if fp in _PASSED or (record is not None and record.exists()):
         _PASSED.add(fp)

@@ -65,6 +65,11 @@ def finite(v) -> str | None:
 _ranged(finite, None, None, False)
 
 
+def boolean(v) -> str | None:
+    """True or false."""
+    return None if isinstance(v, bool) else "true or false"
+
+
 def between(low: float, high: float) -> Check:
     """A finite number in [low, high]."""
     def check(v):
@@ -143,6 +148,25 @@ def check_fields(cfg) -> None:
         problem = check(value) if check else None
         if problem:
             raise LmrepError(f"{label(f)} must be {problem}, got {value!r}")
+
+
+def from_mapping(cls, values: dict, **fixed):
+    """The config ``cls`` from a mapping keyed by its fields' labels (what a spec file holds: ``also`` for
+    ``extra_models``), lists made tuples, ``fixed`` added; an unknown key or a value of the wrong type or range is
+    one line (the fields' own checks, as on the command line)."""
+    fields = {label(f): f for f in dataclasses.fields(cls) if f.name not in fixed}
+    kw = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise LmrepError(f"unknown key '{key}': known keys are {', '.join(fields)}")
+        f = fields[key]
+        shape = getattr(f.default, "__class__", None) if f.default is not None else None
+        if shape is tuple and not isinstance(value, (list, tuple)):
+            raise LmrepError(f"{key} must be a list, got {value!r}")
+        if shape is str and not isinstance(value, str):
+            raise LmrepError(f"{key} must be text, got {value!r}")
+        kw[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kw, **fixed)
 
 
 def check_applies(cfg, defaults: dict[str, Any]) -> None:

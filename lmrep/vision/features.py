@@ -155,11 +155,11 @@ def run(run_dir: RunDir, hybrid: Hybrid, cfg: FeaturesConfig, progress: bool = T
     keys = [k for ks in per_seed.values() for k in ks]
     tasks = [Task(solve_seed, (hybrid, cfg, progress), tuple(ks), tuple((s, k) for k in range(len(ks))))
              for s, ks in per_seed.items()]  # a seed with every panel finished is skipped
-    run_command(run_dir, keys, lambda done: tasks, report, "panel", progress)
+    run_command(run_dir, keys, lambda done: tasks, rebuild_run, "panel", progress)
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json and the figures of a features run, from its items.jsonl, config.json and saved images:
     grid.png (the first seed's panels), change.png (per-patch change per panel), profile.png (change along the
     token order). Returns the summary."""

@@ -107,7 +107,7 @@ def reconstruct_all(run_dir: RunDir, subjects: list[Subject], images: list[str],
              for name in images]
     keys = [item_id(subjects[si].label, name, subjects[si].layers[li].name) for si, li, name, _ in units]
     tasks = [Task(solve_layer, (subjects, cfg, seed, device), (k,), (u,)) for k, u in zip(keys, units)]
-    return run_command(run_dir, keys, lambda done: tasks, report, "reconstruction", on_item=on_record)
+    return run_command(run_dir, keys, lambda done: tasks, rebuild_run, "reconstruction", on_item=on_record)
 
 
 def summarize(records: list[dict]) -> dict:
@@ -125,7 +125,7 @@ def summarize(records: list[dict]) -> dict:
     return dict(out)
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json, reconstructions.png (originals and reconstructions by layer) and psnr.png, from the run's
     items.jsonl and saved images; returns the summary."""
     items = ItemLog(run_dir)

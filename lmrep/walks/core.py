@@ -1,6 +1,6 @@
 """Manifold walks: move a prompt's embedding e while a layer's output O(e) stays (nearly) where it was.
 
-Three methods, one record format; each registers its move in ``METHODS`` (page.py: the page's tangent and clamped
+Three methods, one record format; each registers its move in ``METHODS`` (page_walks.py: the page's tangent and clamped
 walks; jacobian.py: the Jacobian walk):
 
     tangent    the page's walk: SVD of the input gradient of sum(O) (tokens x d), a step along a right-singular

@@ -32,10 +32,10 @@ def run(run_dir: RunDir, target, prompts: list[str], cfg: WalkConfig, seeds: tup
     keys = [item_id(f"seed={s}", j, p) for s in seeds for j, p in enumerate(prompts)]
     return run_command(run_dir, keys, lambda done: batches(solve_walks, (target, cfg, progress), keys, units,
                                                            cfg.batch_size, done),
-                       report, "walk", progress, on_record)
+                       rebuild_run, "walk", progress, on_record)
 
 
-def report(run_dir: RunDir) -> dict:
+def rebuild_run(run_dir: RunDir) -> dict:
     """summary.json (mean and standard error of r and the distances over walks) and walk.png; the summary."""
     records = ItemLog(run_dir).items()
     if not records:

@@ -1,8 +1,10 @@
 """Exact inversion: left-to-right search in which every token is verified against the observed layer output.
 
+    method.py       the exact method, registered in the methods' table: observed outputs in, certified records out
     search.py       the verify loop: candidates in batches through the prefix's cache (the method itself:
-                    lmrep.inversion.precision)
-    certificate.py  what counts as a match (tolerance, residuals) and each position's certificate
+                    lmrep.inversion.exact.method)
+    certificate.py  what counts as a match (the tolerance, resolved once; residuals), each position's certificate
+                    and the record's verdict (certify)
     config.py       the search's own options (ExactConfig)
     proposal.py     the proposal interface (next, probes, observe) and the one combinator of two proposals
     rank.py         RANKINGS, the table of rankings, and what a ranking sees at a position
@@ -11,8 +13,8 @@
     table.py        tables of every token's output at a layer, kept on disk
     kvcache.py      a verified prefix's key/value cache, shared by a batch of candidates
 """
-from .certificate import relative_tolerance, residuals
+from .certificate import relative_tolerance, residuals, tolerances
 from .config import ExactConfig
-from .search import invert_outputs
+from .search import search
 
-__all__ = ["ExactConfig", "invert_outputs", "relative_tolerance", "residuals"]
+__all__ = ["ExactConfig", "relative_tolerance", "residuals", "search", "tolerances"]

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from transformers import DynamicCache
 
 from ...models.layers import LayerModel
-from ...models.load import cache_dir, fingerprint
+from ...models.load import cache_dir, weights_hash
 from .guess import LinearMap, output_features, ridge
 
 CONTEXTS = 128  # random prefixes, and below the tokens after each: 4,096 pairs (1,024 were too few: see docs)
@@ -38,7 +38,7 @@ def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = P
               seed: int = 0) -> Calibration:
     """The three maps for ``target``; memoised per model, layer, sizes and seed, in memory and on disk."""
     lm = target.lm
-    name = f"calibration-{fingerprint(lm)}-{target.name}-c{contexts}x{per_context}-s{seed}.safetensors"
+    name = f"calibration-{weights_hash(lm)}-{target.name}-c{contexts}x{per_context}-s{seed}.safetensors"
     path = cache_dir() / "exact" / name
 
     def make() -> Calibration:

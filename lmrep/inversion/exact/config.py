@@ -5,7 +5,7 @@ ranking="table")`` and the flags built from it keep working; the search itself r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -37,14 +37,11 @@ class ExactConfig:
                               "--ranking's)", one_of(lambda: (SAME, *RANKINGS)), group=EXACT, when=EXACT_ONLY)
     seed: int = option(0, "noise for inits, thresholds and calibration", seed_value, cli=False)
 
-    @classmethod
-    def of(cls, cfg) -> "ExactConfig":
-        """The exact options of ``cfg`` (an ExactConfig, an InvertConfig or None: the defaults)."""
-        if cfg is None:
-            return cls()
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+    def __post_init__(self):
+        self.check()  # a config is checked once, when it is made (a subclass's ``check`` covers its own fields)
 
     def check(self) -> "ExactConfig":
+        """Raise LmrepError on a value that cannot work; returns self."""
         check_fields(self)
         return self
 

@@ -52,7 +52,7 @@ class Setup:
         self.calibration_seconds = cal.seconds
         return cal
 
-    def table(self, contexts: int = 0) -> VocabTable:
+    def vocab_table(self, contexts: int = 0) -> VocabTable:
         tab = self._timed(lambda: vocab_table(self.target, contexts, self.seed))
         self.table_seconds[contexts] = tab.seconds
         return tab
@@ -136,13 +136,13 @@ def guided(pos: Position) -> Proposal:
     return with_expectation(pos, Then(guess, pos.descent(start), after=SECANT_BATCHES), guess)
 
 
-def table(pos: Position) -> Proposal:
+def tabulated(pos: Position) -> Proposal:
     """every token's output at the layer after random prefixes (built once per layer, minutes, kept on disk),
     plus an offset for this prefix; the expectation and gradient steps join as in guided.
     """
     if pos.t == 0:  # position 0 sees nothing but its own token: its table is exact
-        return ContextTable(pos.setup.table(0), pos.f)
-    near = ContextTable(pos.setup.table(TABLE_CONTEXTS), pos.f)
+        return ContextTable(pos.setup.vocab_table(0), pos.f)
+    near = ContextTable(pos.setup.vocab_table(TABLE_CONTEXTS), pos.f)
     start = pos.start(pos.setup.calibration())
     return with_expectation(pos, Then(near, pos.descent(start), after=SECANT_BATCHES), near)
 
@@ -160,6 +160,6 @@ def vocab(pos: Position) -> Proposal:
     return Scores(-torch.arange(len(pos.W), dtype=torch.float32, device=pos.W.device))
 
 
-RANKINGS: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "table": table, "secant": secant,
+RANKINGS: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "table": tabulated, "secant": secant,
                                                         "vocab": vocab}
 DEFAULT = "guided"

@@ -6,7 +6,7 @@ For each position a ranking (rank.py) proposes candidates, and this loop verifie
 pass of single positions that reuse the known prefix's key/value cache (kvcache.py), until one is within
 tolerance (certificate.py) or the whole vocabulary (or the user's cap) has been tried. Nothing here knows what
 a ranking does: it asks for candidates, runs them with the ranking's probes, and reports what came out. The
-``exact`` method itself (observed outputs, the tolerance their precision allows) is lmrep.inversion.precision.
+``exact`` method itself (observed outputs in, certified records out) is method.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ...objective.decode import duplicate_groups
 from ...errors import LmrepError
 from ...models.layers import LayerModel
-from .certificate import entry, relative_tolerance, residuals, summary
+from .certificate import entry, residuals
 
 EXHAUSTIVE_BATCH = 512  # candidates per pass once the whole vocabulary is to be verified
 from .config import ExactConfig
@@ -38,54 +38,31 @@ def batch_sizes(largest: int):
         size = min(2 * size + 4, largest)
 
 
-def _tolerances(target: LayerModel, T: int, cfg: ExactConfig, tolerance) -> torch.Tensor:
-    """(T,) relative tolerances: ``tolerance`` (a float or one per position), else the config's, else derived."""
-    if tolerance is None:
-        tolerance = cfg.tolerance if cfg.tolerance is not None else relative_tolerance(target)
-    tol = torch.as_tensor(tolerance, dtype=torch.float64).flatten().cpu()
-    if tol.numel() == 1:
-        tol = tol.expand(T)
-    if tol.shape != (T,) or not bool(torch.isfinite(tol).all()) or bool((tol <= 0).any()):
-        raise LmrepError(f"tolerance must be a positive number or one per position ({T}), got shape "
-                         f"{tuple(tol.shape)}")
-    return tol.clone()
-
-
 @torch.no_grad()
-def invert_outputs(target: LayerModel, outputs: torch.Tensor, cfg=None, progress: bool = False,
-                   tolerance: float | torch.Tensor | None = None, match=None, exhaustive: bool = False) -> dict:
-    """Recover the tokens whose layer output is ``outputs`` ((T, D) or (1, T, D)), with a certificate.
-
-    ``cfg``: an ExactConfig or InvertConfig (None: the defaults). ``tolerance``: a relative tolerance, or a (T,)
-    tensor of them, overriding ``cfg.tolerance`` (for targets observed at a known precision). ``match``: how a
+def search(target: LayerModel, outputs: torch.Tensor, cfg: ExactConfig, tolerance: torch.Tensor,
+           progress: bool = False, match=None, exhaustive: bool = False) -> dict:
+    """The tokens whose layer output is ``outputs`` (T, D), each accepted when its residual is within
+    ``tolerance`` (T,) (certificate.tolerances resolves it); ``cfg``: an ExactConfig (an InvertConfig is one).
+    Returns ``recovered_ids``, ``certificate`` (one entry per position, for certificate.certify) and costs
+    (``seconds``, ``forward_calls``, ``rows``, ``setup_seconds`` waited for setup, ...). ``match``: how a
     candidate's outputs (n, D) compare with the row at t, ``match(out, t) -> (n,)`` residuals against ``tolerance``
     (default: certificate.residuals). ``exhaustive``: verify the whole vocabulary at every position, so that each
-    position's ties are every token that fits (its ambiguity set), not only those met before the first. Returns
-    ``recovered_ids``, ``verified`` (every position matched within tolerance), ``certificate`` (one entry per
-    position), ``candidates_per_token`` (mean), ``candidates_max``, ``max_residual``, ``tolerance`` (the largest
-    per-position one) and costs (``seconds``, ``forward_calls``, ``rows``, ``setup_seconds`` waited for setup).
-    """
-    cfg = ExactConfig.of(cfg).check()
+    position's ties are every token that fits (its ambiguity set), not only those met before the first."""
     if not isinstance(target, LayerModel):
         raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
     lm = target.lm
-    h_all = outputs.detach().to(device=lm.device, dtype=lm.dtype)
-    h_all = h_all[0] if h_all.dim() == 3 and h_all.shape[0] == 1 else h_all
-    if h_all.dim() != 2 or h_all.shape[0] < 1:
-        raise LmrepError(f"outputs must have shape (T, D) or (1, T, D), got {tuple(outputs.shape)}")
+    h_all = outputs.detach().to(device=lm.device, dtype=lm.dtype)  # (T, D)
     if h_all.shape[0] > lm.max_positions:
         raise LmrepError(f"outputs have {h_all.shape[0]} positions but {lm.name} takes at most {lm.max_positions}")
-    tol = _tolerances(target, h_all.shape[0], cfg, tolerance)
     t0 = time.perf_counter()
-    search = _Search(target, cfg, h_all, match, exhaustive)
+    state = _Search(target, cfg, h_all, match, exhaustive)
     for t in tqdm(range(h_all.shape[0]), disable=not progress, desc=f"exact {target.name}", unit="token",
                   file=sys.stderr, leave=False):
-        search.position(t, h_all[t], float(tol[t]))
-    cert, setup = search.cert, search.setup
-    return dict(recovered_ids=search.tokens, **summary(cert), tolerance=float(tol.max()), certificate=cert,
-                seconds=time.perf_counter() - t0, forward_calls=search.calls, rows=search.rows,
-                gradient_steps=search.steps, prior_positions=search.expectation.positions,
-                calibration_seconds=setup.calibration_seconds,
+        state.position(t, h_all[t], float(tolerance[t]))
+    setup = state.setup
+    return dict(recovered_ids=state.tokens, certificate=state.cert, seconds=time.perf_counter() - t0,
+                forward_calls=state.calls, rows=state.rows, gradient_steps=state.steps,
+                prior_positions=state.expectation.positions, calibration_seconds=setup.calibration_seconds,
                 table_seconds=sum(setup.table_seconds.values()) if setup.table_seconds else None,
                 setup_seconds=setup.paid)
 

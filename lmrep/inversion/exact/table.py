@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ...models.layers import LayerModel
-from ...models.load import cache_dir, fingerprint  # noqa: F401  (fingerprint: also importable from here)
+from ...models.load import cache_dir, weights_hash  # noqa: F401  (weights_hash: also importable from here)
 from .kvcache import Prefix
 from .guess import output_features
 
@@ -73,7 +73,7 @@ def vocab_table(target: LayerModel, contexts: int = 0, seed: int = 0, batch: int
     """Output features of every token alone at position 0 (``contexts=0``), or after each of ``contexts``
     random prefixes of 4-16 tokens, averaged. Kept in memory and on disk per weights, layer and sizes."""
     lm = target.lm
-    path = cache_dir() / "tables" / f"{fingerprint(lm)}-{target.name}-c{contexts}-s{seed}.safetensors"
+    path = cache_dir() / "tables" / f"{weights_hash(lm)}-{target.name}-c{contexts}-s{seed}.safetensors"
 
     def build() -> VocabTable:
         if path.exists():

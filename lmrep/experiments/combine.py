@@ -1,0 +1,96 @@
+"""Many run folders in one markdown file: each run's report (a section of config, summary and figures for a command
+that writes none), with one table of every claim the experiments among them decide."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from ..errors import LmrepError
+from ..records.folder import RunDir, write_atomic
+from .registry import experiments, get
+from .reporting import markdown_table
+
+FOLDERS_OF_RUNS = ("all", "sweep")  # a reproduce-all folder, a sweep's folder
+
+
+def combine(run_dirs: list[RunDir], path) -> str:
+    """One markdown file with every run's report, figure links made relative to ``path``'s folder (a run of a
+    command that writes no report.md gets a section of its config, summary and figures)."""
+    base = Path(path).resolve().parent
+    run_dirs = [sub for d in run_dirs for sub in runs_in(d)]
+    parts = ["# Reproducing the page's language results\n",
+             "Runs in this report: " + ", ".join(f"`{_title(d)}`" for d in run_dirs) + ".\n"]
+    texts, claims = [], []
+    for d in run_dirs:
+        text = (d / "report.md").read_text() if (d / "report.md").exists() else _section(d)
+        rel = Path(os.path.relpath(d.path.resolve(), base))
+        text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
+        texts.append(_demote(text))
+        claims += _claim_rows(d, text)
+    if claims:
+        parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
+                     "does not hold / not decided); each row's figure is its experiment's headline figure.\n\n"
+                     + markdown_table(["experiment", "setting", "the page says", "measured", "verdict", "figure"],
+                                      claims))
+    parts += texts
+    combined = "\n".join(parts)
+    write_atomic(path, combined)
+    return combined
+
+
+def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
+    """The claims of an experiment's run as rows of the combined table (none for other runs)."""
+    config = run_dir.config()
+    name = config.get("experiment")
+    if name not in experiments() or not (run_dir / "summary.json").exists():
+        return []
+    summary = json.loads((run_dir / "summary.json").read_text())
+    figures = re.findall(r"\]\(([^)]+\.png)\)", report)
+    link = f"[{Path(figures[0]).name}]({figures[0]})" if figures else "-"
+    return [[name, config.get("setting", "-"), c.page, c.measured, c.verdict, link]
+            for c in get(name).module.claims(summary)]
+
+
+def _title(run_dir: RunDir) -> str:
+    cfg = run_dir.config()
+    return cfg["experiment"] if cfg.get("experiment") else f"{cfg['command']} {run_dir.path.name}"
+
+
+def _section(run_dir: RunDir) -> str:
+    """A run without a report of its own: its config, summary.json and figures."""
+    cfg = run_dir.config()
+    summary = (run_dir / "summary.json").read_text() if (run_dir / "summary.json").exists() else "{}"
+    shown = {k: v for k, v in cfg.items() if k not in ("prompts", "command")}
+    figs = [p for p in run_dir.files() if p.endswith(".png")]
+    return "\n".join([f"# {cfg['command']} run `{run_dir.path.name}`", "",
+                      f"- config: `{json.dumps(shown)[:400]}`", "", "```json", summary.strip(), "```", "",
+                      *[f"![{p}]({p})\n" for p in figs]])
+
+
+def _demote(markdown: str) -> str:
+    """Every heading one level down, so each experiment is a section of the combined report."""
+    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", markdown, flags=re.M)
+
+
+def experiment_name(run_dir: RunDir) -> str:
+    """The experiment (or grid) a run folder holds; 'all' and 'sweep' for folders of runs."""
+    config = run_dir.config()
+    name = config.get("experiment") or ("sweep" if config.get("command") == "sweep" else None)
+    if not isinstance(name, str):
+        raise LmrepError(f"'{run_dir / 'config.json'}' names no experiment: not a folder written by lmrep reproduce")
+    return name
+
+
+def runs_in(run_dir: RunDir) -> list[RunDir]:
+    """A folder of runs (reproduce all, a sweep) as its runs in the report's order; any other run as itself."""
+    try:
+        name = experiment_name(run_dir)
+    except LmrepError:
+        return [run_dir]  # a run of a command that is not an experiment (invert, walk, ...)
+    if name not in FOLDERS_OF_RUNS:
+        return [run_dir]
+    order = list(experiments())
+    return sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
+                  key=lambda d: order.index(experiment_name(d)) if experiment_name(d) in order else len(order))
