@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import LmrepError
+from ..records.lock import wait_for_writers
 from . import capture, features, invert, models, reconstruct_image, report, reproduce, sweep, walk
 from .args import Parser
 
@@ -31,6 +32,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    wait_for_writers(getattr(args, "wait", False))
     try:
         return args.run(args) or 0
     except LmrepError as e:

@@ -200,6 +200,14 @@ def add_out_arg(g, command: str) -> None:
     g.add_argument("--new", action="store_true",
                    help="if the run folder holds another configuration, use a fresh one beside it (<folder>-2, ...)"
                         " instead of stopping")
+    add_wait_arg(g)
+
+
+def add_wait_arg(g) -> None:
+    """--wait: another lmrep process writing the same run folder is waited for instead of stopping this one."""
+    g.add_argument("--wait", action="store_true",
+                   help="if another lmrep process is writing the run folder, wait for it to finish (then resume "
+                        "what it left) instead of stopping")
 
 
 def model_from_args(args, dtype: str | None = None) -> LoadedModel:

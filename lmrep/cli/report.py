@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..experiments import combine, rebuild_any, reporter
 from ..experiments.site import write_site
 from ..records.folder import RunDir
-from .args import OUT_FILE, SITE_DIR
+from ..records.lock import hold
+from .args import OUT_FILE, SITE_DIR, add_wait_arg
 
 
 def register(sub) -> None:
@@ -17,6 +18,7 @@ def register(sub) -> None:
     p.add_argument("--html", metavar="DIR", type=SITE_DIR,
                    help="also write a static site to DIR: index.html, a page per run (claims, figures, a per-prompt "
                         "view of inversions); open it in any browser (default: none)")
+    add_wait_arg(p)
     p.set_defaults(run=run)
 
 
@@ -25,6 +27,8 @@ def run(args) -> int:
     dirs = [RunDir(d) for d in args.run_dirs]
     for d in dirs:
         reporter(d)  # every folder checked before any is rebuilt
+    for d in dirs:
+        hold(d.path)  # no run writes a folder while its summary is rebuilt
     for d in dirs:
         rebuild_any(d)
         print(f"rebuilt {d.path}: {', '.join(d.files())}")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import LmrepError
 
+PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
 Check = Callable[[Any], "str | None"]
 SEED_MAX = 2 ** 32 - 1  # seeds are mixed with a prompt's hash into a 64-bit generator seed
 
@@ -183,3 +185,49 @@ def read_lines(path: str | Path, what: str) -> list[str]:
     """The non-blank lines of a UTF-8 text file that are not #-comments, stripped."""
     return [line.strip() for line in read_text(path, what).splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
+
+
+# ---- checks on places to write, before anything is written ------------------------------------------------------
+
+def _pseudo(path: Path) -> str | None:
+    resolved = path.resolve()
+    return next((p for p in PSEUDO if resolved == Path(p) or Path(p) in resolved.parents), None)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_out_dir(path: str | Path, what: str = "run folder") -> Path:
+    """The one check for an output folder: not an existing file, not under /proc, /sys or /dev, and creatable and
+    writable by this process. Writes nothing."""
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}, which holds no files: give a folder on disk")
+    if path.exists() and not path.is_dir():
+        raise LmrepError(f"{what} '{path}' is an existing file: give a folder (a new one, or an earlier run's)")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be created: '{base}' is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission to write in '{base}'")
+    return path
+
+
+def check_out_file(path: str | Path, what: str = "output file") -> Path:
+    """The same check for a file to be written (e.g. a combined report): not a folder, in a folder that exists and
+    is writable."""
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}: give a file on disk")
+    if path.is_dir():
+        raise LmrepError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'report.md'}")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be written: its folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission")
+    return path

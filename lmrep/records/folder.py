@@ -18,16 +18,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-
-from .checks import read_text
+from .checks import check_out_dir, check_out_file, read_text  # noqa: F401  (the places to write, checked there)
+from .lock import hold
 from ..errors import LmrepError
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_ROOT = Path("runs")
 CONFIG = "config.json"
-PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
 
 
 def config_hash(config: dict) -> str:
@@ -53,52 +54,6 @@ def dumps(record: dict) -> str:
 def as_json(obj):
     """``obj`` as it reads back from a JSON file (tuples become lists, NaN null), so configs compare as stored."""
     return json.loads(dumps(obj))
-
-
-# ---- checks on places to write, before anything is written ------------------------------------------------------
-
-def _pseudo(path: Path) -> str | None:
-    resolved = path.resolve()
-    return next((p for p in PSEUDO if resolved == Path(p) or Path(p) in resolved.parents), None)
-
-
-def _nearest_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_out_dir(path: str | Path, what: str = "run folder") -> Path:
-    """The one check for an output folder: not an existing file, not under /proc, /sys or /dev, and creatable and
-    writable by this process. Writes nothing."""
-    path = Path(path).expanduser()
-    if _pseudo(path):
-        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}, which holds no files: give a folder on disk")
-    if path.exists() and not path.is_dir():
-        raise LmrepError(f"{what} '{path}' is an existing file: give a folder (a new one, or an earlier run's)")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise LmrepError(f"{what} '{path}' cannot be created: '{base}' is a file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise LmrepError(f"{what} '{path}' cannot be written: no permission to write in '{base}'")
-    return path
-
-
-def check_out_file(path: str | Path, what: str = "output file") -> Path:
-    """The same check for a file to be written (e.g. a combined report): not a folder, in a folder that exists and
-    is writable."""
-    path = Path(path).expanduser()
-    if _pseudo(path):
-        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}: give a file on disk")
-    if path.is_dir():
-        raise LmrepError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'report.md'}")
-    parent = path.absolute().parent
-    if not parent.is_dir():
-        raise LmrepError(f"{what} '{path}' cannot be written: its folder '{parent}' does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise LmrepError(f"{what} '{path}' cannot be written: no permission")
-    return path
 
 
 # ---- whole files and whole lines --------------------------------------------------------------------------------
@@ -231,13 +186,17 @@ class RunDir:
                 check_out_dir(path)
                 problem = cls._mismatch(path, wanted)
             print(f"lmrep: '{base}' holds another run; this one goes to '{path}'", file=sys.stderr)
-        elif problem:
-            raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         run = cls(path)
         try:
-            run.path.mkdir(parents=True, exist_ok=True)
+            if not problem:
+                run.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LmrepError(f"cannot create run folder '{path}': {e.strerror}") from None
+        if not problem:
+            hold(path)  # one writer: another process on this folder stops here (or waits, with --wait)
+            problem = cls._mismatch(path, wanted)  # a writer that held it before us may have left another run
+        if problem:
+            raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         if not (run / CONFIG).exists():
             run.write_json(CONFIG, wanted)
         return run
