@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..errors import LmrepError
+from ..records.inputs import shown, text_problem
 from ..records.lock import wait_for_writers
 from . import capture, features, invert, models, reconstruct_image, report, reproduce, sweep, walk
 from .args import Parser
@@ -30,6 +31,11 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for text in argv:  # every argument is text a user typed: one check before any is read
+        if text_problem(text):
+            print(f"lmrep: error: argument {shown(text)} {text_problem(text)}: give plain UTF-8 text", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     wait_for_writers(getattr(args, "wait", False))

@@ -13,6 +13,7 @@ import typing
 
 from ..records.checks import check_applies, label, read_lines, seed_value
 from ..errors import LmrepError
+from ..records.inputs import device_problem
 from ..models.layers import HEAD_HELP, HEADS
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from ..records.folder import check_out_dir, check_out_file
@@ -56,6 +57,7 @@ def _checked(fn, what: str):
     return parse
 
 
+DEVICE = value_type(str, device_problem)
 OUT_DIR = _checked(check_out_dir, "run folder")
 OUT_FILE = _checked(check_out_file, "output file")
 SITE_DIR = _checked(check_out_dir, "site folder")
@@ -170,7 +172,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, abo
 
 def add_device_args(g, dtype: bool = True) -> None:
     """--device, and --dtype (the model's) unless the command's --dtype means something else."""
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    g.add_argument("--device", default="cpu", type=DEVICE, help="cpu, cuda, cuda:N or auto (default: cpu)")
     if dtype:
         g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                        help="the models' floating-point type (default: float32)")

@@ -9,7 +9,7 @@ from ..experiments import ReproduceConfig, check, experiments, get, make_executo
 from ..experiments.config import DEFAULT_SETTING, SETTINGS
 from ..experiments.engine import ItemsFailed
 from ..models.load import DEFAULT_MODEL
-from .args import add_executor_args, add_out_arg, read_prompts, value_type
+from .args import DEVICE, add_executor_args, add_out_arg, read_prompts, value_type
 
 
 def register(sub) -> None:
@@ -35,7 +35,7 @@ def register(sub) -> None:
                    help="N for every gradient-descent run (default: the setting's N; --quick: 60-120)")
     p.add_argument("--layers", nargs="+", default=[], metavar="LAYER",
                    help="depth: the layers to invert, as block numbers (default: every one; --quick: 1 2)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="cpu", type=DEVICE, help="cpu, cuda, cuda:N or auto (default: cpu)")
     add_out_arg(p, "reproduce-<name>")
     add_executor_args(p)
     p.set_defaults(run=run)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LmrepError
+from ..records.checks import read_lines
 from ..inversion import InvertConfig
 from ..models.load import DEFAULT_MODEL
 
@@ -116,7 +117,4 @@ def default_prompts(quick: bool) -> tuple[str, ...]:
 
 def read_prompt_file(path: Path) -> list[str]:
     """One prompt per line; blank lines and #-comments skipped."""
-    if not path.is_file():
-        raise LmrepError(f"prompt list '{path}' not found: pass --prompts-file FILE (one prompt per line)")
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return read_lines(path, "prompt list")

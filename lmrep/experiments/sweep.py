@@ -16,6 +16,8 @@ from ..errors import LmrepError
 from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
+from ..records.checks import SEED_MAX, SEEDS_MAX, STEPS_MAX, seed_value, seeds_count
+from ..records.inputs import SpecFolder, shown, single_name
 from ..records.folder import RunDir, config_hash
 from . import experiments, get, grid, kind, make_executor, report_runs, run_jobs
 from .engine import ItemsFailed
@@ -38,8 +40,9 @@ class Sweep:
 
 
 def load_spec(path: str | Path, out: str | None = None, device: str | None = None,
-              planner: ModelPool | None = None) -> Sweep:
-    """Read and check a spec; ``out``/``device`` override its own. ``planner`` loads models to count layers."""
+              planner: ModelPool | None = None, allow: tuple = ()) -> Sweep:
+    """Read and check a spec; ``out``/``device`` override its own. ``planner`` loads models to count layers. The
+    files it names must be in its folder, or in ``allow`` (given on the command line)."""
     path = Path(path)
     if not path.is_file():
         raise LmrepError(f"sweep spec '{path}' not found: give a TOML file (see docs/sweep.md)")
@@ -51,11 +54,17 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if "grid" not in spec and "reproduce" not in spec:
         raise LmrepError(f"{path}: nothing to run: add a [grid] or a [reproduce] table (see docs/sweep.md)")
     dev = device or _typed(spec.get("device", "cpu"), str, path, "device")
-    base = path.parent
+    try:
+        models.resolve_device(dev)  # a device this machine has, checked here on the driver before any work
+    except LmrepError as e:
+        raise LmrepError(f"{path}: {e}") from None
+    base = SpecFolder(path, allow)
     runs: list[tuple[str, object]] = []
     for j, table in enumerate(_tables(spec, "grid", path)):
         _known(table, GRID + OPTIONS, path, "grid.")
-        runs.append((table.get("name") or ("grid" if j == 0 else f"grid-{j + 1}"), (table, base)))
+        name = single_name(table["name"], f"{path}: grid.name") if "name" in table else \
+            ("grid" if j == 0 else f"grid-{j + 1}")
+        runs.append((name, (table, base)))
     for table in _tables(spec, "reproduce", path):
         _known(table, REPRODUCE, path, "reproduce.")
         runs += [(name, cfg) for name, cfg in _reproduce_configs(table, dev, base, path)]
@@ -66,7 +75,7 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     planner = planner or ModelPool("cpu")
     runs = [(n, _grid_config(*c, dev, path, planner) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
-    out_dir = Path(out or spec.get("out") or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
+    out_dir = Path(out or ("out" in spec and base.out(spec["out"])) or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
     return Sweep(out_dir, dev, runs)
 
 
@@ -89,10 +98,10 @@ def _tables(spec: dict, key: str, path: Path) -> list[dict]:
     return [value] if isinstance(value, dict) else list(value)
 
 
-def _prompts(table: dict, base: Path, path: Path, where: str) -> tuple[str, ...]:
+def _prompts(table: dict, base: SpecFolder, path: Path, where: str) -> tuple[str, ...]:
     prompts = list(table.get("prompts", []))
     if "prompts_file" in table:
-        prompts += read_prompt_file(base / table["prompts_file"])
+        prompts += read_prompt_file(base.file(table["prompts_file"], f"{where}prompts_file"))
     if any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise LmrepError(f"{path}: '{where}prompts' must be non-empty strings")
     return tuple(prompts)
@@ -100,9 +109,14 @@ def _prompts(table: dict, base: Path, path: Path, where: str) -> tuple[str, ...]
 
 def _seeds(value, path: Path, where: str) -> list[int]:
     """An int n (seeds 0..n-1) or a list of seeds."""
-    seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(seeds, list) or not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
-        raise LmrepError(f"{path}: '{where}seeds' must be a positive count or a list of seeds >= 0, got {value!r}")
+    count = isinstance(value, int) and not isinstance(value, bool)
+    if count and seeds_count(value) or isinstance(value, list) and len(value) > SEEDS_MAX:
+        raise LmrepError(f"{path}: '{where}seeds' must be a count of 1 to {SEEDS_MAX} or a list of at most "
+                         f"{SEEDS_MAX} seeds, got {shown(value)}")
+    seeds = list(range(value)) if count else value
+    if not isinstance(seeds, list) or not seeds or any(seed_value(s) for s in seeds):
+        raise LmrepError(f"{path}: '{where}seeds' must be a positive count or a list of seeds 0..{SEED_MAX}, got "
+                         f"{shown(value)}")
     return seeds
 
 
@@ -114,7 +128,7 @@ def check_model(name: str, untrained: bool, path: Path) -> None:
         raise LmrepError(f"{path}: {e}") from None
 
 
-def _grid_config(table: dict, base: Path, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
+def _grid_config(table: dict, base: SpecFolder, device: str, path: Path, planner: ModelPool) -> grid.GridConfig:
     methods = table.get("methods", ["gd"])
     for m in methods:
         if m not in METHODS:
@@ -129,6 +143,7 @@ def _grid_config(table: dict, base: Path, device: str, path: Path, planner: Mode
     models = []
     for m in table.get("models", []) or []:
         name, untrained = (m, False) if isinstance(m, str) else (m.get("name"), bool(m.get("untrained", False)))
+        name = base.model(name, "grid.models")
         if not isinstance(name, str) or (isinstance(m, dict) and set(m) - {"name", "untrained"}):
             raise LmrepError(f"{path}: a grid model is a name or {{name = \"...\", untrained = true}}, got {m!r}")
         check_model(name, untrained, path)
@@ -162,12 +177,14 @@ def _is_count(value) -> bool:
 
 def _count(value, path: Path, key: str) -> int:
     """A reproduce table's count (0: the profile's own), or one line."""
-    if not _is_count(value):
-        raise LmrepError(f"{path}: 'reproduce.{key}' must be a count (0: the profile's own), got {value!r}")
+    most = {"seeds": SEEDS_MAX, "steps": STEPS_MAX}[key]
+    if not _is_count(value) or value > most:
+        raise LmrepError(f"{path}: 'reproduce.{key}' must be a count up to {most} (0: the profile's own), got "
+                         f"{shown(value)}")
     return value
 
 
-def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
+def _reproduce_configs(table: dict, device: str, base: SpecFolder, path: Path):
     names = table.get("experiments", ["all"])
     names = [names] if isinstance(names, str) else names
     names = list(experiments()) if names == ["all"] else names
@@ -180,7 +197,7 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
     layers = table.get("layers", [])
     if not isinstance(layers, list) or any(not _is_count(k) for k in layers):
         raise LmrepError(f"{path}: 'reproduce.layers' must be a list of blocks >= 0, got {layers!r}")
-    model = table.get("model", ReproduceConfig.model)
+    model = base.model(table.get("model", ReproduceConfig.model), "reproduce.model")
     check_model(model, False, path)
     cfg = ReproduceConfig("", quick=bool(table.get("quick", False)), setting=setting,
                           prompts=_prompts(table, base, path, "reproduce."), seeds=seeds, device=device, model=model,

@@ -19,6 +19,7 @@ from torch import nn
 from . import selfcheck
 from .architectures import find_parts
 from ..errors import LmrepError
+from ..records.inputs import device_problem, shown
 from .gguf import GgufSource, converted
 from .hub import folder_problem, in_hf_cache, load_converted, load_hf, seeded
 
@@ -195,12 +196,14 @@ def fingerprint(lm: LoadedModel) -> str:
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device_problem(device):
+        raise LmrepError(f"unknown device {shown(device)}: use {device_problem(device)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LmrepError(f"device '{device}' asked for but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise LmrepError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise LmrepError(f"device '{device}' asked for but this machine has {torch.cuda.device_count()} GPU(s): "
+                         f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return torch.device(device)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
