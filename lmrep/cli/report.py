@@ -5,6 +5,7 @@ from ..experiments import combine, rebuild_any, reporter
 from ..experiments.site import write_site
 from ..records.folder import RunDir
 from ..records.lock import hold
+from ..records.rebuild import kept_unless_complete
 from .args import OUT_FILE, SITE_DIR, add_wait_arg
 
 
@@ -30,7 +31,8 @@ def run(args) -> int:
     for d in dirs:
         hold(d.path)  # no run writes a folder while its summary is rebuilt
     for d in dirs:
-        rebuild_any(d)
+        with kept_unless_complete(d.path):  # records that hold less than the summary: refused, nothing rewritten
+            rebuild_any(d)
         print(f"rebuilt {d.path}: {', '.join(d.files())}")
     if args.combined:
         combine(dirs, args.combined)

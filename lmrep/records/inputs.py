@@ -95,3 +95,18 @@ def device_problem(name) -> str | None:
     """None for a device name lmrep runs on (cpu, cuda, cuda:N, auto), else what it must be. Whether this machine
     has it is the model loader's check (it needs torch)."""
     return None if isinstance(name, str) and DEVICE.fullmatch(name) else "cpu, cuda, cuda:N or auto"
+
+
+def md_code(text) -> str:
+    """``text`` as a Markdown code span, shown literally whatever it holds (HTML, emphasis, backticks): fenced by
+    more backticks than its longest run of them, on one line."""
+    text = str(text).replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_link(path: str) -> str:
+    """A relative path as a Markdown link target: every character that could end or change the link encoded."""
+    from urllib.parse import quote
+    return quote(path, safe="/")
