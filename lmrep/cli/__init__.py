@@ -7,17 +7,23 @@ import sys
 from ..errors import LmrepError
 from ..records.inputs import shown, text_problem
 from ..records.lock import wait_for_writers
-from . import capture, features, invert, models, reconstruct_image, report, reproduce, sweep, walk
-from .args import Parser
+from .parser import COMMANDS, Commands, Parser, command_in
 
-COMMANDS = [invert, capture, models, features, reconstruct_image, reproduce, sweep, report, walk]
+ALL = "all"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = ALL) -> argparse.ArgumentParser:
+    """The parser: every command's flags (``only=ALL``), or only those of command ``only`` (None: none), the
+    others listed with their help. Only the modules of the commands built are imported: ``lmrep --help`` and a
+    wrong command answer before torch is loaded."""
+    import importlib
     parser = Parser(prog="lmrep", description="What do the layers of a language model keep about their input?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in COMMANDS:
-        command.register(sub)
+    for name, (module, about) in COMMANDS.items():
+        if only in (ALL, name):
+            importlib.import_module(f"{__name__}.{module}").register(Commands(sub))
+        else:
+            sub.add_parser(name, help=about)
     for p in sub.choices.values():
         p.set_defaults(_parser=p)  # so a command can tell which flags were set (args.defaults_of)
     return parser
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         if text_problem(text):
             print(f"lmrep: error: argument {shown(text)} {text_problem(text)}: give plain UTF-8 text", file=sys.stderr)
             return 2
-    args = build_parser().parse_args(argv)
+    args = build_parser(command_in(argv)).parse_args(argv)
     _quiet_libraries()
     wait_for_writers(getattr(args, "wait", False))
     try:

@@ -21,13 +21,6 @@ from ..records.folder import check_out_dir, check_out_file
 _WORDS = {int: "a whole number", float: "a number"}
 
 
-class Parser(argparse.ArgumentParser):
-    """Bad arguments give one line (what is wrong and how to see the options) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def value_type(kind: type, check=None):
     """An argparse type: text -> ``kind``, then ``check`` (one line on failure). It keeps ``kind`` and ``check``
     so that tests can find every numeric flag's range."""

@@ -10,8 +10,7 @@ from .args import OUT_FILE, SITE_DIR, add_wait_arg
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="rebuild the figures and summaries of run folders from their JSON (no model "
-                                      "needed)")
+    p = sub.add_parser("report")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run folders written by lmrep invert, walk, features, reconstruct-image, reproduce or sweep")
     p.add_argument("--combined", metavar="FILE", type=OUT_FILE,

@@ -9,8 +9,7 @@ from .args import DEVICE, add_executor_args, add_out_arg
 
 
 def register(sub) -> None:
-    p = sub.add_parser("sweep", help="run a grid (models x layers x methods x prompts x seeds) and experiments "
-                                     "from a TOML spec",
+    p = sub.add_parser("sweep",
                        description="Every cell of the spec becomes independent items, run by local worker "
                                    "processes or by Ray; the same command again resumes an interrupted sweep. "
                                    "The spec format: docs/sweep.md.")

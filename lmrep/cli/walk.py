@@ -18,7 +18,7 @@ BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (ke
 
 
 def register(sub) -> None:
-    p = sub.add_parser("walk", help="walk the input while a layer's output stays put (manifold walks)")
+    p = sub.add_parser("walk")
     add_prompt_args(p, "walk from")
     add_model_args(p)
     add_layer_args(p, default_layer="12")

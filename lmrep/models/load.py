@@ -21,7 +21,7 @@ from .architectures import find_parts
 from ..errors import LmrepError
 from ..records.inputs import device_problem, shown
 from .gguf import GgufSource, converted
-from .hub import folder_problem, in_hf_cache, load_converted, load_hf, seeded
+from .hub import folder_problem, hub_reachable, in_hf_cache, load_converted, load_hf, seeded
 
 GPT2_TOKENIZER = Path(__file__).parent.parent / "data" / "gpt2-tokenizer"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -264,6 +264,8 @@ def check_model(spec: str, untrained: bool = False) -> None:
         try:
             AutoConfig.from_pretrained(source, local_files_only=True)
         except OSError:
+            if not hub_reachable():
+                raise  # offline: one line at once, not a minute of retries
             AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
