@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..records.inputs import one_line
+
 # command -> (its module under lmrep.cli, what --help says it does), in the order --help lists them
 COMMANDS = {
     "invert": ("invert", "recover prompts from a layer's output, or the input of captured states"),
@@ -22,7 +24,7 @@ class Parser(argparse.ArgumentParser):
     """Bad arguments give one line (what is wrong and how to see the options) and exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 class Commands:

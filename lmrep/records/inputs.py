@@ -63,12 +63,18 @@ class SpecFolder:
         return Path(name)
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (line breaks, escapes, bytes that were not UTF-8) written as its
+    escape, so that a message holding what a user gave stays one line and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def shown(value, most: int = 60) -> str:
     """A value a user gave, as it may go into a one-line message: quoted, control characters and other
     unprintable ones escaped, cut at ``most`` characters."""
     if not isinstance(value, str):
         value = repr(value)
-    text = "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in value) + "'"
+    text = f"'{one_line(value)}'"
     return text if len(text) <= most else text[:most - 1] + "…'"
 
 

@@ -23,6 +23,7 @@ class FolderLocks:
     def __init__(self):
         self.held: dict[Path, object] = {}
         self.wait = False
+        self.started = None  # called once a folder is taken (or waited for): the command's work begins
 
     def take(self, folder: Path) -> None:
         """Hold ``folder`` for this process: at once, or (``wait``) once its writer is done; otherwise a one-line
@@ -39,15 +40,21 @@ class FolderLocks:
             if not self.wait:
                 raise LmrepError(f"'{folder}' is being written by another lmrep process ({holder}): let it finish, "
                                  "pass --wait to wait for it, or give another --out") from None
+            self._start()
             print(f"lmrep: '{folder}' is being written by {holder}; waiting for it to finish", file=sys.stderr)
             lock.acquire()
         except OSError as e:
             raise LmrepError(f"cannot lock run folder '{folder}': {e.strerror or e}") from None
         self.held[key] = lock
+        self._start()
         try:
             (key / HOLDER).write_text(f"{os.getpid()}\n")
         except OSError:
             pass  # the lock holds without it; only the message to a second writer is poorer
+
+    def _start(self) -> None:
+        if self.started is not None:
+            self.started()
 
     @staticmethod
     def _holder(folder: Path) -> str:
