@@ -104,8 +104,8 @@ def test_refused_while_reading_the_arguments(tmp_path, capsys, monkeypatch, argv
 
 def test_krylov_beyond_the_inputs_dimension_is_refused_before_config_json(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    _refused(["walk", "hi", "--model", tiny_gpt2_dir, "--layer", "1", "--method", "jacobian", "--directions", "8", "--krylov", "9",
-              "--out", out], capsys, "input's dimension 64", "8 x 9 = 72")
+    _refused(["walk", "hi", "--model", tiny_gpt2_dir, "--layer", "1", "--method", "jacobian", "--directions", "8",
+              "--krylov", "9", "--out", out], capsys, "input's dimension 64", "8 x 9 = 72")
     assert not out.exists()
 
 

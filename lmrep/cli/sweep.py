@@ -24,7 +24,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    sweep = load_spec(args.spec, args.out, args.device, allow=tuple(args.allow or ()))  # the whole spec is checked before anything runs
+    # the whole spec is checked before anything runs
+    sweep = load_spec(args.spec, args.out, args.device, allow=tuple(args.allow or ()))
     try:
         top = run_sweep(sweep, args.executor, args.workers, args.address, new=args.new)
     except ItemsFailed as e:

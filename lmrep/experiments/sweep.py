@@ -75,7 +75,8 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     planner = planner or ModelPool("cpu")
     runs = [(n, _grid_config(*c, dev, path, planner) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
-    out_dir = Path(out or ("out" in spec and base.out(spec["out"])) or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
+    named = base.out(spec["out"]) if "out" in spec and not out else None
+    out_dir = Path(out or named or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
     return Sweep(out_dir, dev, runs)
 
 

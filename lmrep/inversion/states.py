@@ -167,8 +167,8 @@ def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[list[str], lis
             keys += [f"{k}.{i}" if k else str(i) for i in range(t.shape[0])]
             out += list(t)
         else:
-            raise LmrepError(f"states file '{path}': tensor {shown(k or '0')} has shape {tuple(t.shape)}; give (T, D) or "
-                             "(N, T, D) tensors")
+            raise LmrepError(f"states file '{path}': tensor {shown(k or '0')} has shape {tuple(t.shape)}; give (T, D) "
+                             "or (N, T, D) tensors")
     return keys, out
 
 
