@@ -131,6 +131,11 @@ def test_building_the_parser_for_help_or_a_wrong_command_loads_no_torch():
             "heavy = [m for m in ('torch', 'transformers', 'numpy', 'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    code = ("import sys, lmrep.cli as c\n"  # invert's flags: torch for its config's module, nothing heavier
+            "c.build_parser('invert')\n"
+            "heavy = [m for m in ('transformers', 'matplotlib') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     p = subprocess.run([sys.executable, "-m", "lmrep", "--help"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and all(c in p.stdout for c in ("invert", "reconstruct-image", "walk"))
 
