@@ -13,18 +13,12 @@ import typing
 
 from ..records.checks import check_applies, label, read_lines, seed_value
 from ..errors import LmrepError
+from ..records.inputs import device_problem
 from ..models.layers import HEAD_HELP, HEADS
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from ..records.folder import check_out_dir, check_out_file
 
 _WORDS = {int: "a whole number", float: "a number"}
-
-
-class Parser(argparse.ArgumentParser):
-    """Bad arguments give one line (what is wrong and how to see the options) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def value_type(parse_as: type, check=None):
@@ -56,6 +50,7 @@ def _checked(fn, what: str):
     return parse
 
 
+DEVICE = value_type(str, device_problem)
 OUT_DIR = _checked(check_out_dir, "run folder")
 OUT_FILE = _checked(check_out_file, "output file")
 SITE_DIR = _checked(check_out_dir, "site folder")
@@ -170,7 +165,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str = DEFAULT_MODEL, abo
 
 def add_device_args(g, dtype: bool = True) -> None:
     """--device, and --dtype (the model's) unless the command's --dtype means something else."""
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    g.add_argument("--device", default="cpu", type=DEVICE, help="cpu, cuda, cuda:N or auto (default: cpu)")
     if dtype:
         g.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                        help="the models' floating-point type (default: float32)")
@@ -200,6 +195,14 @@ def add_out_arg(g, command: str) -> None:
     g.add_argument("--new", action="store_true",
                    help="if the run folder holds another configuration, use a fresh one beside it (<folder>-2, ...)"
                         " instead of stopping")
+    add_wait_arg(g)
+
+
+def add_wait_arg(g) -> None:
+    """--wait: another lmrep process writing the same run folder is waited for instead of stopping this one."""
+    g.add_argument("--wait", action="store_true",
+                   help="if another lmrep process is writing the run folder, wait for it to finish (then resume "
+                        "what it left) instead of stopping")
 
 
 def model_from_args(args, dtype: str | None = None) -> LoadedModel:

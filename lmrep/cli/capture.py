@@ -12,7 +12,7 @@ from .args import OUT_FILE, add_layer_args, add_model_args, add_prompt_args, mod
 
 
 def register(sub) -> None:
-    p = sub.add_parser("capture", help="save a layer's output for each prompt to a safetensors file")
+    p = sub.add_parser("capture")
     add_prompt_args(p, "capture")
     add_model_args(p, dtype=False)
     add_layer_args(p)

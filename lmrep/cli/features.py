@@ -57,7 +57,7 @@ def preset(args, name: str):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("features", help="feature grids of an LM layer through a ViT patch stem")
+    p = sub.add_parser("features")
     add_hybrid_args(p)
     add_config(p, FeaturesConfig, defaults=PRESET, shown={**SHOWN, "indices": "0..15"})
     add_config(p, RenderConfig, defaults=PRESET, shown=SHOWN)

@@ -21,7 +21,7 @@ BULKY = ("loss_curve", "snapshots")  # what --json drops from each record (kept 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("invert", help="recover prompts from a layer's output, or the input of captured states")
+    p = sub.add_parser("invert")
     add_prompt_args(p, "invert")
     s = p.add_argument_group("observed states (instead of prompts)")
     s.add_argument("--states", metavar="FILE", help="invert the tensors of a states file (lmrep capture's "

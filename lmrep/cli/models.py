@@ -8,8 +8,7 @@ from ..vision.vit import vit_status
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list the known models (language and vision) and whether they are available "
-                                      "offline")
+    p = sub.add_parser("models")
     p.add_argument("--json", action="store_true", help="one JSON object per model, with its kind (default: a table)")
     p.set_defaults(run=run)
 

@@ -19,7 +19,7 @@ FULL = dict(image_size=224, steps=1000, images=["chelsea", "astronaut"])
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reconstruct-image", help="rebuild an image from each layer's output (LM via ViT stem, ViT)")
+    p = sub.add_parser("reconstruct-image")
     p.add_argument("images", nargs="*", help=f"image files or sample names ({', '.join(available())}); "
                                              "default chelsea (full: chelsea, astronaut)")
     add_hybrid_args(p)

@@ -5,12 +5,13 @@ from ..experiments import combine, rebuild_any, reporter
 from ..experiments.site import write_site
 from ..inversion.report import convert
 from ..records.folder import RunDir
-from .args import OUT_FILE, SITE_DIR
+from ..records.lock import hold
+from ..records.rebuild import kept_unless_complete
+from .args import OUT_FILE, SITE_DIR, add_wait_arg
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="rebuild the figures and summaries of run folders from their JSON (no model "
-                                      "needed)")
+    p = sub.add_parser("report")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run folders written by lmrep invert, walk, features, reconstruct-image, reproduce or sweep")
     p.add_argument("--convert", action="store_true",
@@ -21,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--html", metavar="DIR", type=SITE_DIR,
                    help="also write a static site to DIR: index.html, a page per run (claims, figures, a per-prompt "
                         "view of inversions); open it in any browser (default: none)")
+    add_wait_arg(p)
     p.set_defaults(run=run)
 
 
@@ -33,7 +35,10 @@ def run(args) -> int:
     for d in dirs:
         reporter(d)  # every folder checked before any is rebuilt
     for d in dirs:
-        rebuild_any(d)
+        hold(d.path)  # no run writes a folder while its summary is rebuilt
+    for d in dirs:
+        with kept_unless_complete(d.path):  # records that hold less than the summary: refused, nothing rewritten
+            rebuild_any(d)
         print(f"rebuilt {d.path}: {', '.join(d.files())}")
     if args.combined:
         combine(dirs, args.combined)

@@ -9,7 +9,7 @@ from .args import add_config, add_executor_args, add_out_arg, config_from, read_
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reproduce", help="rerun the page's language experiments and write a report",
+    p = sub.add_parser("reproduce",
                        description="Each experiment writes a run folder (config.json, items.jsonl, summary.json, "
                                    "figures, report.md). Rerunning the same command resumes an interrupted run.")
     p.add_argument("name", nargs="?", help="an experiment (see --list), or 'all'")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..records.checks import at_least
+from ..records.checks import at_least, krylov_fits
 from ..errors import LmrepError
 from ..experiments import ReproduceConfig, reproduce
 from ..records.folder import RunDir, dumps
@@ -18,7 +18,7 @@ BULKY = ("trajectory", "diagnostics", "snapshots")  # what --json leaves out (ke
 
 
 def register(sub) -> None:
-    p = sub.add_parser("walk", help="walk the input while a layer's output stays put (manifold walks)")
+    p = sub.add_parser("walk")
     add_prompt_args(p, "walk from")
     add_model_args(p)
     add_layer_args(p, default_layer="12")
@@ -48,8 +48,9 @@ def run(args) -> int:
     lm = model_from_args(args)
     target = make_target(lm, args.layer, args.head, toy=args.toy, seed=args.seed)
     cfg.check(lm.vocab_size)
-    for p in prompts:
-        lm.encode(p)  # every prompt is checked before any work starts
+    tokens = min(len(lm.encode(p)) for p in prompts)  # every prompt is checked before any work starts
+    if cfg.method == "jacobian":
+        krylov_fits(cfg.directions, cfg.krylov, tokens * lm.d_model)
     seeds = tuple(range(args.seed, args.seed + (args.seeds or 1)))
     config = dict(model=lm.name, trained=lm.trained, untrained=args.untrained, target=target.name,
                   layer=args.layer, head=args.head, toy=args.toy, dtype=args.dtype, prompts=prompts,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import LmrepError
 from ..records.folder import RunDir, write_atomic
+from ..records.inputs import md_code, md_link
 from .registry import experiments, get
 from .reporting import markdown_table
 
@@ -21,12 +22,12 @@ def combine(run_dirs: list[RunDir], path) -> str:
     base = Path(path).resolve().parent
     run_dirs = [sub for d in run_dirs for sub in runs_in(d)]
     parts = ["# Reproducing the page's language results\n",
-             "Runs in this report: " + ", ".join(f"`{_title(d)}`" for d in run_dirs) + ".\n"]
+             "Runs in this report: " + ", ".join(md_code(_title(d)) for d in run_dirs) + ".\n"]
     texts, claims = [], []
     for d in run_dirs:
         text = (d / "report.md").read_text() if (d / "report.md").exists() else _section(d)
         rel = Path(os.path.relpath(d.path.resolve(), base))
-        text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({(rel / m.group(1)).as_posix()})", text)
+        text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({md_link((rel / m.group(1)).as_posix())})", text)
         texts.append(_demote(text))
         claims += _claim_rows(d, text)
     if claims:
@@ -64,9 +65,9 @@ def _section(run_dir: RunDir) -> str:
     summary = (run_dir / "summary.json").read_text() if (run_dir / "summary.json").exists() else "{}"
     shown = {k: v for k, v in cfg.items() if k not in ("prompts", "command")}
     figs = [p for p in run_dir.files() if p.endswith(".png")]
-    return "\n".join([f"# {cfg['command']} run `{run_dir.path.name}`", "",
-                      f"- config: `{json.dumps(shown)[:400]}`", "", "```json", summary.strip(), "```", "",
-                      *[f"![{p}]({p})\n" for p in figs]])
+    return "\n".join([f"# {cfg['command']} run {md_code(run_dir.path.name)}", "",
+                      f"- config: {md_code(json.dumps(shown)[:400])}", "", "```json", summary.strip(), "```", "",
+                      *[f"![{md_link(p)}]({md_link(p)})\n" for p in figs]])
 
 
 def _demote(markdown: str) -> str:

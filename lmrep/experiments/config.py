@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import LmrepError
+from ..records.checks import read_lines
 from ..inversion import InvertConfig
 from ..models.load import DEFAULT_MODEL
 from ..records.checks import at_least, boolean, check_fields, each, one_of, option
+from ..records.inputs import device_problem
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"
 PAGE_PROMPT = "This is a prompt sentence."  # the page's running example
@@ -83,7 +85,7 @@ class ReproduceConfig:
                           "disagree", one_of(SETTINGS))
     prompts: tuple[str, ...] = option((), "prompts (empty: the profile's own)", each(_text), cli=False)
     seeds: int = option(0, "seeds per condition: 0, 1, ...; 0: the profile's (3; --quick 1)", at_least(0, 1000))
-    device: str = option("cpu", "cpu, cuda, cuda:N or auto")
+    device: str = option("cpu", "cpu, cuda, cuda:N or auto", device_problem)
     model: str = option(DEFAULT_MODEL, "the trained model (stands in for trained GPT-2)")
     extra_models: tuple[str, ...] = option((), "more trained models to run the same way, for the experiments that "
                                            "take them (sentence-reconstruction; e.g. gpt2) (default: none)",
@@ -125,7 +127,4 @@ def default_prompts(quick: bool) -> tuple[str, ...]:
 
 def read_prompt_file(path: Path) -> list[str]:
     """One prompt per line; blank lines and #-comments skipped."""
-    if not path.is_file():
-        raise LmrepError(f"prompt list '{path}' not found: pass --prompts-file FILE (one prompt per line)")
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return read_lines(path, "prompt list")

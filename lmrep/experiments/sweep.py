@@ -17,7 +17,8 @@ from ..inversion import METHODS, InvertConfig
 from ..models.layers import HEADS
 from ..models import load as models
 from ..models.shape import n_blocks
-from ..records.checks import from_mapping, label
+from ..records.checks import SEED_MAX, SEEDS_MAX, from_mapping, label, seed_value, seeds_count
+from ..records.inputs import SpecFolder, shown, single_name
 from ..records.folder import RunDir, config_hash
 from . import grid
 from .executors import make_executor
@@ -42,9 +43,10 @@ class Sweep:
     runs: list[tuple[str, object]]  # (subfolder, GridConfig | ReproduceConfig)
 
 
-def load_spec(path: str | Path, out: str | None = None, device: str | None = None) -> Sweep:
+def load_spec(path: str | Path, out: str | None = None, device: str | None = None, allow: tuple = ()) -> Sweep:
     """Read and check a spec; ``out``/``device`` override its own. No weights are loaded: names are checked
-    against the registries, layers against each model's config file."""
+    against the registries, layers against each model's config file. The files it names must be in its folder,
+    or in ``allow`` (given on the command line)."""
     path = Path(path)
     if not path.is_file():
         raise LmrepError(f"sweep spec '{path}' not found: give a TOML file (see docs/sweep.md)")
@@ -56,11 +58,17 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if "grid" not in spec and "reproduce" not in spec:
         raise LmrepError(f"{path}: nothing to run: add a [grid] or a [reproduce] table (see docs/sweep.md)")
     dev = device or _typed(spec.get("device", "cpu"), str, path, "device")
-    base = path.parent
+    try:
+        models.resolve_device(dev)  # a device this machine has, checked here on the driver before any work
+    except LmrepError as e:
+        raise LmrepError(f"{path}: {e}") from None
+    base = SpecFolder(path, allow)
     runs: list[tuple[str, object]] = []
     for j, table in enumerate(_tables(spec, "grid", path)):
         _known(table, GRID + OPTIONS, path, "grid.")
-        runs.append((table.get("name") or ("grid" if j == 0 else f"grid-{j + 1}"), (table, base)))
+        name = single_name(table["name"], f"{path}: grid.name") if "name" in table else \
+            ("grid" if j == 0 else f"grid-{j + 1}")
+        runs.append((name, (table, base)))
     for table in _tables(spec, "reproduce", path):
         _known(table, REPRODUCE, path, "reproduce.")
         runs += [(name, cfg) for name, cfg in _reproduce_configs(table, dev, base, path)]
@@ -70,7 +78,8 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
                          "name, or each [[reproduce]] its own experiments or setting")
     runs = [(n, _grid_config(*c, dev, path) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
-    out_dir = Path(out or spec.get("out") or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
+    named = base.out(spec["out"]) if "out" in spec and not out else None
+    out_dir = Path(out or named or Path("runs") / f"sweep-{config_hash({n: c.to_dict() for n, c in runs})}")
     return Sweep(out_dir, dev, runs)
 
 
@@ -93,10 +102,10 @@ def _tables(spec: dict, key: str, path: Path) -> list[dict]:
     return [value] if isinstance(value, dict) else list(value)
 
 
-def _prompts(table: dict, base: Path, path: Path, where: str) -> tuple[str, ...]:
+def _prompts(table: dict, base: SpecFolder, path: Path, where: str) -> tuple[str, ...]:
     prompts = list(table.get("prompts", []))
     if "prompts_file" in table:
-        prompts += read_prompt_file(base / table["prompts_file"])
+        prompts += read_prompt_file(base.file(table["prompts_file"], f"{where}prompts_file"))
     if any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise LmrepError(f"{path}: '{where}prompts' must be non-empty strings")
     return tuple(prompts)
@@ -104,9 +113,14 @@ def _prompts(table: dict, base: Path, path: Path, where: str) -> tuple[str, ...]
 
 def _seeds(value, path: Path, where: str) -> list[int]:
     """An int n (seeds 0..n-1) or a list of seeds."""
-    seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(seeds, list) or not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
-        raise LmrepError(f"{path}: '{where}seeds' must be a positive count or a list of seeds >= 0, got {value!r}")
+    count = isinstance(value, int) and not isinstance(value, bool)
+    if count and seeds_count(value) or isinstance(value, list) and len(value) > SEEDS_MAX:
+        raise LmrepError(f"{path}: '{where}seeds' must be a count of 1 to {SEEDS_MAX} or a list of at most "
+                         f"{SEEDS_MAX} seeds, got {shown(value)}")
+    seeds = list(range(value)) if count else value
+    if not isinstance(seeds, list) or not seeds or any(seed_value(s) for s in seeds):
+        raise LmrepError(f"{path}: '{where}seeds' must be a positive count or a list of seeds 0..{SEED_MAX}, got "
+                         f"{shown(value)}")
     return seeds
 
 
@@ -118,7 +132,7 @@ def _check_spec_model(name: str, untrained: bool, path: Path) -> None:
         raise LmrepError(f"{path}: {e}") from None
 
 
-def _grid_config(table: dict, base: Path, device: str, path: Path) -> grid.GridConfig:
+def _grid_config(table: dict, base: SpecFolder, device: str, path: Path) -> grid.GridConfig:
     methods = table.get("methods", ["gd"])
     for m in methods:
         if m not in METHODS:
@@ -133,6 +147,7 @@ def _grid_config(table: dict, base: Path, device: str, path: Path) -> grid.GridC
     models = []
     for m in table.get("models", []) or []:
         name, untrained = (m, False) if isinstance(m, str) else (m.get("name"), bool(m.get("untrained", False)))
+        name = base.model(name, "grid.models")
         if not isinstance(name, str) or (isinstance(m, dict) and set(m) - {"name", "untrained"}):
             raise LmrepError(f"{path}: a grid model is a name or {{name = \"...\", untrained = true}}, got {m!r}")
         _check_spec_model(name, untrained, path)
@@ -160,7 +175,7 @@ def _layers(value, n_layers: int, path: Path) -> list[int]:
     return layers
 
 
-def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
+def _reproduce_configs(table: dict, device: str, base: SpecFolder, path: Path):
     """Each experiment of a [reproduce] table with its config: the table's keys are ReproduceConfig's fields
     (checked by the fields' own checks, as the command line's flags are), plus ``experiments`` and
     ``prompts_file``."""
@@ -170,6 +185,8 @@ def _reproduce_configs(table: dict, device: str, base: Path, path: Path):
     for n in names:
         get(n)  # an unknown experiment: one line naming the known ones
     fields = {k: v for k, v in table.items() if k not in ("experiments", "prompts_file", "prompts")}
+    if "model" in fields:
+        fields["model"] = base.model(fields["model"], "reproduce.model")
     try:
         cfg = from_mapping(ReproduceConfig, fields, device=device, prompts=_prompts(table, base, path, "reproduce."))
     except LmrepError as e:

@@ -34,6 +34,7 @@ from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, deq
 from ..models.layers import LayerModel
 from ..models.load import weights_hash
 from ..records.folder import write_atomic
+from ..records.inputs import shown
 
 FORMAT = "lmrep-states/1"
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -67,8 +68,8 @@ class States:
         """Only the tensors under ``wanted``, in that order; one line naming what the file has if one is missing."""
         missing = [k for k in wanted if k not in self.keys]
         if missing:
-            shown = ", ".join(self.keys[:8]) + (", ..." if len(self.keys) > 8 else "")
-            raise LmrepError(f"key '{missing[0]}' is not in the states file: it has {shown}")
+            has = ", ".join(map(shown, self.keys[:8])) + (", ..." if len(self.keys) > 8 else "")
+            raise LmrepError(f"key {shown(missing[0])} is not in the states file: it has {has}")
         at = [self.keys.index(k) for k in wanted]
         return States([self.keys[i] for i in at], [self.tensors[i] for i in at], self.meta,
                       None if self.ids is None else [self.ids[i] for i in at], self.digest,
@@ -149,12 +150,14 @@ def load(path: str | Path) -> States:
     file, and for tensors that are not floating-point (T, D) or (N, T, D)."""
     path = Path(path)
     if path.is_dir() or not path.is_file():
-        raise LmrepError(f"states file '{path}' {'is a folder' if path.is_dir() else 'not found'}: give a "
-                         ".safetensors or .npy file")
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
+        raise LmrepError(f"states file {shown(str(path))} {what}: give a .safetensors or .npy file")
     try:
         data = path.read_bytes()
     except OSError as e:
         raise LmrepError(f"cannot read states file '{path}': {e.strerror}") from None
+    if not data:
+        raise LmrepError(f"states file '{path}' is empty (0 bytes): give a .safetensors or .npy file")
     digest = hashlib.sha256(data).hexdigest()[:16]
     bounds = None
     if path.suffix == ".npy" or data[:6] == b"\x93NUMPY":
@@ -171,7 +174,7 @@ def _npy(path: Path, data: bytes):
     import numpy as np
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError) as e:
         raise LmrepError(f"states file '{path}' is not a readable .npy array ({str(e)[:80]})") from None
     if not np.issubdtype(arr.dtype, np.floating):
         raise LmrepError(f"states file '{path}' holds {arr.dtype} values: give floating-point states")
@@ -239,8 +242,12 @@ def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[list[str], lis
     for k in sorted(tensors, key=_order):
         t = tensors[k]
         if not t.is_floating_point():
-            raise LmrepError(f"states file '{path}': tensor '{k}' holds {str(t.dtype).replace('torch.', '')} "
+            raise LmrepError(f"states file '{path}': tensor {shown(k)} holds {str(t.dtype).replace('torch.', '')} "
                              "values: give floating-point states")
+        if not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise LmrepError(f"states file '{path}': tensor {shown(k or '0')} holds {bad} NaN or infinite values: "
+                             "states are finite numbers")
         if t.dim() == 2 and t.shape[0] >= 1:
             keys.append(k)
             out.append(t)
@@ -248,8 +255,8 @@ def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[list[str], lis
             keys += [f"{k}.{i}" if k else str(i) for i in range(t.shape[0])]
             out += list(t)
         else:
-            raise LmrepError(f"states file '{path}': tensor '{k or 0}' has shape {tuple(t.shape)}; give (T, D) or "
-                             "(N, T, D) tensors")
+            raise LmrepError(f"states file '{path}': tensor {shown(k or '0')} has shape {tuple(t.shape)}; give (T, D) "
+                             "or (N, T, D) tensors")
     return keys, out
 
 
@@ -258,7 +265,7 @@ def _ids(path: Path, meta: dict, tensors: list[torch.Tensor]) -> list[list[int]]
         return None
     try:
         ids = json.loads(meta["ids"])
-        ok = len(ids) == len(tensors) and all(len(x) == len(t) and all(isinstance(i, int) for i in x)
+        ok = len(ids) == len(tensors) and all(len(x) == len(t) and all(isinstance(i, int) and i >= 0 for i in x)
                                               for x, t in zip(ids, tensors))
     except (TypeError, ValueError):
         ok = False
@@ -272,8 +279,8 @@ def check_made_by(states: States, lm, path: str | Path) -> None:
     """The file was made by these weights (when it says), and its positions fit the model's context."""
     want = states.meta.get("fingerprint")
     if want and want != weights_hash(lm):
-        made = states.meta.get("model", "another model")
-        raise LmrepError(f"states file '{path}' was captured from {made} (weights {want}), not from {lm.name} "
+        made = shown(states.meta.get("model", "another model"))
+        raise LmrepError(f"states file '{path}' was captured from {made} (weights {shown(want)}), not from {lm.name} "
                          f"(weights {weights_hash(lm)}): pass the model that made it")
     longest = max(len(t) for t in states.tensors)
     if longest > lm.max_positions:

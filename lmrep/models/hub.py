@@ -79,8 +79,8 @@ def _from_pretrained(source: str, untrained: bool, seed: int, trust_remote_code:
         config = AutoConfig.from_pretrained(source, local_files_only=True, **kw)
         local = True
     except OSError:
-        if local_only:
-            raise
+        if local_only or not hub_reachable():
+            raise  # offline: one line at once, not a minute of retries
         config = AutoConfig.from_pretrained(source, **kw)
         local = False
     _check_causal(config, spec, trust_remote_code)
@@ -107,6 +107,23 @@ def _check_causal(config, spec: str, trust_remote_code: bool) -> None:
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers at all (False at once when offline mode is set): asked before any
+    download, so that a model that is not cached fails in one line instead of after retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def in_hf_cache(repo: str) -> bool:

@@ -19,8 +19,9 @@ from torch import nn
 from . import selfcheck
 from .architectures import find_parts
 from ..errors import LmrepError
+from ..records.inputs import device_problem, shown
 from .gguf import GgufSource, converted
-from .hub import folder_problem, in_hf_cache, load_converted, load_hf, seeded
+from .hub import folder_problem, hub_reachable, in_hf_cache, load_converted, load_hf, seeded
 
 GPT2_TOKENIZER = Path(__file__).parent.parent / "data" / "gpt2-tokenizer"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -195,12 +196,14 @@ def weights_hash(lm: LoadedModel) -> str:
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device_problem(device):
+        raise LmrepError(f"unknown device {shown(device)}: use {device_problem(device)}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LmrepError(f"device '{device}' asked for but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise LmrepError(f"unknown device '{device}': use cpu, cuda or cuda:N") from None
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise LmrepError(f"device '{device}' asked for but this machine has {torch.cuda.device_count()} GPU(s): "
+                         f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return torch.device(device)
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -261,6 +264,8 @@ def check_loadable(spec: str, untrained: bool = False) -> None:
         try:
             AutoConfig.from_pretrained(source, local_files_only=True)
         except OSError:
+            if not hub_reachable():
+                raise  # offline: one line at once, not a minute of retries
             AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]

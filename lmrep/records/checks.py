@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import LmrepError
+from .inputs import check_text
 
+PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
 Check = Callable[[Any], "str | None"]
 SEED_MAX = 2 ** 32 - 1  # seeds are mixed with a prompt's hash into a 64-bit generator seed
+COUNT_MAX = 10 ** 7  # any count: steps, batches, candidates, top-k, snapshots, pixels
+STEPS_MAX = 10 ** 7  # optimisation steps of one run
+SEEDS_MAX = 10 ** 4  # seeds of one run or spec
 
 
 def _is_number(v) -> bool:
@@ -28,14 +34,27 @@ def _ranged(check: Check, low, high, whole: bool, low_open: bool = False) -> Che
     return check
 
 
-def at_least(lowest: int, most: int | None = None) -> Check:
-    """A whole number >= lowest (and <= most, when given)."""
-    want = f"{lowest} or more" if most is None else f"between {lowest} and {most}"
+def at_least(lowest: int, most: int = COUNT_MAX) -> Check:
+    """A whole number >= lowest and <= most: no count lmrep takes is unbounded (a count beyond what records and
+    memory can hold would overflow or allocate past the machine long after the run started)."""
+    want = f"{lowest} or more, up to {most}"
 
     def check(v):
-        ok = _is_number(v) and math.isfinite(v) and float(v).is_integer() and v >= lowest
-        return None if ok and (most is None or v <= most) else want
+        ok = _is_number(v) and (isinstance(v, int) or math.isfinite(v) and float(v).is_integer())
+        return None if ok and lowest <= v <= most else want
     return _ranged(check, lowest, most, True)
+
+
+steps_count = at_least(1, STEPS_MAX)  # optimisation steps: a loss per step is kept in the records
+seeds_count = at_least(1, SEEDS_MAX)  # seeds of one run: each is a record per prompt
+
+
+def krylov_fits(directions: int, blocks: int, dimension: int) -> None:
+    """A Krylov space of ``blocks`` blocks of ``directions`` vectors lives in the walk's input space: its size
+    cannot exceed that space's ``dimension`` (tokens x width of the shortest prompt)."""
+    if directions * blocks > dimension:
+        raise LmrepError(f"directions x krylov must be at most the input's dimension {dimension} (tokens x width of "
+                         f"the shortest prompt), got {directions} x {blocks} = {directions * blocks}")
 
 
 seed_value = at_least(0, SEED_MAX)  # a seed: 0 .. 2^32 - 1
@@ -205,5 +224,58 @@ def read_text(path: str | Path, what: str) -> str:
 
 def read_lines(path: str | Path, what: str) -> list[str]:
     """The non-blank lines of a UTF-8 text file that are not #-comments, stripped."""
-    return [line.strip() for line in read_text(path, what).splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line.strip() for line in read_text(path, what).splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    for n, line in enumerate(lines):
+        check_text(line, f"line {n + 1} of {what} '{path}':")
+    return lines
+
+
+# ---- checks on places to write, before anything is written ------------------------------------------------------
+
+def _pseudo(path: Path) -> str | None:
+    resolved = path.resolve()
+    return next((p for p in PSEUDO if resolved == Path(p) or Path(p) in resolved.parents), None)
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_out_dir(path: str | Path, what: str = "run folder") -> Path:
+    """The one check for an output folder: not an existing file, not under /proc, /sys or /dev, and creatable and
+    writable by this process. Writes nothing."""
+    if not str(path).strip():
+        raise LmrepError(f"{what} is empty: give a path")
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}, which holds no files: give a folder on disk")
+    if path.exists() and not path.is_dir():
+        raise LmrepError(f"{what} '{path}' is an existing file: give a folder (a new one, or an earlier run's)")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be created: '{base}' is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission to write in '{base}'")
+    return path
+
+
+def check_out_file(path: str | Path, what: str = "output file") -> Path:
+    """The same check for a file to be written (e.g. a combined report): not a folder, in a folder that exists and
+    is writable."""
+    if not str(path).strip():
+        raise LmrepError(f"{what} is empty: give a path")
+    path = Path(path).expanduser()
+    if _pseudo(path):
+        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}: give a file on disk")
+    if path.is_dir():
+        raise LmrepError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'report.md'}")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise LmrepError(f"{what} '{path}' cannot be written: its folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise LmrepError(f"{what} '{path}' cannot be written: no permission")
+    return path

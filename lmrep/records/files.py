@@ -1,4 +1,4 @@
-"""Files a run writes and reads: places checked before anything is written, files written whole (a temporary
+"""Files a run writes and reads: files written whole (a temporary
 file beside it, then a rename), JSON lines read back with a last line cut short by an interruption dropped."""
 from __future__ import annotations
 
@@ -7,57 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .checks import read_text
+from .checks import check_out_dir, check_out_file, read_text  # noqa: F401  (the places to write: checks.py)
 from ..errors import LmrepError
-
-PSEUDO = ("/proc", "/sys", "/dev")  # file systems that hold no files of ours
-
-
-def _pseudo(path: Path) -> str | None:
-    resolved = path.resolve()
-    return next((p for p in PSEUDO if resolved == Path(p) or Path(p) in resolved.parents), None)
-
-
-def _nearest_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_out_dir(path: str | Path, what: str = "run folder") -> Path:
-    """The one check for an output folder: not an existing file, not under /proc, /sys or /dev, and creatable and
-    writable by this process. Writes nothing."""
-    path = Path(path).expanduser()
-    if _pseudo(path):
-        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}, which holds no files: give a folder on disk")
-    if path.exists() and not path.is_dir():
-        raise LmrepError(f"{what} '{path}' is an existing file: give a folder (a new one, or an earlier run's)")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise LmrepError(f"{what} '{path}' cannot be created: '{base}' is a file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise LmrepError(f"{what} '{path}' cannot be written: no permission to write in '{base}'")
-    return path
-
-
-def check_out_file(path: str | Path, what: str = "output file") -> Path:
-    """The same check for a file to be written (e.g. a combined report): not a folder, in a folder that exists and
-    is writable."""
-    path = Path(path).expanduser()
-    if _pseudo(path):
-        raise LmrepError(f"{what} '{path}' is under {_pseudo(path)}: give a file on disk")
-    if path.is_dir():
-        raise LmrepError(f"{what} '{path}' is a folder: give a file name, e.g. {path / 'report.md'}")
-    parent = path.absolute().parent
-    if not parent.is_dir():
-        raise LmrepError(f"{what} '{path}' cannot be written: its folder '{parent}' does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise LmrepError(f"{what} '{path}' cannot be written: no permission")
-    return path
-
-
-# ---- whole files and whole lines --------------------------------------------------------------------------------
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write a whole file or nothing: a temporary file beside it, then a rename (readable by all, like any file

@@ -16,14 +16,16 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-
+from .lock import hold
 from ..errors import LmrepError
 from .files import check_out_dir, check_out_file, read_json, read_jsonl, write_atomic  # noqa: F401  (also from here)
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_ROOT = Path("runs")
 CONFIG = "config.json"
@@ -119,13 +121,17 @@ class RunDir:
                 check_out_dir(path)
                 problem = cls._mismatch(path, wanted)
             log.info("'%s' holds another run; this one goes to '%s'", base, path)
-        elif problem:
-            raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         run = cls(path)
         try:
-            run.path.mkdir(parents=True, exist_ok=True)
+            if not problem:
+                run.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LmrepError(f"cannot create run folder '{path}': {e.strerror}") from None
+        if not problem:
+            hold(path)  # one writer: another process on this folder stops here (or waits, with --wait)
+            problem = cls._mismatch(path, wanted)  # a writer that held it before us may have left another run
+        if problem:
+            raise LmrepError(f"{problem}: pass --new for a fresh folder beside it, or another --out")
         if not (run / CONFIG).exists():
             run.write_json(CONFIG, wanted)
         return run

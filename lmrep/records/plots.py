@@ -4,18 +4,22 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+from .folder import write_atomic
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from .folder import write_atomic  # noqa: E402
+def pyplot():
+    """matplotlib's pyplot drawing to files (Agg), imported when a figure is first drawn: a command that is refused
+    or only reads its arguments never loads it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "", ylabel: str = "loss",
                 thresholds: dict[str, float] | None = None, logy: bool = True) -> Path:
     """One line per label; an optional dashed line per label marks a threshold (eq. 4's m)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for i, (label, ys) in enumerate(curves.items()):
         color = f"C{i % 10}"
         ax.plot(range(len(ys)), ys, color=color, lw=1.4, label=short(label))
@@ -61,5 +65,5 @@ def save_figure(fig, path: str | Path) -> Path:
     try:
         fig.savefig(buf, dpi=110, format="png", bbox_inches="tight")
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return write_atomic(path, buf.getvalue())

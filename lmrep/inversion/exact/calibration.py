@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import DynamicCache
 
 from ...models.layers import LayerModel
 from ...models.load import cache_dir, weights_hash
@@ -60,6 +59,7 @@ def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = P
 
 @torch.no_grad()
 def _fit(target: LayerModel, contexts: int, per_context: int, seed: int) -> Calibration:
+    from transformers import DynamicCache  # here, not at import: reading the arguments needs no transformers
     t0 = time.perf_counter()
     lm, feat = target.lm, output_features(target)
     W, V, dev = lm.embedding_matrix.detach(), lm.vocab_size, lm.device

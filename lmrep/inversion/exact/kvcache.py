@@ -9,10 +9,14 @@ concatenates the new position onto copies), so the same prefix serves any number
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import DynamicCache
 
 from ...models.layers import LayerModel
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache
 
 
 class Prefix:
@@ -24,6 +28,7 @@ class Prefix:
         self.target, self.kv, self.length = target, kv or [], length
 
     def _cache(self, B: int) -> DynamicCache:
+        from transformers import DynamicCache  # here, not at import: reading the arguments needs no transformers
         if not self.kv:
             return DynamicCache()
         return DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in self.kv])
@@ -49,6 +54,7 @@ class Prefix:
         """The cache of a whole known prefix, computed in one forward pass."""
         if not ids or target.spec.depth == 0:
             return cls(target, [], len(ids))
+        from transformers import DynamicCache
         lm = target.lm
         cache = DynamicCache()
         target(lm.embed(torch.tensor([ids], device=lm.device)), past_key_values=cache, use_cache=True)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from transformers import DynamicCache
 
 from ...models.architectures import cache_keyword
 from ...models.layers import LayerModel
@@ -68,6 +67,7 @@ class Expectation:
         spec = target.spec
         self.free = spec.depth == self.lm.n_layers and spec.head in ("none", "norm", "logits") and not spec.cached
         self.head = spec.head
+        from transformers import DynamicCache  # here, not at import: reading the arguments needs no transformers
         self.cache, self.fed, self.logits = DynamicCache(), 0, None
         self.positions = 0  # full-depth positions run
 
