@@ -14,7 +14,7 @@ from lmrep import InvertConfig, LmrepError, invert, layer_model
 from lmrep.objective.decode import duplicate_groups
 from lmrep.inversion import invert_outputs as invert_each
 from lmrep.inversion.exact import relative_tolerance, residuals
-from lmrep.inversion.exact.table import vocab_table, weights_hash
+from lmrep.inversion.exact.vocab_tables import vocab_table, weights_hash
 from lmrep.inversion.exact.kvcache import Prefix
 from lmrep.inversion.exact.proposal import Scores
 from lmrep.inversion.exact.rank import RANKINGS

@@ -10,7 +10,7 @@
     rank.py         RANKINGS, the table of rankings, and what a ranking sees at a position
     guess.py        a continuous guess of the embedding, moved by secant or gradient steps
     calibration.py  the layer's linear inverse, fitted once per layer on random ids and kept on disk
-    table.py        tables of every token's output at a layer, kept on disk
+    vocab_tables.py tables of every token's output at a layer, kept on disk
     kvcache.py      a verified prefix's key/value cache, shared by a batch of candidates
 """
 from .certificate import relative_tolerance, residuals, tolerances

@@ -3,7 +3,7 @@
 A proposal orders the candidates at one position. The search asks it for the next ``n`` untried tokens
 (``next``), evaluates them in one forward pass together with any ``probes`` it wants to see (continuous points
 that only inform the ranking, such as the current guess of the embedding), and tells it what came out
-(``observe``). Rankings (rank.py) build proposals from the pieces here and in guess.py and table.py.
+(``observe``). Rankings (rank.py) build proposals from the pieces here and in guess.py and vocab_tables.py.
 """
 from __future__ import annotations
 

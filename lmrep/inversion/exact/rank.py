@@ -25,7 +25,7 @@ from .calibration import Calibration, calibrate
 from .guess import Descent, Guess
 from .kvcache import Prefix
 from .proposal import Proposal, Scores, Then
-from .table import TABLE_CONTEXTS, ContextTable, VocabTable, vocab_table
+from .vocab_tables import TABLE_CONTEXTS, ContextTable, VocabTable, vocab_table
 
 SAME = "search"  # --first-token: position 0 uses --ranking's own rule
 SECANT_BATCHES = 3  # batches whose misses move the guess by secant steps before gradient steps join in
