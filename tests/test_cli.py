@@ -19,7 +19,7 @@ def test_invert_end_to_end(tiny_gpt2_dir, tmp_path, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["prompt"] for r in lines] == ["The sky is blue.", "Hello world"]
     assert all(REQUIRED <= set(r) for r in lines)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "items.jsonl", "loss.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".lmrep.lock")) == ["config.json", "items.jsonl", "loss.png", "summary.json"]
     assert json.loads((out / "config.json").read_text())["steps"] == 15
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in items] == ["The sky is blue.", "Hello world"] and [r["order"] for r in items] == [0, 1]

@@ -204,7 +204,7 @@ def _report(edits, run, capsys, monkeypatch):
         folder = root / "run"
         shutil.copytree(run, folder)
         (root / "out").mkdir()
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        lines = (folder / "items.jsonl").read_text().splitlines()
         for line, key, value in edits:
             rec = json.loads(lines[line % len(lines)])
             if value is ...:  # the field dropped
@@ -212,7 +212,7 @@ def _report(edits, run, capsys, monkeypatch):
             else:
                 rec[key] = value
             lines[line % len(lines)] = json.dumps(rec)
-        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        (folder / "items.jsonl").write_text("\n".join(lines) + "\n")
         old = json.loads((folder / "summary.json").read_text())
         code = _check(["report", str(folder), "--combined", str(root / "out" / "all.md")], root,
                       [root / "out", folder], capsys, monkeypatch)

@@ -179,13 +179,13 @@ def test_records_that_hold_less_than_the_summary_are_refused_and_nothing_is_rewr
     assert main(["invert", "The sky", "Hi there", "--model", str(tiny_gpt2_dir), "--steps", "3", "--out",
                  str(run)]) == 0
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (run / "items.jsonl").read_text().splitlines()]
     stripped = [{k: v for k, v in r.items() if k not in ("token_accuracy", "exact_match")} for r in lines]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped))
+    (run / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped))
     capsys.readouterr()
     _refused(["report", run], capsys, "hold less than its summary", "nothing rewritten")
     after = {p.name: p.read_bytes() for p in run.iterdir()}
-    assert after.pop("metrics.jsonl") != before.pop("metrics.jsonl") and after == before
+    assert after.pop("items.jsonl") != before.pop("items.jsonl") and after == before
 
 
 def test_a_folder_name_goes_into_combined_markdown_as_text(tiny_gpt2_dir, tmp_path, capsys):

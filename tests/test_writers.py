@@ -82,11 +82,11 @@ def test_two_inverts_at_once_on_one_folder_never_duplicate_a_record(tmp_path, ti
     for rc, err in results:
         if rc == 2:
             assert "being written by another lmrep process (pid" in err and len(err.strip().splitlines()) == 1
-    prompts = [r["prompt"] for r in read_jsonl(out / "metrics.jsonl")]
+    prompts = [r["prompt"] for r in read_jsonl(out / "items.jsonl")]
     assert sorted(prompts) == ["Hi there", "The sky is blue."]
     waited = [_invert(tiny_gpt2_dir, out, "--wait") for _ in range(2)]  # both go on, the second resumes
     assert [p.wait(timeout=300) for p in waited] == [0, 0]
-    assert len(read_jsonl(out / "metrics.jsonl")) == 2
+    assert len(read_jsonl(out / "items.jsonl")) == 2
 
 
 def test_a_sigkilled_invert_leaves_a_folder_that_resumes(tmp_path, tiny_gpt2_dir):
@@ -99,4 +99,4 @@ def test_a_sigkilled_invert_leaves_a_folder_that_resumes(tmp_path, tiny_gpt2_dir
     p.wait()
     again = _invert(tiny_gpt2_dir, out, "--batch-size", "1")
     assert again.wait(timeout=300) == 0, again.stderr.read()
-    assert sorted(r["prompt"] for r in read_jsonl(out / "metrics.jsonl")) == ["Hi there", "The sky is blue."]
+    assert sorted(r["prompt"] for r in read_jsonl(out / "items.jsonl")) == ["Hi there", "The sky is blue."]

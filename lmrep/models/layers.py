@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from transformers import DynamicCache
-
 from .architectures import residual
 from ..errors import LmrepError
 from .load import LoadedModel
@@ -138,6 +136,7 @@ class LayerModel(nn.Module):
     def cached(self, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw) -> torch.Tensor:
         """The last block's keys and/or values for the positions of ``embeds``, (B, T, heads * head_dim) each, read
         from the key/value cache the model fills (a fresh one unless ``past_key_values`` brings the prefix's)."""
+        from transformers import DynamicCache
         T = embeds.shape[1]
         cache = kw.pop("past_key_values", None)
         cache = DynamicCache() if cache is None else cache
@@ -165,6 +164,7 @@ def cache_shape(lm: LoadedModel, block: int) -> tuple[int, int]:
     """(heads, head size) of block ``block``'s key/value cache, as the model fills it (one probe position; config
     fields disagree across architectures: grouped-query heads, explicit head sizes, fused projections)."""
     def probe():
+        from transformers import DynamicCache
         cache = DynamicCache()
         residual(lm.base, lm.blocks, block + 1, lm.embedding_matrix[:1][None], use_cache=True, past_key_values=cache)
         return tuple(cache.layers[block].keys.shape[1::2])  # (B, H, T, hd) -> (H, hd)
