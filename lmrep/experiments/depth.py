@@ -13,6 +13,7 @@ from ..objective.decode import DECODERS
 from ..inversion import METHODS
 from ..inversion.config import GRADIENT
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
@@ -84,12 +85,13 @@ def summarize(items: list[dict]) -> dict:
     for (label, method), rs in groups.items():
         decoders = DECODERS if all(r.get("true_rank") for r in rs) else ("own",)
         depths = sorted({r["depth"] for r in rs})
+        at = {k: [r for r in rs if r["depth"] == k] for k in depths}
+        ok = {k: healthy(at[k]) for k in depths}  # rates leave out the runs that diverged
         for dec in decoders:
             series.append(dict(label=label, method=method, decoder=dec, layers=depths,
-                               token_accuracy=[mean_sem(_accuracy(r, dec) for r in rs if r["depth"] == k)
-                                               for k in depths],
-                               exact_match=[mean_sem(float(r["exact_match"]) for r in rs if r["depth"] == k)
-                                            for k in depths]))
+                               health=[counts(at[k]) for k in depths],
+                               token_accuracy=[mean_sem(_accuracy(r, dec) for r in ok[k]) for k in depths],
+                               exact_match=[mean_sem(float(r["exact_match"]) for r in ok[k]) for k in depths]))
     return dict(series=series)
 
 
@@ -107,11 +109,13 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     series = summary["series"]
-    rows = [[s["label"], s["method"], s["decoder"], k, fmt(a), fmt(e)]
-            for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
+    rows = [[s["label"], s["method"], s["decoder"], k, counts_text(h), fmt(a), fmt(e)]
+            for s in series for k, h, a, e in zip(s["layers"], s.get("health") or [None] * len(s["layers"]),
+                                                  s["token_accuracy"], s["exact_match"])]
     return [claims_table(claims(summary)),
             figure("depth.png", "token accuracy per layer, per model, method and decoder"),
-            "## Per layer\n", table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
+            "## Per layer\n", table(["model", "method", "decoder", "layer", "runs", "token accuracy", "exact match"], rows),
+            "Rates are over the runs that did not diverge (runs: ok / stalled / diverged).\n"]
 
 
 def claims(summary: dict) -> list[Claim]:

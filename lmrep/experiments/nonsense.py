@@ -20,6 +20,7 @@ from ..errors import LmrepError
 from ..models.layers import LayerModel
 from ..models.load import LoadedModel
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
@@ -144,9 +145,11 @@ def log10_perplexity(lm: LoadedModel, text: str) -> float | None:
 
 def summarize(items: list[dict]) -> dict:
     """Means and standard errors of the items, per condition: what summary.json holds."""
-    for_ppl = [r for r in items if r["log10_ppl"] is not None and r["log10_ppl_prompt"] is not None]
-    pooled = {m: dict(kept=mean_sem(r["kept"] for r in items if r["method"] == m),
-                      overlap=mean_sem(r["overlap"] for r in items if r["method"] == m),
+    ok = healthy(items)  # a run that diverged found nothing to judge
+    for_ppl = [r for r in ok if r["log10_ppl"] is not None and r["log10_ppl_prompt"] is not None]
+    pooled = {m: dict(kept=mean_sem(r["kept"] for r in ok if r["method"] == m),
+                      overlap=mean_sem(r["overlap"] for r in ok if r["method"] == m),
+                      health=counts(r for r in items if r["method"] == m),
                       ppl_gap=mean_sem(r["log10_ppl"] - r["log10_ppl_prompt"] for r in for_ppl if r["method"] == m))
               for m in dict.fromkeys(r["method"] for r in items)}
     return dict(conditions=group_stats(items, ("label", "method"), FIELDS), pooled=pooled,
@@ -171,9 +174,9 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("nonsense.png", "how often the input found keeps the prompt's next token"),
             "## Per target and method\n",
-            table(["target", "method", "items", "next token kept", "same token, same place", "token-set overlap",
+            table(["target", "method", "runs", "next token kept", "same token, same place", "token-set overlap",
                    "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
-                  [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]),
+                  [[r["label"], r["method"], counts_text(r.get("health")), *(fmt(r[f]) for f in FIELDS[:5]),
                     fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
             "## Inputs found (seed 0)\n",
             table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],

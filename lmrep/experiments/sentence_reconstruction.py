@@ -12,6 +12,7 @@ from typing import Mapping
 
 from ..objective.decode import DECODERS
 from ..records.folder import RunDir
+from ..records.health import counts_text
 from ..records.stats import fmt, group_stats
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
@@ -119,9 +120,9 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     md = [claims_table(claims(summary)),
           figure("reconstruction.png", "token accuracy and exact-match rate per target"),
           "## Rates per target\n",
-          table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
+          table(["target", "runs", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
                  *(f"exact ({d})" for d in DECODERS), "pinv on the true e"],
-                [[lab, r["items"], *(fmt(r[f]) for f in FIELDS + EXACT + ("pinv_ceiling",))]
+                [[lab, counts_text(r.get("health")), *(fmt(r[f]) for f in FIELDS + EXACT + ("pinv_ceiling",))]
                  for lab, r in rows.items()]),
           "Exact match and token accuracy use the pseudo-inverse (eq. 3); the exact columns score the same final "
           "embeddings with each decoder; the last column is pinv's token accuracy on the prompt's own embeddings, "

@@ -15,6 +15,7 @@ import torch
 from ..objective.batching import prompt_generator
 from ..inversion.gd import threshold as eq4_threshold
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
@@ -88,6 +89,8 @@ def crossings(pool: ModelPool, target, rec: dict, cfg) -> dict:
 
 def _steps_stat(items: list[dict], key: str) -> dict:
     """Mean steps with runs that never got there counted at budget + 1 (so a lower bound when any is censored)."""
+    if not items:
+        return dict(mean_sem([]), censored=0, reached=mean_sem([]), budget=None)
     vals = [r[key] if r[key] is not None else r["budget"] + 1 for r in items]
     stat = mean_sem(vals)
     stat["censored"] = sum(r[key] is None for r in items)
@@ -101,16 +104,23 @@ def summarize(items: list[dict]) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in items:
         groups.setdefault(r["label"], []).append(r)
-    return dict(conditions=[dict(label=lab, items=len(rs), m=mean_sem(r["threshold"] for r in rs),
-                                 m_strict=mean_sem(r["threshold_strict"] for r in rs),
-                                 final_distance=mean_sem(r["output_distance"] for r in rs),
-                                 steps=_steps_stat(rs, "steps_to_m"), steps_strict=_steps_stat(rs, "steps_to_m_strict"))
-                            for lab, rs in groups.items()])
+    return dict(conditions=[_condition(lab, rs) for lab, rs in groups.items()])
+
+
+def _condition(label: str, items: list[dict]) -> dict:
+    """One condition's row: thresholds and steps over the runs that did not diverge, and the runs' health."""
+    rs = healthy(items)
+    return dict(label=label, items=len(items), health=counts(items), m=mean_sem(r["threshold"] for r in rs),
+                m_strict=mean_sem(r["threshold_strict"] for r in rs),
+                final_distance=mean_sem(r["output_distance"] for r in rs),
+                steps=_steps_stat(rs, "steps_to_m"), steps_strict=_steps_stat(rs, "steps_to_m_strict"))
 
 
 def _steps_text(stat: dict | None) -> str:
     if not stat:
         return "-"
+    if not stat["n"]:
+        return "- (no run that did not diverge)"
     if stat["censored"] == stat["n"]:
         return f"> {stat['budget']} (never within budget)"
     prefix = "≥ " if stat["censored"] else ""
@@ -119,7 +129,7 @@ def _steps_text(stat: dict | None) -> str:
 
 def ratio(slow: dict | None, fast: dict | None) -> tuple[float | None, bool]:
     """steps(slow) / steps(fast) with steps counted from 1; (value, is_lower_bound). None if fast is censored."""
-    if not slow or not fast or fast["censored"]:
+    if not slow or not fast or fast["censored"] or slow["mean"] is None or fast["mean"] is None:
         return None, False
     return (slow["mean"] + 1) / (fast["mean"] + 1), bool(slow["censored"])
 
@@ -162,9 +172,9 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
             "## Per condition (one block)\n",
-            table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
+            table(["condition", "runs", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
                    "best m_g"],
-                  [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
+                  [[lab, counts_text(r.get("health")), fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
                   _steps_text(r["steps_strict"]), fmt(r["final_distance"], 4)] for lab, r in rows.items()])]
 
 
@@ -179,7 +189,7 @@ def _claims(rows: dict) -> list[Claim]:
     head = ratio(steps("trained, head"), steps("untrained, head"))
     no_head = ratio(steps("trained, head"), steps("trained, no head"))
     f32, f64 = steps("trained, head"), steps("trained, head, float64")
-    same64 = None if not (f32 and f64) else (f32["censored"] == f64["censored"] and
+    same64 = None if not (f32 and f64 and f32["n"] and f64["n"]) else (f32["censored"] == f64["censored"] and
                                              abs(f32["mean"] - f64["mean"]) <= max(1.0, 0.1 * f32["mean"]))
     mix_close, mix_even = steps("trained, head, mix s=0.001 t=0.999"), steps("trained, head, mix s=1 t=1")
     close_strict = steps("trained, head, mix s=0.001 t=0.999", "steps_strict")
@@ -196,7 +206,8 @@ def _claims(rows: dict) -> list[Claim]:
               verdict(None if not close_strict else close_strict["censored"] == 0, evidence=(close_strict,))),
         Claim("(s, t) = (1, 1) optimises nearly as well, only with more steps",
               f"(1, 1): {_steps_text(mix_even)}; (0.001, 0.999): {_steps_text(mix_close)}",
-              verdict(None if not (mix_close and mix_even) else mix_even["mean"] >= mix_close["mean"],
+              verdict(None if not (mix_close and mix_even and mix_close["n"] and mix_even["n"])
+                      else mix_even["mean"] >= mix_close["mean"],
                       evidence=(mix_close, mix_even))),
         Claim("For a trained model eq. 4 stays practically infeasible with the stricter e' (sigma 1/25)",
               f"trained, head: {_steps_text(strict)}",

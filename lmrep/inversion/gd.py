@@ -18,6 +18,7 @@ from ..objective.decode import DECODERS, Decoder
 from ..errors import LmrepError
 from ..objective.losses import distance
 from ..objective.schedule import decay
+from ..records.health import curve_health
 from .base import Target, recovered
 from .config import InvertConfig
 from .registry import register_method
@@ -216,7 +217,8 @@ class _Batch:
             self.snaps[b].append(snap)
 
     def records(self):
-        """One record per sequence of the batch, from its best embedding."""
+        """One record per sequence of the batch, decoded from its best embedding (the step of lowest loss), with
+        its loss curve's health (start, best, end, best step; ok / stalled / diverged)."""
         lm, cfg, mask = self.target.lm, self.cfg, self.mask
         known = self.truth is not None
         with torch.no_grad():
@@ -249,4 +251,5 @@ class _Batch:
                 self.target, cfg, rec_ids[b], output_distance=best_l1[b], token_output_distance=tok_dist[b].item(),
                 final_loss=best[b], steps=self.steps, seconds=seconds,
                 topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
-                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b], **truth)
+                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b],
+                **curve_health(curves[b], cfg.diverge_factor), **truth)
