@@ -20,7 +20,8 @@ from .config import ReproduceConfig
 from .engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, greater, table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, table
+from .verdicts import decide_all
 
 NAME = "depth"
 ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
@@ -92,7 +93,7 @@ def summarize(items: list[dict]) -> dict:
                                health=[counts(at[k]) for k in depths],
                                token_accuracy=[mean_sem(_accuracy(r, dec) for r in ok[k]) for k in depths],
                                exact_match=[mean_sem(float(r["exact_match"]) for r in ok[k]) for k in depths]))
-    return dict(series=series)
+    return dict(series=series, claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -119,35 +120,5 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims(summary["series"])
-
-
-def _claims(series: list[dict]) -> list[Claim]:
-    def gd_pinv(label_trained: bool) -> dict | None:
-        return next((s for s in series if s["method"] == "gd" and s["decoder"] == "pinv"
-                     and (s["label"] != "gpt2 untrained") == label_trained), None)
-    claims = []
-    for trained in (False, True):
-        s = gd_pinv(trained)
-        if s and len(s["layers"]) >= 2:
-            first, last = s["token_accuracy"][0], s["token_accuracy"][-1]
-            claims.append(Claim(f"Deeper layers keep less of the input ({s['label']}, gradient descent + pinv)",
-                                f"layer {s['layers'][0]}: {fmt(first)}; layer {s['layers'][-1]}: {fmt(last)}",
-                                verdict(greater(first, last))))
-    u, t = gd_pinv(False), gd_pinv(True)
-    if u and t:
-        claims.append(Claim("Training makes the first layer harder to invert by gradient descent",
-                            f"after {u['layers'][0]} block(s): untrained {fmt(u['token_accuracy'][0])}, "
-                            f"trained {fmt(t['token_accuracy'][0])}",
-                            verdict(greater(u["token_accuracy"][0], t["token_accuracy"][0]))))
-    for s in series:
-        if s["method"] != "gd" and s["decoder"] in ("pinv", "own"):
-            worst = min((a["mean"] for a in s["token_accuracy"] if a["mean"] is not None), default=None)
-            claims.append(Claim(f"(not on the page) Method {s['method']} recovers the prompt at every layer tried "
-                                f"({s['label']})",
-                                f"lowest token accuracy over the layers tried: "
-                                f"{'-' if worst is None else f'{worst:.3f}'}",
-                                verdict(None if worst is None else worst >= 0.99,
-                                        evidence=tuple(s["token_accuracy"]))))
-    return claims
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

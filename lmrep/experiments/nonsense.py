@@ -28,7 +28,8 @@ from .engine import Plan, Task
 from .inversion import TargetSpec, invert_tasks
 from .items import item_id
 from .pool import ModelPool
-from .reporting import Claim, above, all_of, below, claims_table, figure, quote, table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, quote, table
+from .verdicts import decide_all
 from .swap_search import SwapSearchConfig, next_logits, search
 
 NAME = "nonsense"
@@ -154,7 +155,8 @@ def summarize(items: list[dict]) -> dict:
               for m in dict.fromkeys(r["method"] for r in items)}
     return dict(conditions=group_stats(items, ("label", "method"), FIELDS), pooled=pooled,
                 examples=[dict(label=r["label"], method=r["method"], prompt=r["prompt"], found=r["recovered_text"],
-                               goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0])
+                               goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0],
+                claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -185,26 +187,5 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims(summary["pooled"])
-
-
-def _claims(pooled: dict) -> list[Claim]:
-    """Pooled over targets: the page's claim for gradient descent, the same question for the swap search."""
-    def found(method: str) -> tuple[str, bool | None]:
-        p = pooled.get(method)
-        if not p:
-            return f"{method}: not run", None
-        return (f"{method}: next token kept {fmt(p['kept'])}, same token at the same place {fmt(p['overlap'])}",
-                all_of(above(p["kept"], 0.5), below(p["overlap"], 0.5)))
-    (gd_text, gd_holds), (sw_text, sw_holds) = found("gd+pinv"), found("swap search")
-    gaps = {m: p["ppl_gap"] for m, p in pooled.items()}
-    return [
-        Claim("Inputs far from the prompt (gibberish) give the same next token (gradient descent + pinv)", gd_text,
-              verdict(gd_holds)),
-        Claim("(not on the page) A discrete search finds such inputs directly", sw_text, verdict(sw_holds)),
-        Claim("The model cannot tell English from gibberish: inputs it finds far less likely than the prompt "
-              "(>= 10x perplexity) still predict the same next token",
-              "log10 perplexity above the prompt's: " + "; ".join(f"{m} {fmt(g)}" for m, g in gaps.items()),
-              verdict(above(gaps.get("swap search"), 1.0))),
-    ]
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

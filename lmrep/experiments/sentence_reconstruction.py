@@ -19,7 +19,8 @@ from .config import PAGE_PROMPT, ReproduceConfig
 from .engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
-from .reporting import Claim, above, below, claims_table, figure, greater, quote, table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, quote, table
+from .verdicts import decide_all
 
 NAME = "sentence-reconstruction"
 ABOUT = "toy nets and the first k blocks of GPT-2 / the trained model: is the prompt recovered from noise?"
@@ -102,7 +103,8 @@ def summarize(items: list[dict]) -> dict:
     rows = group_stats([{**r, **decoder_exact(r)} for r in items], ("label",), FIELDS + EXACT + ("pinv_ceiling",))
     page = [r for r in items if r["prompt"] == PAGE_PROMPT and r["seed"] == 0]
     return dict(conditions=rows, page_prompt={r["label"]: dict(snapshots=r.get("snapshots"),
-                                                               recovered=r["recovered_text"]) for r in page})
+                                                               recovered=r["recovered_text"]) for r in page},
+                claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -135,45 +137,6 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return md
 
 
-def _first_exact(ex: dict | None) -> int | None:
-    snaps = (ex or {}).get("snapshots") or []
-    return next((s["step"] for s in snaps if s["text"] == PAGE_PROMPT), None)
-
-
-def _best_exact(row: dict | None) -> tuple[str, dict | None]:
-    """The decoder with the highest exact-match rate for a target, and that rate."""
-    if not row:
-        return "-", None
-    field = max(EXACT, key=lambda f: row[f]["mean"] or 0)
-    return field.removeprefix("exact_"), row[field]
-
-
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims({r["label"]: r for r in summary["conditions"]}, summary)
-
-
-def _claims(rows: dict, summary: dict) -> list[Claim]:
-    fc, non = rows.get("FCNet (invertible)"), rows.get("FCNet, last layer T*d")
-    first = _first_exact(summary["page_prompt"].get("FCNet (invertible)"))
-    (fc_dec, fc_best), (non_dec, non_best) = _best_exact(fc), _best_exact(non)
-    claims = [
-        Claim("The invertible FCNet generates 'This is a prompt sentence.' exactly from noise within a few dozen "
-              "steps (exact at n = 60)",
-              f"exact-match rate {fmt((fc or {}).get('exact_match'))} with pinv, {fmt(fc_best)} with {fc_dec}; "
-              f"the page's prompt first decodes exactly (pinv) at snapshot n = {'never' if first is None else first}; "
-              f"pinv on the true embeddings scores {fmt((fc or {}).get('pinv_ceiling'))}",
-              verdict(above(fc_best, 0.5))),
-        Claim("Its non-invertible variant no longer typically gives exact copies",
-              f"exact-match rate {fmt((non or {}).get('exact_match'))} with pinv, {fmt(non_best)} with {non_dec}",
-              verdict(below(non_best, 0.5))),
-        Claim("...yet its reconstructions give the same next token under a trained model",
-              f"next token kept {fmt((non or {}).get('next_token_match'))}",
-              verdict(above((non or {}).get("next_token_match"), 0.5))),
-    ]
-    deep = [lab for lab in rows if " untrained, " in lab and lab.endswith("+ head")]
-    if len(deep) >= 2:
-        claims.append(Claim("With more untrained GPT-2 blocks before the LM head the input is harder to recover",
-                            "; ".join(f"{lab}: {fmt(rows[lab]['token_accuracy'])}" for lab in deep),
-                            verdict(greater(rows[deep[0]]["token_accuracy"], rows[deep[-1]]["token_accuracy"]))))
-    return claims
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)
