@@ -21,6 +21,7 @@ from .engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_of, claims_table, figure, table
+from .tuning import tunable
 from .verdicts import decide_all
 
 NAME = "depth"
@@ -50,6 +51,7 @@ def layers_for(n_layers: int, cfg: ReproduceConfig) -> list[int]:
     return list(QUICK_LAYERS) if cfg.quick else list(range(n_layers + 1))
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (model, layer, method, seed), its prompts inverted as batches."""
     setting = cfg.get_setting()

@@ -29,6 +29,7 @@ from .inversion import TargetSpec, invert_tasks
 from .items import item_id
 from .pool import ModelPool
 from .reporting import Claim, claims_of, claims_table, figure, quote, table
+from .tuning import tunable
 from .verdicts import decide_all
 from .swap_search import SwapSearchConfig, next_logits, search
 
@@ -67,6 +68,7 @@ def head_for(setting_head: str, depth: int, n_layers: int) -> str:
     return "logits" if depth == n_layers else setting_head
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: per (target, seed), gradient descent on the prompts as batches and a swap search per prompt."""
     setting = cfg.get_setting()

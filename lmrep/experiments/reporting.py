@@ -32,7 +32,8 @@ def header(title: str, config: dict, items: list[dict]) -> str:
         f"per condition at most; {len(items)} item(s); device {config.get('device')}",
         *([f"- steps: N = {config['steps']} for every gradient-descent run (not the setting's own N)"]
           if config.get("steps") else []),
-        f"- trained model: {config.get('model')} (stands in for trained GPT-2 where the page uses it)", ""])
+        f"- trained model: {config.get('model')} (stands in for trained GPT-2 where the page uses it)",
+        *tuned_lines(items), ""])
 
 
 def claims_of(summary: dict) -> list[Claim]:
@@ -67,5 +68,15 @@ def quote(text: str) -> str:
 
 
 def load_run(run_dir: RunDir) -> tuple[dict, list[dict]]:
-    """config.json and the finished items of a run folder."""
-    return run_dir.config(), ItemLog(run_dir).items()
+    """config.json and the finished items of a run folder (not the tuning runs of a tuned setting: each item
+    carries what they chose)."""
+    return run_dir.config(), [r for r in ItemLog(run_dir).items() if not r.get("tuning")]
+
+
+def tuned_lines(items: list[dict]) -> list[str]:
+    """What the tuning chose per condition, when the items were run under a tuned setting."""
+    chosen = {r["condition"]: r for r in items if r.get("tuned_optimizer")}
+    if not chosen:
+        return []
+    return ["- tuned (lowest median best loss on the tuning prompts): " + "; ".join(
+        f"{c}: {r['tuned_optimizer']} lr {r['tuned_lr']:g} {r['tuned_schedule']}" for c, r in chosen.items())]

@@ -20,6 +20,7 @@ from .engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
 from .reporting import Claim, claims_of, claims_table, figure, quote, table
+from .tuning import tunable
 from .verdicts import decide_all
 
 NAME = "sentence-reconstruction"
@@ -67,6 +68,7 @@ def conditions(cfg: ReproduceConfig) -> list[Condition]:
     return out
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (target, seed); the toy nets one prompt at a time (FCNet is built per length)."""
     setting = cfg.get_setting()

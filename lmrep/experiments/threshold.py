@@ -23,6 +23,7 @@ from .engine import Plan
 from .inversion import TargetSpec, first_below, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_of, claims_table, figure, table
+from .tuning import tunable
 from .verdicts import decide_all
 
 NAME = "threshold"
@@ -57,6 +58,7 @@ def conditions(cfg: ReproduceConfig) -> list[Condition]:
     return out
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (condition, seed), its prompts inverted as batches."""
     setting = cfg.get_setting()

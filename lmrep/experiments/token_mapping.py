@@ -19,6 +19,7 @@ from .engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
 from .reporting import Claim, claims_of, claims_table, figure, table
+from .tuning import tunable
 from .verdicts import decide_all
 from .sentence_reconstruction import FCNET_MAX_TOKENS
 
@@ -43,6 +44,7 @@ CONDITIONS = (Condition("FCNet (invertible)", "fcnet"), Condition("MLP d-4d-d (n
               Condition("one trained block", None))
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (target, seed); FCNet one prompt at a time (it is built per length), short prompts only."""
     setting, lm = cfg.get_setting(), pool.model(cfg.model)

@@ -8,6 +8,7 @@ from ..records.health import DIVERGE_FACTOR
 from ..objective.decode import DECODERS
 from ..errors import LmrepError
 from ..objective.losses import LOSSES
+from ..objective.schedule import SCHEDULES
 from .exact.config import ExactConfig
 from .registry import METHODS
 
@@ -24,6 +25,8 @@ class InvertConfig(ExactConfig):
     steps: int = option(500, "optimisation steps N", at_least(1), when=GRADIENT)
     lr: float = option(0.01, "eta; falls linearly to eta/10 over the steps (the page's schedule)", positive,
                        when=GRADIENT)
+    schedule: str = option("linear", "linear: eta falls to eta/10 over the steps (the page's); constant",
+                           one_of(SCHEDULES), when=GRADIENT)
     optimizer: str = option("adam", "adam, or sgd: the page's plain gradient steps", one_of(OPTIMIZERS),
                             when=GRADIENT)
     init: str = option("text", "text: N(0.5, 1/20); original: N(0, 1) (the author's scripts); mix: "

@@ -17,7 +17,7 @@ from ..objective.batching import output_generator, pad, per_item, prompt_generat
 from ..objective.decode import DECODERS, Decoder
 from ..errors import LmrepError
 from ..objective.losses import distance
-from ..objective.schedule import decay
+from ..objective.schedule import factor
 from ..records.health import curve_health
 from .base import Target, recovered
 from .config import InvertConfig
@@ -156,7 +156,7 @@ class _Batch:
             if n == cfg.steps or not self.alive.any():  # one look at the device per step
                 break
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * decay(n, cfg.steps)
+                group["lr"] = cfg.lr * factor(cfg.schedule, n, cfg.steps)
             opt.zero_grad(set_to_none=False)
             torch.where(self.alive, loss, 0).sum().backward()  # a stopped prompt's loss gets no gradient
             alive = self.alive[:, None, None]  # (B, 1, 1)
