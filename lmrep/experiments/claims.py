@@ -82,9 +82,10 @@ _DEPTH = [
     ClaimSpec("training-first-block", "depth", "Training makes the first block harder to invert by gradient "
               "descent (after 1 block: untrained vs trained)", "paired", "token_accuracy",
               dict(label=GPT2U, method="gd", depth=1), dict(label=SMOL, method="gd", depth=1), effect=0.1),
-    ClaimSpec("exact-everywhere", "depth", "(not on the page) The exact search recovers every token at every "
-              "layer tried (trained model)", "level", "token_accuracy", dict(label=SMOL, method="exact"),
-              effect=0.99),
+    *[ClaimSpec(f"{method}-everywhere-{'trained' if label == SMOL else 'untrained'}", "depth",
+                f"(not on the page) The {method} method recovers every token at every layer tried ({label}; counted "
+                "as: mean token accuracy above 0.99)", "level", "token_accuracy", dict(label=label, method=method),
+                effect=0.99) for method in ("exact", "nearest") for label in (SMOL, GPT2U)],
 ]
 _RECONSTRUCTION = [
     ClaimSpec("fcnet-exact", "sentence-reconstruction", "The invertible FCNet generates the prompt exactly from "
