@@ -6,7 +6,7 @@ import pytest
 
 from lmrep import InvertConfig, invert, layer_model
 from lmrep.inversion.base import summarize
-from lmrep.records.health import counts, curve_health, health_of, healthy
+from lmrep.records.health import ascent_health, counts, curve_health, health_of, healthy
 from lmrep.records.stats import group_stats
 
 
@@ -19,6 +19,11 @@ def test_curve_labels():
     assert curve_health([1.0, 0.5, None])["loss_end"] == 0.5
     assert curve_health([1.0, 0.99, 1.2])["health"] == "stalled"  # best not meaningfully below the start
     assert curve_health([2.0, 1.0, 1.0])["best_step"] == 1  # the first step at the lowest loss
+
+
+def test_a_maximisation_is_labelled_by_whether_it_rose():
+    assert ascent_health(1.0, 2.0) == "ok" and ascent_health(2.0, 1.0) == "stalled"
+    assert ascent_health(1.0, float("inf")) == "diverged" and ascent_health(float("nan"), 1.0) == "diverged"
 
 
 def test_items_without_a_label_are_judged_by_what_they_kept():

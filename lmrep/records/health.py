@@ -47,6 +47,14 @@ def curve_health(curve: Sequence[float | None], diverge_factor: float = DIVERGE_
     return dict(loss_start=start, loss_best=best, loss_end=end, best_step=best_step, health=health)
 
 
+def ascent_health(start: float, end: float) -> str:
+    """The label of a maximisation (feature visualisation), from its objective's start and end values: diverged if
+    a value is not finite, stalled if it did not rise, else ok."""
+    if not (_finite(start) and _finite(end)):
+        return "diverged"
+    return "ok" if end > start else "stalled"
+
+
 def health_of(item: dict) -> str:
     """An item's label. Items written before runs were labelled get it from what they kept: a run stopped on a
     non-finite loss diverged, and a (thinned) loss curve keeps its first and last points; items of methods without
