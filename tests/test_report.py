@@ -8,8 +8,6 @@ import json
 import pytest
 
 from lmrep.cli import main
-from lmrep.experiments.reporting import above, below, greater, verdict
-from lmrep.records.stats import mean_sem
 
 
 def rebuilds_the_same(run, capsys) -> None:
@@ -133,25 +131,6 @@ def test_a_states_file_is_not_a_run_folder(tiny_gpt2_dir, tmp_path, capsys):
     assert main(["report", str(states)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"lmrep invert --states '{states}'" in err, err
-
-
-# ---- verdicts ---------------------------------------------------------------------------------------------------
-
-def test_one_item_decides_nothing():
-    one, other = mean_sem([0.5]), mean_sem([0.5])
-    assert one["sem"] is None
-    assert above(one, 0.1) is None and below(one, 0.9) is None and greater(one, other) is None
-    assert verdict(greater(one, other)).startswith("not decided")
-    assert verdict(True, evidence=(one,)).startswith("not decided (fewer than two items")
-
-
-def test_verdicts_with_two_or_more_items():
-    hi, lo, same = mean_sem([0.9, 0.91, 0.92]), mean_sem([0.1, 0.12, 0.11]), mean_sem([0.9, 0.91, 0.92])
-    assert greater(hi, lo) is True and greater(lo, hi) is False and greater(hi, same) is None
-    assert above(hi, 0.5) is True and above(lo, 0.5) is False and below(lo, 0.5) is True
-    flat = mean_sem([0.0, 0.0])  # no spread, equal to the level: the claim "above" does not hold
-    assert above(flat, 0.0) is False and greater(flat, mean_sem([0.0, 0.0])) is False
-    assert verdict(greater(hi, lo), evidence=(hi, lo)) == "holds"
 
 
 def test_depth_figure_styles_tell_every_series_apart():

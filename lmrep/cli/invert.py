@@ -13,6 +13,7 @@ from ..inversion.report import run as run_prompts
 from ..inversion.report import run_states
 from ..models.layers import layer_model
 from ..records.folder import RunDir, dumps
+from ..records.health import counts_text
 from ..records.stats import fmt, num
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    model_from_args, read_prompts)
@@ -113,7 +114,8 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
             print(f"  step {s['step']:>5}  {s['text']!r}{acc}")
         within = {True: "yes", False: "no", None: "-"}[r.get("within_threshold")]
         kept = {True: "yes", False: "no", None: "-"}[r.get("next_token_match")]
-        print(f"  recovered  {r['recovered_text']!r}")
+        health = f"  (best step {r['best_step']}, run {r['health']})" if r.get("health") else ""
+        print(f"  recovered  {r['recovered_text']!r}{health}")
         if "verified" in r:
             print(f"  verified   {'yes' if r['verified'] else 'NO'}: max residual {r['max_residual']:.2e} "
                   f"(tolerance {r['tolerance']:.2e}{', ' + r['observed_dtype'] if 'observed_dtype' in r else ''}), "
@@ -128,5 +130,6 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
             print(f"  top-{j + 1:<3}    {text!r}")
     s = summarize(records)
     print(f"\n{len(records)} {'prompt' if 'prompt' in r0 else 'tensor'}(s): token accuracy "
-          f"{fmt(s.get('token_accuracy'), 3)}, exact {fmt(s.get('exact_match'))}")
+          f"{fmt(s.get('token_accuracy'), 3)}, exact {fmt(s.get('exact_match'))} (runs: {counts_text(s['health'])};"
+          " diverged runs are left out of the rates)")
     print(f"run folder: {run_dir.path}  ({', '.join(run_dir.files())})")

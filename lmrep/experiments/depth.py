@@ -13,13 +13,16 @@ from ..objective.decode import DECODERS
 from ..inversion import METHODS
 from ..inversion.config import GRADIENT
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, greater, markdown_table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, markdown_table
+from .tuning import tunable
+from .verdicts import decide_all
 
 NAME = "depth"
 ABOUT = "token accuracy at every layer of the trained model and untrained GPT-2, per method and decoder"
@@ -48,6 +51,7 @@ def layers_for(n_layers: int, cfg: ReproduceConfig) -> list[int]:
     return list(QUICK_LAYERS) if cfg.quick else list(range(n_layers + 1))
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (model, layer, method, seed), its prompts inverted as batches."""
     setting = cfg.get_setting()
@@ -84,13 +88,14 @@ def summarize(items: list[dict]) -> dict:
     for (label, method), rs in groups.items():
         decoders = DECODERS if all(r.get("true_rank") for r in rs) else ("own",)
         depths = sorted({r["depth"] for r in rs})
+        at = {k: [r for r in rs if r["depth"] == k] for k in depths}
+        ok = {k: healthy(at[k]) for k in depths}  # rates leave out the runs that diverged
         for dec in decoders:
             series.append(dict(label=label, method=method, decoder=dec, layers=depths,
-                               token_accuracy=[mean_sem(_accuracy(r, dec) for r in rs if r["depth"] == k)
-                                               for k in depths],
-                               exact_match=[mean_sem(float(r["exact_match"]) for r in rs if r["depth"] == k)
-                                            for k in depths]))
-    return dict(series=series)
+                               health=[counts(at[k]) for k in depths],
+                               token_accuracy=[mean_sem(_accuracy(r, dec) for r in ok[k]) for k in depths],
+                               exact_match=[mean_sem(float(r["exact_match"]) for r in ok[k]) for k in depths]))
+    return dict(series=series, claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -107,44 +112,15 @@ def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
     series = summary["series"]
-    rows = [[s["label"], s["method"], s["decoder"], k, fmt(a), fmt(e)]
-            for s in series for k, a, e in zip(s["layers"], s["token_accuracy"], s["exact_match"])]
+    rows = [[s["label"], s["method"], s["decoder"], k, counts_text(h), fmt(a), fmt(e)]
+            for s in series for k, h, a, e in zip(s["layers"], s.get("health") or [None] * len(s["layers"]),
+                                                  s["token_accuracy"], s["exact_match"])]
     return [claims_table(claims(summary)),
             figure("depth.png", "token accuracy per layer, per model, method and decoder"),
-            "## Per layer\n",
-            markdown_table(["model", "method", "decoder", "layer", "token accuracy", "exact match"], rows)]
+            "## Per layer\n", markdown_table(["model", "method", "decoder", "layer", "runs", "token accuracy", "exact match"], rows),
+            "Rates are over the runs that did not diverge (runs: ok / stalled / diverged).\n"]
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims(summary["series"])
-
-
-def _claims(series: list[dict]) -> list[Claim]:
-    def gd_pinv(label_trained: bool) -> dict | None:
-        return next((s for s in series if s["method"] == "gd" and s["decoder"] == "pinv"
-                     and (s["label"] != "gpt2 untrained") == label_trained), None)
-    claims = []
-    for trained in (False, True):
-        s = gd_pinv(trained)
-        if s and len(s["layers"]) >= 2:
-            first, last = s["token_accuracy"][0], s["token_accuracy"][-1]
-            claims.append(Claim(f"Deeper layers keep less of the input ({s['label']}, gradient descent + pinv)",
-                                f"layer {s['layers'][0]}: {fmt(first)}; layer {s['layers'][-1]}: {fmt(last)}",
-                                verdict(greater(first, last))))
-    u, t = gd_pinv(False), gd_pinv(True)
-    if u and t:
-        claims.append(Claim("Training makes the first layer harder to invert by gradient descent",
-                            f"after {u['layers'][0]} block(s): untrained {fmt(u['token_accuracy'][0])}, "
-                            f"trained {fmt(t['token_accuracy'][0])}",
-                            verdict(greater(u["token_accuracy"][0], t["token_accuracy"][0]))))
-    for s in series:
-        if s["method"] != "gd" and s["decoder"] in ("pinv", "own"):
-            worst = min((a["mean"] for a in s["token_accuracy"] if a["mean"] is not None), default=None)
-            claims.append(Claim(f"(not on the page) Method {s['method']} recovers the prompt at every layer tried "
-                                f"({s['label']})",
-                                f"lowest token accuracy over the layers tried: "
-                                f"{'-' if worst is None else f'{worst:.3f}'}",
-                                verdict(None if worst is None else worst >= 0.99,
-                                        evidence=tuple(s["token_accuracy"]))))
-    return claims
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

@@ -13,6 +13,7 @@ from typing import Mapping
 
 from ..inversion import InvertConfig
 from ..records.folder import RunDir
+from ..records.health import counts_text
 from ..records.stats import fmt, group_stats
 from . import figures
 from ..engine import Plan
@@ -104,8 +105,8 @@ def header(config: dict, items: list[dict]) -> str:
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header."""
-    rows = [[r["series"], r["depth"], r["items"], *(fmt(r[f]) for f in FIELDS)] for r in summary["cells"]]
+    rows = [[r["series"], r["depth"], counts_text(r.get("health")), *(fmt(r[f]) for f in FIELDS)]
+            for r in summary["cells"]]
     return ["![token accuracy per layer](grid.png)\n",
-            "## Per cell\n",
-            markdown_table(["model, method, options", "layer", "items", "token accuracy", "exact match",
+            "## Per cell\n", markdown_table(["model, method, options", "layer", "runs", "token accuracy", "exact match",
                                     "m_g < m (eq. 4)", "next token kept"], rows)]

@@ -20,13 +20,16 @@ from ..errors import LmrepError
 from ..models.layers import LayerModel
 from ..models.load import LoadedModel
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, group_stats, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from ..engine import Plan, Task, item_id
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, above, all_of, below, claims_table, figure, quote, markdown_table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, quote, markdown_table
+from .tuning import tunable
+from .verdicts import decide_all
 from .swap_search import SwapSearchConfig, next_logits, search
 
 NAME = "nonsense"
@@ -64,6 +67,7 @@ def head_for(setting_head: str, depth: int, n_layers: int) -> str:
     return "logits" if depth == n_layers else setting_head
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: per (target, seed), gradient descent on the prompts as batches and a swap search per prompt."""
     setting = cfg.get_setting()
@@ -143,14 +147,17 @@ def log10_perplexity(lm: LoadedModel, text: str) -> float | None:
 
 def summarize(items: list[dict]) -> dict:
     """Means and standard errors of the items, per condition: what summary.json holds."""
-    for_ppl = [r for r in items if r["log10_ppl"] is not None and r["log10_ppl_prompt"] is not None]
-    pooled = {m: dict(kept=mean_sem(r["kept"] for r in items if r["method"] == m),
-                      overlap=mean_sem(r["overlap"] for r in items if r["method"] == m),
+    ok = healthy(items)  # a run that diverged found nothing to judge
+    for_ppl = [r for r in ok if r["log10_ppl"] is not None and r["log10_ppl_prompt"] is not None]
+    pooled = {m: dict(kept=mean_sem(r["kept"] for r in ok if r["method"] == m),
+                      overlap=mean_sem(r["overlap"] for r in ok if r["method"] == m),
+                      health=counts(r for r in items if r["method"] == m),
                       ppl_gap=mean_sem(r["log10_ppl"] - r["log10_ppl_prompt"] for r in for_ppl if r["method"] == m))
               for m in dict.fromkeys(r["method"] for r in items)}
     return dict(conditions=group_stats(items, ("label", "method"), FIELDS), pooled=pooled,
                 examples=[dict(label=r["label"], method=r["method"], prompt=r["prompt"], found=r["recovered_text"],
-                               goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0])
+                               goal=r["goal_token"], got=r["found_token"]) for r in items if r["seed"] == 0],
+                claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -170,11 +177,10 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("nonsense.png", "how often the input found keeps the prompt's next token"),
             "## Per target and method\n",
-            markdown_table(["target", "method", "items", "next token kept", "same token, same place",
-                            "token-set overlap", "log10 ppl (found)", "log10 ppl (prompt)", "forward passes",
-                            "seconds"],
-                           [[r["label"], r["method"], r["items"], *(fmt(r[f]) for f in FIELDS[:5]),
-                             fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
+            markdown_table(["target", "method", "runs", "next token kept", "same token, same place", "token-set overlap",
+                   "log10 ppl (found)", "log10 ppl (prompt)", "forward passes", "seconds"],
+                  [[r["label"], r["method"], counts_text(r.get("health")), *(fmt(r[f]) for f in FIELDS[:5]),
+                    fmt(r["forward_passes"], 0), fmt(r["seconds"], 1)] for r in rows]),
             "## Inputs found (seed 0)\n",
             markdown_table(["target", "method", "prompt", "input found", "next token (prompt -> found)"],
                            [[e["label"], e["method"], quote(e["prompt"]), quote(e["found"]),
@@ -182,26 +188,5 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims(summary["pooled"])
-
-
-def _claims(pooled: dict) -> list[Claim]:
-    """Pooled over targets: the page's claim for gradient descent, the same question for the swap search."""
-    def found(method: str) -> tuple[str, bool | None]:
-        p = pooled.get(method)
-        if not p:
-            return f"{method}: not run", None
-        return (f"{method}: next token kept {fmt(p['kept'])}, same token at the same place {fmt(p['overlap'])}",
-                all_of(above(p["kept"], 0.5), below(p["overlap"], 0.5)))
-    (gd_text, gd_holds), (sw_text, sw_holds) = found("gd+pinv"), found("swap search")
-    gaps = {m: p["ppl_gap"] for m, p in pooled.items()}
-    return [
-        Claim("Inputs far from the prompt (gibberish) give the same next token (gradient descent + pinv)", gd_text,
-              verdict(gd_holds)),
-        Claim("(not on the page) A discrete search finds such inputs directly", sw_text, verdict(sw_holds)),
-        Claim("The model cannot tell English from gibberish: inputs it finds far less likely than the prompt "
-              "(>= 10x perplexity) still predict the same next token",
-              "log10 perplexity above the prompt's: " + "; ".join(f"{m} {fmt(g)}" for m, g in gaps.items()),
-              verdict(above(gaps.get("swap search"), 1.0))),
-    ]
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

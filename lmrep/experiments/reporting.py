@@ -17,7 +17,7 @@ class Claim:
 
     page: str  # what the page says, in its words where short
     measured: str  # what this run measured, with its uncertainty
-    verdict: str  # "holds", "does not hold", or "not decided (why)"; see ``verdict``
+    verdict: str  # "holds", "does not hold", or "not decided (why)"; see ``verdicts``
 
 
 def header(title: str, config: dict, items: list[dict]) -> str:
@@ -32,7 +32,13 @@ def header(title: str, config: dict, items: list[dict]) -> str:
         f"per condition at most; {len(items)} item(s); device {config.get('device')}",
         *([f"- steps: N = {config['steps']} for every gradient-descent run (not the setting's own N)"]
           if config.get("steps") else []),
-        f"- trained model: {config.get('model')} (stands in for trained GPT-2 where the page uses it)", ""])
+        f"- trained model: {config.get('model')} (stands in for trained GPT-2 where the page uses it)",
+        *tuned_lines(items), ""])
+
+
+def claims_of(summary: dict) -> list[Claim]:
+    """The claims a summary holds, decided by ``verdicts.decide_all`` when it was made from the items."""
+    return [Claim(c["page"], c["measured"], c["verdict"]) for c in summary.get("claims", [])]
 
 
 def claims_table(claims: list[Claim]) -> str:
@@ -57,74 +63,21 @@ def figure(path: str, caption: str) -> str:
     return f"![{caption}]({path})\n\n*{caption}*\n"
 
 
-def verdict(holds: bool | None, reason_if_none: str = "too close to call within two standard errors, or no data",
-            evidence: tuple = ()) -> str:
-    """'holds', 'does not hold' or 'not decided (why)'. ``evidence``: the mean_sem stats the decision rests on
-    (see ``judged``)."""
-    if holds is None:
-        return judged(f"not decided ({reason_if_none})", *evidence)
-    return judged("holds" if holds else "does not hold", *evidence)
-
-
-def judged(text: str, *evidence: dict | None) -> str:
-    """A verdict, replaced by 'not decided' when a mean_sem stat it rests on has fewer than two items: one item
-    has no standard error, so it can neither confirm nor refute a claim."""
-    if any(not s or (s.get("n") or 0) < 2 for s in evidence):
-        return "not decided (fewer than two items: no standard error)"
-    return text
-
-
 def quote(text: str) -> str:
     """Decoded text shown exactly, whitespace and all."""
     return "`" + repr(text)[1:-1].replace("`", "'") + "`"
 
 
 def load_run(run_dir: RunDir) -> tuple[dict, list[dict]]:
-    """config.json and the finished items of a run folder."""
-    return run_dir.config(), ItemLog(run_dir).items()
+    """config.json and the finished items of a run folder (not the tuning runs of a tuned setting: each item
+    carries what they chose)."""
+    return run_dir.config(), [r for r in ItemLog(run_dir).items() if not r.get("tuning")]
 
 
-def _spread(stat: dict | None) -> float | None:
-    """Two standard errors of a mean_sem stat; None when there is no mean or no standard error (n < 2), so
-    that a comparison resting on it is not decided."""
-    if not stat or stat.get("mean") is None or stat.get("sem") is None:
-        return None
-    return 2 * stat["sem"]
-
-
-def above(stat: dict | None, level: float) -> bool | None:
-    """Whether a mean is above ``level`` by more than two standard errors (False: at or below it by two
-    standard errors; None: too close to tell, fewer than two items, or no data)."""
-    spread = _spread(stat)
-    if spread is None:
-        return None
-    if stat["mean"] - spread > level:
-        return True
-    if stat["mean"] + spread <= level:
-        return False
-    return None
-
-
-def below(stat: dict | None, level: float) -> bool | None:
-    """Whether a mean is below ``level`` by more than two standard errors (False: at or above it by as much)."""
-    flipped = None if not stat or stat.get("mean") is None else dict(stat, mean=-stat["mean"])
-    return above(flipped, -level)
-
-
-def all_of(*checks: bool | None) -> bool | None:
-    """False if any check fails, None if any cannot be told, else True."""
-    if any(c is False for c in checks):
-        return False
-    return None if any(c is None for c in checks) else True
-
-
-def greater(a: dict | None, b: dict | None) -> bool | None:
-    """Whether mean a exceeds mean b by more than two standard errors of the difference (False: a is at or below
-    b by as much; None: within that, fewer than two items on either side, or no data)."""
-    sa, sb = _spread(a), _spread(b)
-    if sa is None or sb is None:
-        return None
-    diff, spread = a["mean"] - b["mean"], (sa ** 2 + sb ** 2) ** 0.5
-    if diff > spread:
-        return True
-    return False if diff <= -spread else None
+def tuned_lines(items: list[dict]) -> list[str]:
+    """What the tuning chose per condition, when the items were run under a tuned setting."""
+    chosen = {r["condition"]: r for r in items if r.get("tuned_optimizer")}
+    if not chosen:
+        return []
+    return ["- tuned (lowest median best loss on the tuning prompts): " + "; ".join(
+        f"{c}: {r['tuned_optimizer']} lr {r['tuned_lr']:g} {r['tuned_schedule']}" for c, r in chosen.items())]

@@ -12,13 +12,16 @@ from typing import Mapping
 
 from ..objective.decode import DECODERS
 from ..records.folder import RunDir
+from ..records.health import counts_text
 from ..records.stats import fmt, group_stats
 from . import figures
 from .config import PAGE_PROMPT, ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool, trained_gpt2_available
-from .reporting import Claim, above, below, claims_table, figure, greater, quote, markdown_table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, quote, markdown_table
+from .tuning import tunable
+from .verdicts import decide_all
 
 NAME = "sentence-reconstruction"
 ABOUT = "toy nets and the first k blocks of GPT-2 / the trained model: is the prompt recovered from noise?"
@@ -65,6 +68,7 @@ def conditions(cfg: ReproduceConfig) -> list[ReconstructionCase]:
     return out
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (target, seed); the toy nets one prompt at a time (FCNet is built per length)."""
     setting = cfg.get_setting()
@@ -101,7 +105,8 @@ def summarize(items: list[dict]) -> dict:
     rows = group_stats([{**r, **decoder_exact(r)} for r in items], ("label",), FIELDS + EXACT + ("pinv_ceiling",))
     page = [r for r in items if r["prompt"] == PAGE_PROMPT and r["seed"] == 0]
     return dict(conditions=rows, page_prompt={r["label"]: dict(snapshots=r.get("snapshots"),
-                                                               recovered=r["recovered_text"]) for r in page})
+                                                               recovered=r["recovered_text"]) for r in page},
+                claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -119,9 +124,9 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     md = [claims_table(claims(summary)),
           figure("reconstruction.png", "token accuracy and exact-match rate per target"),
           "## Rates per target\n",
-          markdown_table(["target", "items", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
+          markdown_table(["target", "runs", "token accuracy", "exact match", "m_g < m (eq. 4)", "next token kept",
                  *(f"exact ({d})" for d in DECODERS), "pinv on the true e"],
-                [[lab, r["items"], *(fmt(r[f]) for f in FIELDS + EXACT + ("pinv_ceiling",))]
+                [[lab, counts_text(r.get("health")), *(fmt(r[f]) for f in FIELDS + EXACT + ("pinv_ceiling",))]
                  for lab, r in rows.items()]),
           "Exact match and token accuracy use the pseudo-inverse (eq. 3); the exact columns score the same final "
           "embeddings with each decoder; the last column is pinv's token accuracy on the prompt's own embeddings, "
@@ -134,45 +139,6 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return md
 
 
-def _first_exact(ex: dict | None) -> int | None:
-    snaps = (ex or {}).get("snapshots") or []
-    return next((s["step"] for s in snaps if s["text"] == PAGE_PROMPT), None)
-
-
-def _best_exact(row: dict | None) -> tuple[str, dict | None]:
-    """The decoder with the highest exact-match rate for a target, and that rate."""
-    if not row:
-        return "-", None
-    field = max(EXACT, key=lambda f: row[f]["mean"] or 0)
-    return field.removeprefix("exact_"), row[field]
-
-
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims({r["label"]: r for r in summary["conditions"]}, summary)
-
-
-def _claims(rows: dict, summary: dict) -> list[Claim]:
-    fc, non = rows.get("FCNet (invertible)"), rows.get("FCNet, last layer T*d")
-    first = _first_exact(summary["page_prompt"].get("FCNet (invertible)"))
-    (fc_dec, fc_best), (non_dec, non_best) = _best_exact(fc), _best_exact(non)
-    claims = [
-        Claim("The invertible FCNet generates 'This is a prompt sentence.' exactly from noise within a few dozen "
-              "steps (exact at n = 60)",
-              f"exact-match rate {fmt((fc or {}).get('exact_match'))} with pinv, {fmt(fc_best)} with {fc_dec}; "
-              f"the page's prompt first decodes exactly (pinv) at snapshot n = {'never' if first is None else first}; "
-              f"pinv on the true embeddings scores {fmt((fc or {}).get('pinv_ceiling'))}",
-              verdict(above(fc_best, 0.5))),
-        Claim("Its non-invertible variant no longer typically gives exact copies",
-              f"exact-match rate {fmt((non or {}).get('exact_match'))} with pinv, {fmt(non_best)} with {non_dec}",
-              verdict(below(non_best, 0.5))),
-        Claim("...yet its reconstructions give the same next token under a trained model",
-              f"next token kept {fmt((non or {}).get('next_token_match'))}",
-              verdict(above((non or {}).get("next_token_match"), 0.5))),
-    ]
-    deep = [lab for lab in rows if " untrained, " in lab and lab.endswith("+ head")]
-    if len(deep) >= 2:
-        claims.append(Claim("With more untrained GPT-2 blocks before the LM head the input is harder to recover",
-                            "; ".join(f"{lab}: {fmt(rows[lab]['token_accuracy'])}" for lab in deep),
-                            verdict(greater(rows[deep[0]]["token_accuracy"], rows[deep[-1]]["token_accuracy"]))))
-    return claims
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

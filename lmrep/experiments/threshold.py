@@ -15,13 +15,16 @@ import torch
 from ..objective.batching import prompt_generator
 from ..inversion.gd import threshold as eq4_threshold
 from ..records.folder import RunDir
+from ..records.health import counts, counts_text, healthy
 from ..records.stats import fmt, mean_sem
 from . import figures
 from .config import ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, first_below, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, claims_table, figure, judged, markdown_table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, markdown_table
+from .tuning import tunable
+from .verdicts import decide_all
 
 NAME = "threshold"
 ABOUT = "eq. 4: steps until m_g < m; trained vs untrained, head vs none, float32 vs float64, init mix"
@@ -55,6 +58,7 @@ def conditions(cfg: ReproduceConfig) -> list[ThresholdCase]:
     return out
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (condition, seed), its prompts inverted as batches."""
     setting = cfg.get_setting()
@@ -88,6 +92,8 @@ def crossings(pool: ModelPool, target, rec: dict, cfg) -> dict:
 
 def _steps_stat(items: list[dict], key: str) -> dict:
     """Mean steps with runs that never got there counted at budget + 1 (so a lower bound when any is censored)."""
+    if not items:
+        return dict(mean_sem([]), censored=0, reached=mean_sem([]), budget=None)
     vals = [r[key] if r[key] is not None else r["budget"] + 1 for r in items]
     stat = mean_sem(vals)
     stat["censored"] = sum(r[key] is None for r in items)
@@ -101,48 +107,27 @@ def summarize(items: list[dict]) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in items:
         groups.setdefault(r["label"], []).append(r)
-    return dict(conditions=[dict(label=lab, items=len(rs), m=mean_sem(r["threshold"] for r in rs),
-                                 m_strict=mean_sem(r["threshold_strict"] for r in rs),
-                                 final_distance=mean_sem(r["output_distance"] for r in rs),
-                                 steps=_steps_stat(rs, "steps_to_m"), steps_strict=_steps_stat(rs, "steps_to_m_strict"))
-                            for lab, rs in groups.items()])
+    return dict(conditions=[_condition(lab, rs) for lab, rs in groups.items()], claims=decide_all(NAME, items))
+
+
+def _condition(label: str, items: list[dict]) -> dict:
+    """One condition's row: thresholds and steps over the runs that did not diverge, and the runs' health."""
+    rs = healthy(items)
+    return dict(label=label, items=len(items), health=counts(items), m=mean_sem(r["threshold"] for r in rs),
+                m_strict=mean_sem(r["threshold_strict"] for r in rs),
+                final_distance=mean_sem(r["output_distance"] for r in rs),
+                steps=_steps_stat(rs, "steps_to_m"), steps_strict=_steps_stat(rs, "steps_to_m_strict"))
 
 
 def _steps_text(stat: dict | None) -> str:
     if not stat:
         return "-"
+    if not stat["n"]:
+        return "- (no run that did not diverge)"
     if stat["censored"] == stat["n"]:
         return f"> {stat['budget']} (never within budget)"
     prefix = "≥ " if stat["censored"] else ""
     return f"{prefix}{fmt(stat, 1)} ({stat['censored']}/{stat['n']} never)"
-
-
-def ratio(slow: dict | None, fast: dict | None) -> tuple[float | None, bool]:
-    """steps(slow) / steps(fast) with steps counted from 1; (value, is_lower_bound). None if fast is censored."""
-    if not slow or not fast or fast["censored"]:
-        return None, False
-    return (slow["mean"] + 1) / (fast["mean"] + 1), bool(slow["censored"])
-
-
-def at_least(r: tuple[float | None, bool], bound: float) -> bool | None:
-    """Whether a ratio is >= bound: None when it cannot be told (no ratio, or a lower bound below ``bound``)."""
-    value, lower = r
-    if value is None or (lower and value < bound):
-        return None
-    return value >= bound
-
-
-def _ratio_verdict(r: tuple[float | None, bool], bound: float, *evidence: dict | None) -> str:
-    """holds / does not hold, or 'consistent' when only a lower bound is known and it already passes."""
-    ok = at_least(r, bound)
-    if ok and r[1]:
-        return judged("consistent (a lower bound only: the slower case never got there)", *evidence)
-    return verdict(ok, "see the measured ratio", evidence)
-
-
-def _ratio_text(r: tuple[float | None, bool]) -> str:
-    value, lower = r
-    return "undecided (the faster case never got there)" if value is None else f"{'≥ ' if lower else ''}{value:.1f}x"
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -162,43 +147,12 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     return [claims_table(claims(summary)),
             figure("threshold.png", "steps until the reconstruction is closer than the shifted input"),
             "## Per condition (one block)\n",
-            markdown_table(["condition", "items", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
+            markdown_table(["condition", "runs", "m (1/20)", "m (1/25)", "steps to m", "steps to m (1/25)",
                    "best m_g"],
-                  [[lab, r["items"], fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
+                  [[lab, counts_text(r.get("health")), fmt(r["m"], 4), fmt(r["m_strict"], 4), _steps_text(r["steps"]),
                   _steps_text(r["steps_strict"]), fmt(r["final_distance"], 4)] for lab, r in rows.items()])]
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims({r["label"]: r for r in summary["conditions"]})
-
-
-def _claims(rows: dict) -> list[Claim]:
-    def steps(label, key="steps"):
-        return rows.get(label, {}).get(key)
-    head = ratio(steps("trained, head"), steps("untrained, head"))
-    no_head = ratio(steps("trained, head"), steps("trained, no head"))
-    f32, f64 = steps("trained, head"), steps("trained, head, float64")
-    same64 = None if not (f32 and f64) else (f32["censored"] == f64["censored"] and
-                                             abs(f32["mean"] - f64["mean"]) <= max(1.0, 0.1 * f32["mean"]))
-    mix_close, mix_even = steps("trained, head, mix s=0.001 t=0.999"), steps("trained, head, mix s=1 t=1")
-    close_strict = steps("trained, head, mix s=0.001 t=0.999", "steps_strict")
-    strict = steps("trained, head", "steps_strict")
-    return [
-        Claim("A trained model (one block + LM head) needs on the order of 100x the steps of the untrained one",
-              _ratio_text(head), _ratio_verdict(head, 30, steps("trained, head"), steps("untrained, head"))),
-        Claim("Removing the LM head cuts the steps by a factor > 100 (one trained block)", _ratio_text(no_head),
-              _ratio_verdict(no_head, 100, steps("trained, head"), steps("trained, no head"))),
-        Claim("float64 instead of float32 changes nothing", f"float32 {_steps_text(f32)}; float64 {_steps_text(f64)}",
-              verdict(same64, "no float64 run", (f32, f64))),
-        Claim("With e0 = 0.001 noise + 0.999 e, eq. 4 holds at N = 1000 even for e' very close to e",
-              f"steps to m (1/25): {_steps_text(close_strict)}",
-              verdict(None if not close_strict else close_strict["censored"] == 0, evidence=(close_strict,))),
-        Claim("(s, t) = (1, 1) optimises nearly as well, only with more steps",
-              f"(1, 1): {_steps_text(mix_even)}; (0.001, 0.999): {_steps_text(mix_close)}",
-              verdict(None if not (mix_close and mix_even) else mix_even["mean"] >= mix_close["mean"],
-                      evidence=(mix_close, mix_even))),
-        Claim("For a trained model eq. 4 stays practically infeasible with the stricter e' (sigma 1/25)",
-              f"trained, head: {_steps_text(strict)}",
-              verdict(None if not strict else strict["censored"] > 0, evidence=(strict,))),
-    ]
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

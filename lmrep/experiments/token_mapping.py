@@ -18,7 +18,9 @@ from .config import PAGE_PROMPT, ReproduceConfig
 from ..engine import Plan
 from .inversion import TargetSpec, invert_tasks
 from .pool import ModelPool
-from .reporting import Claim, above, below, claims_table, figure, markdown_table, verdict
+from .reporting import Claim, claims_of, claims_table, figure, markdown_table
+from .tuning import tunable
+from .verdicts import decide_all
 from .sentence_reconstruction import FCNET_MAX_TOKENS
 
 NAME = "token-mapping"
@@ -42,6 +44,7 @@ CONDITIONS = (MappingCase("FCNet (invertible)", "fcnet"), MappingCase("MLP d-4d-
               MappingCase("one trained block", None))
 
 
+@tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
     """One stage: every (target, seed); FCNet one prompt at a time (it is built per length), short prompts only."""
     setting, lm = cfg.get_setting(), pool.model(cfg.model)
@@ -66,7 +69,7 @@ def summarize(items: list[dict]) -> dict:
                                               for k in KS})
              for lab in labels for dec in DECODERS]
     page = {r["label"]: r.get("topk_texts") for r in items if r["prompt"] == PAGE_PROMPT and r["seed"] == 0}
-    return dict(rates=rates, page_prompt_top5=page)
+    return dict(rates=rates, page_prompt_top5=page, claims=decide_all(NAME, items))
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:
@@ -93,30 +96,5 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
 
 
 def claims(summary: dict) -> list[Claim]:
-    """The page's claims next to what the summary measured (the report's table; the combined table's rows)."""
-    return _claims(summary["rates"])
-
-
-def _claims(rates: list[dict]) -> list[Claim]:
-    def row(label: str, decoder: str = "pinv") -> dict:
-        return next((r for r in rates if r["label"] == label and r["decoder"] == decoder), {})
-    fc, mlp, block = (c.label for c in CONDITIONS)
-    top1 = {d: row(fc, d).get("top1") for d in DECODERS}
-    best = max(DECODERS, key=lambda d: (top1[d] or {}).get("mean") or 0)
-    return [
-        Claim("Invertible FCNet: the top-1 string is the prompt, the next four are near variants of it",
-              f"true token top-1 {fmt(top1['pinv'])} (pinv), {fmt(top1[best])} ({best}); within top 5 (pinv) "
-              f"{fmt(row(fc).get('top5'))}",
-              verdict(above(top1[best], 0.8))),
-        Claim("Non-invertible MLP [d, 4d, d]: only the top one or two strings are recognisable",
-              f"within top 1 {fmt(row(mlp).get('top1'))}, top 2 {fmt(row(mlp).get('top2'))}, "
-              f"top 5 {fmt(row(mlp).get('top5'))} (pinv)",
-              verdict(above(row(mlp).get("top2"), 0.5))),
-        Claim("One trained block (no head) gives only gibberish, even in the top 5",
-              f"within top 5 {fmt(row(block).get('top5'))}, top 100 {fmt(row(block).get('top100'))} (pinv)",
-              verdict(below(row(block).get("top5"), 0.2))),
-        Claim("(not on the page) The decoder matters: pinv is a whitened inner product, not a nearest neighbour",
-              "top-1 per decoder: " + "; ".join(f"{c.label}: " + ", ".join(f"{d} {fmt(row(c.label, d).get('top1'))}"
-                                                                          for d in DECODERS) for c in CONDITIONS),
-              "see the numbers"),
-    ]
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)

@@ -9,7 +9,8 @@ from ..records.stats import fmt, mean_sem, num
 from ..walks import input_at_output
 from ..walks.figures import compare_figure, sweep_figure
 from .figures import who
-from .reporting import Claim, claims_table, figure, judged, quote, markdown_table
+from .reporting import Claim, claims_of, claims_table, figure, quote, markdown_table
+from .verdicts import decide_all
 
 PAGE_R = {"1 inner step: ~10": 10.0, "50 inner steps: ~100": 100.0}
 TRANSFORMERS = ("gpt2-untrained", "smollm2")
@@ -72,7 +73,8 @@ def summarize(records: list[dict]) -> dict:
             gains.append(dict(subject=s, label=labels[s], gain=mean_sem(ratios), gain_median=_median(ratios),
                               gain_geo=math.exp(statistics.fmean(math.log(x) for x in ratios)), n=len(ratios),
                               gain_l2=mean_sem(ratios_l2), gain_l2_median=_median(ratios_l2)))
-    return dict(tuning=tuning, sweep=sweep, compare=compare, gain=gains, decoded=_decoded(records))
+    return dict(tuning=tuning, sweep=sweep, compare=compare, gain=gains, decoded=_decoded(records),
+                claims=decide_all("walks", records))
 
 
 def _gains(pairs: list[tuple[dict, dict]], norm: str) -> list[float]:
@@ -122,52 +124,8 @@ def _decoded(records: list[dict]) -> list[dict]:
 
 
 def claims(summary: dict) -> list[Claim]:
-    sweep = {(x["subject"], x["inner"]): x for x in summary["sweep"]}
-    claims = []
-    for inner, level in ((1, 10.0), (50, 100.0)):
-        got = [sweep[(s, inner)] for s in TRANSFORMERS if (s, inner) in sweep]
-        if got:
-            holds = all(g["r"]["mean"] is not None and g["r"]["mean"] >= level / 2 for g in got)
-            claims.append(Claim(f"12-block transformer, clamped walk, {inner} inner step(s): r ~ {level:g}",
-                                "; ".join(f"{g['label']}: r = {fmt(g['r'], 3)} (a random move: "
-                                          f"{fmt(g['r_random'], 3)})" for g in got),
-                                judged("holds" if holds else "does not hold", *(g["r"] for g in got))))
-    grows = [(sweep[(s, 1)], sweep[(s, 50)]) for s in dict.fromkeys(x["subject"] for x in summary["sweep"])
-             if (s, 1) in sweep and (s, 50) in sweep and sweep[(s, 1)]["r"]["mean"]]
-    if grows:
-        factors = [b["r"]["mean"] / a["r"]["mean"] for a, b in grows]
-        claims.append(Claim("r grows with the inner steps per round (1 -> 50)",
-                            "; ".join(f"{a['label']}: x{f:.2g}" for (a, _), f in zip(grows, factors)),
-                            judged("holds" if all(f > 1 for f in factors) else "partly",
-                                   *(x["r"] for pair in grows for x in pair))))
-    mlp = [x for x in summary["sweep"] if x["subject"] == "mlp-mimic" and x["r"]["mean"] is not None]
-    if mlp:
-        claims.append(Claim("an MLP rarely gives r > 3",
-                            "; ".join(f"{x['inner']} inner: r = {fmt(x['r'], 3)}" for x in mlp)
-                            + f" (a random move of the same size: {fmt(mlp[0]['r_random'], 3)})",
-                            judged("holds" if all(x["r"]["mean"] < 3 for x in mlp) else "does not hold",
-                                   *(x["r"] for x in mlp)) + ": r > 1 here mostly measures how much the net shrinks "
-                                                             "any move"))
-    tangent = [c for c in summary["compare"] if c["method"] == "tangent"]
-    if tangent:
-        claims.append(Claim("tangent walk: gradient @ perp ~ 1e-2 for transformers, ~1e-8 for the MLP mimic",
-                            "; ".join(f"{c['label']}: max |gradient @ perp| {fmt(c['orthogonality'], 8)}, relative "
-                                      f"to the gradient {fmt(c['orthogonality_relative'], 8)}" for c in tangent),
-                            "holds for the MLP; not for these transformers, where the SVD is as accurate "
-                            "(float32 round-off): poor orthogonality is not why the walk fails"))
-    for c in tangent:
-        if c["subject"] == "mlp-mimic":
-            r = c["r"]["mean"]
-            claims.append(Claim("tangent walk on the MLP mimic: input distance only slightly larger than the "
-                                "output distance", f"r = {fmt(c['r'], 3)} (a random move: {fmt(c['r_random'], 3)})",
-                                judged("roughly holds (r ~ 1)" if r is not None and 0.5 <= r <= 2 else
-                                       "does not hold", c["r"])))
-    for g in summary["gain"]:
-        claims.append(Claim("(ours) the Jacobian walk beats the tangent walk at equal output change",
-                            f"{g['label']}: input distance x{fmt(g['gain'], 2)} in L1 (median x{g['gain_median']:.3g}"
-                            f"), x{fmt(g.get('gain_l2'), 2)} in L2; n = {g['n']}",
-                            judged("holds" if g["gain_median"] > 1 else "does not hold", g["gain"])))
-    return claims
+    """The page's claims as decided from the items (the report's table; the combined table's rows)."""
+    return claims_of(summary)
 
 
 def draw(run_dir: RunDir, summary: dict, items: list[dict]) -> None:

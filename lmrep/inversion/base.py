@@ -20,6 +20,7 @@ import torch
 from ..objective.batching import pad
 from ..errors import LmrepError
 from ..models.layers import LayerModel, cache_width
+from ..records.health import counts, healthy
 from ..records.stats import mean_sem
 from ..objective.targets import depth_of
 from .config import InvertConfig
@@ -130,10 +131,11 @@ def score(target: Target, rec: dict, ids: list[int]) -> dict:
 
 
 def summarize(records: list[dict]) -> dict:
-    """Mean and standard error of the headline rates over prompts."""
-    out = {"prompts": len(records)}
+    """Mean and standard error of the headline rates over the prompts whose run did not diverge, with how many
+    runs were ok, stalled and diverged beside them."""
+    out = {"prompts": len(records), "health": counts(records)}
     for key in RATES:
-        stat = mean_sem(float(r[key]) for r in records if r.get(key) is not None)
+        stat = mean_sem(float(r[key]) for r in healthy(records) if r.get(key) is not None)
         if stat["n"]:
             out[key] = stat
     return out

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..records.checks import When, at_least, check_fields, each, non_negative, one_of, option, positive
+from ..records.checks import When, at_least, between, check_fields, each, non_negative, one_of, option, positive
+from ..records.health import DIVERGE_FACTOR
 from ..objective.decode import DECODERS
 from ..errors import LmrepError
 from ..objective.losses import LOSSES
+from ..objective.schedule import SCHEDULES
 from .exact.config import ExactConfig
 from .registry import METHODS
 
@@ -23,6 +25,8 @@ class InvertConfig(ExactConfig):
     steps: int = option(500, "optimisation steps N", at_least(1), when=GRADIENT)
     lr: float = option(0.01, "eta; falls linearly to eta/10 over the steps (the page's schedule)", positive,
                        when=GRADIENT)
+    schedule: str = option("linear", "linear: eta falls to eta/10 over the steps (the page's); constant",
+                           one_of(SCHEDULES), when=GRADIENT)
     optimizer: str = option("adam", "adam, or sgd: the page's plain gradient steps", one_of(OPTIMIZERS),
                             when=GRADIENT)
     init: str = option("text", "text: N(0.5, 1/20); original: N(0, 1) (the author's scripts); mix: "
@@ -37,6 +41,8 @@ class InvertConfig(ExactConfig):
     sigma: float = option(0.05, "eq. 4: the threshold m uses e' = e + N(0, sigma)", positive, when=GRADIENT)
     batch_size: int = option(8, "prompts optimised together (padded; each prompt's loss is its own)", at_least(1),
                              when=GRADIENT)
+    diverge_factor: float = option(DIVERGE_FACTOR, "a run whose last loss is above this multiple of its first is "
+                                   "labelled diverged and left out of every rate", between(1, 1e6), when=GRADIENT)
     snapshots: tuple[int, ...] = option((), "steps at which to decode, 0..N (default: a spread up to N)",
                                         each(at_least(0)), when=GRADIENT)
 

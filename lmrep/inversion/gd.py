@@ -18,7 +18,8 @@ from ..objective.batching import output_generator, pad, per_item, prompt_generat
 from ..objective.decode import DECODERS, Decoder
 from ..errors import LmrepError
 from ..objective.losses import distance
-from ..objective.schedule import decay
+from ..objective.schedule import factor
+from ..records.health import curve_health
 from .base import Target, recovered
 from .config import InvertConfig
 from .registry import register_method
@@ -158,7 +159,7 @@ class _Batch:
             if n == cfg.steps or not self.alive.any():  # one look at the device per step
                 break
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * decay(n, cfg.steps)
+                group["lr"] = cfg.lr * factor(cfg.schedule, n, cfg.steps)
             opt.zero_grad(set_to_none=False)
             torch.where(self.alive, loss, 0).sum().backward()  # a stopped prompt's loss gets no gradient
             alive = self.alive[:, None, None]  # (B, 1, 1)
@@ -219,7 +220,8 @@ class _Batch:
             self.snaps[b].append(snap)
 
     def records(self):
-        """One record per sequence of the batch, from its best embedding."""
+        """One record per sequence of the batch, decoded from its best embedding (the step of lowest loss), with
+        its loss curve's health (start, best, end, best step; ok / stalled / diverged)."""
         lm, cfg, mask = self.target.lm, self.cfg, self.mask
         known = self.truth is not None
         with torch.no_grad():
@@ -252,4 +254,5 @@ class _Batch:
                 self.target, cfg, rec_ids[b], output_distance=best_l1[b], token_output_distance=tok_dist[b].item(),
                 final_loss=best[b], steps=self.steps, seconds=seconds,
                 topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
-                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b], **truth)
+                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b],
+                **curve_health(curves[b], cfg.diverge_factor), **truth)

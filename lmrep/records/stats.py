@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from .health import counts, healthy
+
 
 def mean_sem(values: Iterable[float | None]) -> dict:
     """Mean and standard error of the mean over the finite values; n counts them. With fewer than two values
@@ -19,11 +21,13 @@ def mean_sem(values: Iterable[float | None]) -> dict:
 
 
 def group_stats(records: list[dict], by: tuple[str, ...], fields: tuple[str, ...]) -> list[dict]:
-    """One row per distinct value of ``by`` (in first-seen order) with mean_sem of each field."""
+    """One row per distinct value of ``by`` (in first-seen order) with mean_sem of each field over the items whose
+    run did not diverge, and ``health``: how many items are ok, stalled, diverged (``records.health``)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault(tuple(r.get(k) for k in by), []).append(r)
-    return [dict(zip(by, key), items=len(rs), **{f: mean_sem(r.get(f) for r in rs) for f in fields})
+    return [dict(zip(by, key), items=len(rs), health=counts(rs), **{f: mean_sem(r.get(f) for r in healthy(rs))
+                                                                    for f in fields})
             for key, rs in groups.items()]
 
 

@@ -17,6 +17,7 @@ from ..records.checks import When, at_least, check_fields, each, one_of, option,
 from ..errors import LmrepError
 from ..models.layers import HEAD_HELP, HEADS
 from ..records.folder import RunDir
+from ..records.health import ascent_health, counts
 from ..records.stats import mean_sem
 from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
@@ -96,7 +97,8 @@ def render_seed(hybrid: Hybrid, cfg: FeaturesConfig, seed: int, progress: bool =
     out = render({layer.name: layer}, objectives, param, transforms_for(cfg, gen), cfg.render, progress)
     change = per_patch_change(out["image"], out["start"], hybrid.vit.patch_size)  # (P, N)
     records = [dict(seed=seed, panel=k + 1, index=i, objective=o.name, value_start=float(out["value_start"][k]),
-                    value_end=float(out["value_end"][k]), change=change[k].tolist())
+                    value_end=float(out["value_end"][k]), change=change[k].tolist(),
+                    health=ascent_health(float(out["value_start"][k]), float(out["value_end"][k])))
                for k, (i, o) in enumerate(zip(cfg.indices, objectives))]
     return records, out["image"]
 
@@ -129,6 +131,7 @@ def summarize(records: list[dict], objective: str) -> dict:
     return dict(n_seeds=len(seeds), n_panels=len(records) // len(seeds), n_patches=N,
                 change_per_patch=profile.mean(dim=0).tolist(), change_per_patch_sem=_sem_rows(profile),
                 objective_gain=mean_sem(gains.tolist()), increased=float((gains > 0).float().mean()),
+                health=counts(records),
                 **{k: mean_sem(v) for k, v in stats.items()})
 
 

@@ -19,6 +19,7 @@ from ..records.checks import at_least, finite, non_negative, option, positive
 from ..errors import LmrepError
 from ..objective.schedule import decaying
 from ..records.folder import RunDir
+from ..records.health import counts, curve_health, healthy
 from ..records.stats import mean_sem
 from .figures import psnr_by_depth, reconstruction_grid
 from .render import OPTIMISATION
@@ -42,25 +43,36 @@ class ReconstructConfig:
 
 def reconstruct(model: nn.Module, image: torch.Tensor, cfg: ReconstructConfig, seed: int = 0,
                 progress: bool = False) -> dict:
-    """Images (B, 3, H, W) -> images from noise whose ``model`` output matches theirs in mean L1.
-    Returns the reconstruction, the loss per step, and the output distance relative to the target's mean |O|."""
+    """Images (B, 3, H, W) -> images from noise whose ``model`` output matches theirs in mean L1, each image the
+    one of its lowest loss along the way. Returns them, the mean loss per step (the last entry: after the last
+    step), the output distance relative to the target's mean |O|, and each image's ``health``
+    (``records.health.curve_health``: start, best, end, best step, ok / stalled / diverged)."""
     with torch.no_grad():
         target = model(image)  # (B, T, D)
     gen = torch.Generator().manual_seed(seed)
     x = (cfg.init_mean + cfg.init_sd * torch.randn(image.shape, generator=gen)).to(image).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
     sched = decaying(opt, cfg.steps)
-    curve = []
-    for _ in tqdm(range(cfg.steps), disable=not progress, leave=False, desc="reconstruct"):
+    best, best_x, curves = torch.full((len(x),), float("inf")), x.detach().clone(), []  # (B,), (B, 3, H, W)
+    for n in tqdm(range(cfg.steps + 1), disable=not progress, leave=False, desc="reconstruct"):
         opt.zero_grad()
-        loss = (model(x) - target).abs().mean()
-        loss.backward()
+        loss = (model(x) - target).abs().flatten(1).mean(1)  # (B,): each image's mean L1
+        with torch.no_grad():
+            value = loss.detach().cpu()
+            better = value < best  # (B,); NaN is never better
+            best = torch.where(better, value, best)
+            best_x[better.to(x.device)] = x.detach()[better.to(x.device)]
+            curves.append(value.tolist())
+        if n == cfg.steps:  # the last entry measures the last step's result
+            break
+        loss.sum().backward()  # images are independent: the sum's gradient is each image's own
         opt.step()
         sched.step()
-        curve.append(float(loss.detach()))
-    with torch.no_grad():
-        final = float((model(x) - target).abs().mean())
-    return dict(image=x.detach(), curve=curve, output_l1=final, relative_output_l1=final / float(target.abs().mean()))
+    per_image = [list(c) for c in zip(*curves)]  # (B, N + 1)
+    final = float(best[torch.isfinite(best)].mean()) if torch.isfinite(best).any() else float("nan")
+    return dict(image=best_x, curve=[sum(v) / len(v) for v in curves], output_l1=final,
+                relative_output_l1=final / float(target.abs().mean()),
+                health=[curve_health(c) for c in per_image])
 
 
 def image_metrics(x: torch.Tensor, ref: torch.Tensor, patch: int) -> dict:
@@ -93,8 +105,7 @@ def solve_layer(pool, units: list[tuple[int, int, str, bool]], subjects: list[Su
         out = reconstruct(m, img, cfg, seed=seed, progress=True)
         tensors = dict(image=out["image"].cpu(), **(dict(original=img.cpu()) if with_original else {}))
         yield dict(model=sub.label, depth=m.spec.depth, layer=m.name, image=name, image_size=sub.side,
-                   output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"],
-                   loss_start=out["curve"][0], loss_end=out["curve"][-1],
+                   output_l1=out["output_l1"], relative_output_l1=out["relative_output_l1"], **out["health"][0],
                    **image_metrics(out["image"].cpu(), img.cpu(), sub.patch), **{TENSOR_FIELD: tensors})
 
 
@@ -115,12 +126,13 @@ def summarize(records: list[dict]) -> dict:
     groups = defaultdict(list)
     for r in records:
         groups[(r["model"], r["depth"], r["layer"])].append(r)
+    # rates over the images whose run did not diverge; the counts of each label beside them
     out = defaultdict(list)
     order = list(dict.fromkeys(r["model"] for r in records))  # models in the order they ran
     for (model, depth, layer), rs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
-        row = dict(depth=depth, layer=layer, n_images=len(rs))
+        row = dict(depth=depth, layer=layer, n_images=len(rs), health=counts(rs))
         for key in ("psnr", "ssim", "l2", "front_back", "relative_output_l1"):
-            row[key] = mean_sem(r[key] for r in rs)
+            row[key] = mean_sem(r[key] for r in healthy(rs))
         out[model].append(row)
     return dict(out)
 
