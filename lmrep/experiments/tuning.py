@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 from ..inversion.config import GRADIENT
 from ..records.health import health_of
 from .config import read_prompt_file
-from .engine import Plan, Task
+from ..engine import Plan, Task
 from .inversion import invert_tasks, solve_invert
 
 TUNING_FILE = Path(__file__).resolve().parent.parent / "data" / "tuning.txt"
