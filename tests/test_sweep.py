@@ -75,10 +75,10 @@ def test_the_documented_specs_are_the_files_and_check(monkeypatch):
     assert results["depth"].layers == (0, 1, 2, 4, 8, 12, 16, 23, 30) and results["depth"].seeds == 2
 
 
-def test_the_decisive_spec_runs_both_settings_on_the_evaluation_set(planner):
+def test_the_decisive_spec_runs_both_settings_on_the_evaluation_set():
     from lmrep.experiments.claims import MIN_N
     from lmrep.experiments.config import PAGE_PROMPT, SKY_PROMPT
-    runs = dict(load_spec(DOCS.parent / "results" / "decisive.toml", planner=planner).runs)
+    runs = dict(load_spec(DOCS.parent / "results" / "decisive.toml").runs)
     assert {c.setting for c in runs.values()} == {"original", "tuned"}
     assert {n.removesuffix("-tuned") for n in runs} == {"threshold", "depth", "sentence-reconstruction",
                                                          "token-mapping"}
