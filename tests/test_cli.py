@@ -126,9 +126,9 @@ def test_model_errors(argv, message, capsys):
     assert len(err.splitlines()) == 1 and message in err
 
 
-def test_no_traceback_from_a_real_process(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "lmrep", "invert", "hi", "--layer", "99", "--model", "gpt2",
-                        "--untrained", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+def test_no_traceback_from_a_real_process(tiny_gpt2_dir, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "lmrep", "invert", "hi", "--layer", "99", "--model", str(tiny_gpt2_dir),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "out of range" in p.stderr
 

@@ -43,6 +43,7 @@ def asserts(code: str) -> int:
     return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(code)))
 
 
+@pytest.mark.slow  # each example loads a real-size model (GPT-2 small, SmolLM2, ViT-B/16) as its reader would
 @pytest.mark.parametrize("path,code,line", PYTHON, ids=[f"{p.name}:{n}" for p, _, n in PYTHON])
 def test_python_block_runs_and_checks_what_it_shows(path, code, line, tmp_path, monkeypatch):
     """Each example asserts the claim it illustrates (an example that only prints passes whatever it prints), and

@@ -4,8 +4,6 @@ Recovery at the first, a middle and the last layer (and the heads) of tiny GPT-2
 the trained default model; the certificate separates the true input from a one-token change; a noisy target is
 reported unverified instead of a false success; random ids, duplicate embedding rows and float64 behave."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -205,12 +203,11 @@ def test_bad_inputs_say_what_to_do(tiny_gpt2):
         InvertConfig(method="exact", tolerance=-1.0).check()
 
 
-def test_cli_exact_json(tiny_gpt2_dir):
-    out = subprocess.run([sys.executable, "-m", "lmrep", "invert", "--model", str(tiny_gpt2_dir), "--layer", "2",
-                          "--method", "exact", "--json", "--out", str(tiny_gpt2_dir / "run"), PROMPTS[0]],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    rec = json.loads(out.stdout.splitlines()[0])
+def test_cli_exact_json(tiny_gpt2_dir, tmp_path, capsys):
+    from lmrep.cli import main
+    assert main(["invert", "--model", str(tiny_gpt2_dir), "--layer", "2", "--method", "exact", "--json",
+                 "--out", str(tmp_path / "run"), PROMPTS[0]]) == 0
+    (rec,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rec["exact_match"] and rec["verified"] and rec["method"] == "exact"
     for key in ("candidates_per_token", "candidates_max", "max_residual", "certificate"):
         assert key in rec

@@ -1,6 +1,6 @@
 """Observed states in, prompt out: capture, invert --states, observed precision, --layer auto, and one-line errors.
 
-Round trips in float32 at a middle layer of the default model and of untrained GPT-2; bf16 states at layer 1 are
+Round trips in float32 at a middle layer of tiny GPT-2- and Llama-style models; bf16 states at layer 1 are
 recovered with the bf16 tolerance; --layer auto finds the layer of untrained GPT-2 and tiny models; noisy states
 are reported unverified, never falsely certified; hidden states that transformers computed and safetensors saved
 invert too."""
@@ -34,9 +34,9 @@ def _round_trip(lm, layer, prompts, tmp_path, dtype=torch.float32):
     return recs, got
 
 
-@pytest.mark.parametrize("model,layer", [("gpt2_untrained", 6), ("smol", 8)])
-def test_capture_then_invert_round_trips_exactly_in_float32(model, layer, request, tmp_path):
-    lm = request.getfixturevalue(model)
+@pytest.mark.parametrize("arch,layer", [("gpt2", 2), ("llama", 3)])
+def test_capture_then_invert_round_trips_exactly_in_float32(arch, layer, arch_models, tmp_path):
+    lm = arch_models(arch)
     (rec,), got = _round_trip(lm, layer, ["Paris is the capital"], tmp_path)
     assert got.meta["model"] == lm.name and got.meta["fingerprint"] == fingerprint(lm)
     assert got.meta["layer_name"] == layer_model(lm, layer).name and got.meta["dtype"] == "float32"

@@ -121,6 +121,7 @@ def test_local_workers_give_the_same_items_with_a_worker_killed(spec, planner, r
     assert killed and items(dirs["grid"].path) == reference  # every item exactly once, the same numbers
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(not loopback_only(), reason="Ray starts only where the network is loopback alone (make test)")
 def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference, tmp_path):
     import ray
