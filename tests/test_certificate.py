@@ -49,6 +49,14 @@ def test_entry_of_a_verified_position(tiny_gpt2):
     assert "closest" not in e
 
 
+def test_a_residual_at_the_tolerance_is_inside_it(tiny_gpt2):
+    """The same rule as verification (residual <= tolerance): a candidate exactly at it is a tie."""
+    ids, res = torch.tensor([5, 9, 7]), torch.tensor([0.5, 0.125, 0.25])
+    e = entry(tiny_gpt2, 0, 9, ids, res, 0.25, _groups(tiny_gpt2), verified=True)
+    assert e["ties"] == [7]
+    assert entry(tiny_gpt2, 0, 9, ids, res, 0.2, _groups(tiny_gpt2), verified=True)["ties"] == []
+
+
 def test_entry_with_identical_rows(tiny_gpt2):
     """A token with the accepted one's embedding row is a tie, never the runner-up."""
     ids, res = torch.tensor([5, 9, 7, 3]), torch.tensor([0.5, 0.4, 1e-9, 0.3])
