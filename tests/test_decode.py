@@ -70,3 +70,82 @@ def test_topk_bounds(tiny_gpt2):
             dec.topk(e, k)
     with pytest.raises(LmrepError):
         Decoder(tiny_gpt2, "nearest-ish")
+
+
+# ---- each decoder's score, against its definition (tiny GPT-2: learned positions, 50,257 rows of width 64) ----------
+
+def _probe(lm, n=6, seed=0):
+    """(1, n, d) embeddings off every row: random points at the rows' scale."""
+    g = torch.Generator().manual_seed(seed)
+    return lm.embedding_matrix.detach().std() * torch.randn(1, n, lm.d_model, generator=g)
+
+
+def test_each_score_is_its_formula(tiny_gpt2):
+    W, e = tiny_gpt2.embedding_matrix.detach(), _probe(tiny_gpt2)
+    unit = torch.nn.functional.normalize
+    expected = {"pinv": e @ torch.linalg.pinv(W.double()).float(),  # eq. 3: (e - e_pos) pinv(W_E)
+                "l2": -((e[..., None, :] - W) ** 2).sum(-1) + (e ** 2).sum(-1, keepdim=True),  # -||e - W_v||^2 + c
+                "cosine": unit(e, dim=-1) @ unit(W, dim=-1).T}
+    for kind, want in expected.items():
+        got = Decoder(tiny_gpt2, kind).scores(e)
+        assert got.shape == (1, 6, tiny_gpt2.vocab_size)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), kind
+        assert torch.equal(Decoder(tiny_gpt2, kind)(e), got.argmax(-1)), kind
+
+
+def test_l2_is_the_nearest_row_and_cosine_ignores_length(tiny_gpt2):
+    W, e = tiny_gpt2.embedding_matrix.detach(), _probe(tiny_gpt2, seed=1)
+    nearest = torch.cdist(e[0], W).argmin(-1)  # (n,)
+    assert torch.equal(Decoder(tiny_gpt2, "l2")(e)[0], nearest)
+    cos = Decoder(tiny_gpt2, "cosine")
+    assert torch.equal(cos(3.0 * e), cos(e)) and not torch.equal(Decoder(tiny_gpt2, "l2")(3.0 * e), nearest)
+
+
+def test_positions_are_subtracted_only_when_asked(tiny_gpt2):
+    ids = torch.tensor([[464, 6766, 318, 4171]])
+    e = tiny_gpt2.embed(ids)  # (1, 4, d)
+    pos = tiny_gpt2.position_embedding(4)  # (4, d), learned
+    for kind in ("pinv", "l2", "cosine"):
+        dec = Decoder(tiny_gpt2, kind)
+        assert torch.allclose(dec.scores(e + pos, subtract_positions=True), dec.scores(e), atol=1e-4), kind
+        assert not torch.allclose(dec.scores(e + pos), dec.scores(e), atol=1e-4), kind
+    assert torch.equal(Decoder(tiny_gpt2, "l2")(e + pos, subtract_positions=True), ids)
+
+
+def test_the_allowed_mask_and_topk_order(tiny_gpt2):
+    mask = allowed_mask(tiny_gpt2, [3, 7, 7, 50256])
+    assert mask.shape == (tiny_gpt2.vocab_size,) and mask.dtype == torch.bool
+    assert torch.nonzero(mask).flatten().tolist() == [3, 7, 50256]
+    dec, e = Decoder(tiny_gpt2, "l2"), _probe(tiny_gpt2, n=2)
+    s = dec.scores(e, allowed=mask)
+    assert torch.isinf(s[..., ~mask]).all() and (s[..., ~mask] < 0).all() and torch.isfinite(s[..., mask]).all()
+    top = dec.topk(e, 3, allowed=mask)  # (1, 2, 3): the three allowed ids, best first
+    assert sorted(top[0, 0].tolist()) == [3, 7, 50256]
+    full = dec.scores(e)
+    assert (full.gather(-1, top) == s.gather(-1, top)).all()
+    ranked = dec.topk(e, 5)
+    picked = full.gather(-1, ranked)  # (1, 2, 5)
+    assert (picked[..., :-1] >= picked[..., 1:]).all() and torch.equal(ranked[..., 0], dec(e))
+    assert dec.topk(e, tiny_gpt2.vocab_size).shape[-1] == tiny_gpt2.vocab_size  # the whole vocabulary is allowed
+
+
+def test_unknown_decoder_names_the_choices():
+    from lmrep.objective.decode import check_decoder
+    assert check_decoder("cosine") == "cosine"
+    with pytest.raises(LmrepError, match="unknown decoder 'nearest': choose one of pinv, l2, cosine"):
+        check_decoder("nearest")
+
+
+def test_duplicate_rows_are_found_and_grouped(arch_dirs):
+    from lmrep import load_model
+    from lmrep.objective.decode import duplicate_groups
+    lm = load_model(str(arch_dirs("gpt2")))  # its own copy: the rows are changed below
+    assert duplicate_rows(lm).tolist() == []
+    with torch.no_grad():
+        W = lm.model.get_input_embeddings().weight
+        W[9] = W[4]
+        W[300] = W[4]
+    lm._memo.clear()
+    groups = duplicate_groups(lm)
+    assert duplicate_rows(lm).tolist() == [4, 9, 300]
+    assert groups[4] == groups[9] == groups[300] and len(set(groups.tolist())) == lm.vocab_size - 2

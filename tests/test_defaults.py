@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lmrep.cli import main
+
+pytestmark = pytest.mark.slow  # every command here loads the trained default model
 
 
 def test_invert_default(tmp_path, capsys):

@@ -7,6 +7,7 @@ so in their comment). Other fenced text (formulas, the layout) is left alone.
 """
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -37,10 +38,26 @@ def test_the_docs_have_code_to_check():
     assert langs <= {"", "sh", "python"}, langs  # a new kind of block needs a rule here
 
 
+def asserts(code: str) -> int:
+    """How many assert statements a block of Python has."""
+    return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(code)))
+
+
+@pytest.mark.slow  # each example loads a real-size model (GPT-2 small, SmolLM2, ViT-B/16) as its reader would
 @pytest.mark.parametrize("path,code,line", PYTHON, ids=[f"{p.name}:{n}" for p, _, n in PYTHON])
-def test_python_block_runs(path, code, line, tmp_path, monkeypatch):
+def test_python_block_runs_and_checks_what_it_shows(path, code, line, tmp_path, monkeypatch):
+    """Each example asserts the claim it illustrates (an example that only prints passes whatever it prints), and
+    runs as written."""
+    assert asserts(code) >= 1, f"{path.name}:{line}: the example asserts nothing; assert what it shows"
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"{path.name}:{line}", "exec"), {"__name__": "__docs__"})
+
+
+def test_an_example_whose_claim_broke_fails():
+    """The check above is not vacuous: a block whose assert is false raises, and a block without one is found."""
+    assert asserts("x = 1\nprint(x)") == 0 and asserts("x = 1\nassert x == 1") == 1
+    with pytest.raises(AssertionError):
+        exec(compile("x = 1\nassert x == 2", "block", "exec"), {})
 
 
 @pytest.mark.parametrize("path,command,line", SHELL, ids=[f"{p.name}:{n}:{c[:40]}" for p, c, n in SHELL])
@@ -56,3 +73,11 @@ def test_shell_line_is_a_real_command(path, command, line, capsys):
         assert argv[1] in targets, f"{path.name}:{line}: no make target {argv[1]}"
     elif argv[0] == "python":
         assert (ROOT / argv[1]).is_file(), f"{path.name}:{line}: no script {argv[1]}"
+    elif argv[0] == "pip":  # a package the set-up installs (Makefile) or an extra names (pyproject.toml)
+        assert argv[1] == "install", f"{path.name}:{line}: `{command}`"
+        installs = (ROOT / "Makefile").read_text() + (ROOT / "pyproject.toml").read_text()
+        names = [a for a in argv[2:] if not a.startswith("-")]
+        assert names and all(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", installs) for n in names), \
+            f"{path.name}:{line}: `{command}` names a package the set-up does not install"
+    else:
+        pytest.fail(f"{path.name}:{line}: no rule for `{command}`")

@@ -4,8 +4,6 @@ Recovery at the first, a middle and the last layer (and the heads) of tiny GPT-2
 the trained default model; the certificate separates the true input from a one-token change; a noisy target is
 reported unverified instead of a false success; random ids, duplicate embedding rows and float64 behave."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,6 +14,7 @@ from lmrep.inversion import invert_outputs as invert_each
 from lmrep.inversion.exact import relative_tolerance, residuals
 from lmrep.inversion.exact.vocab_tables import vocab_table, weights_hash
 from lmrep.inversion.exact.kvcache import Prefix
+from lmrep.inversion.exact.guess import DESCENT_MAX_STEPS, DESCENT_STEPS
 from lmrep.inversion.exact.proposal import Scores
 from lmrep.inversion.exact.rank import RANKINGS
 
@@ -132,13 +131,18 @@ def test_certificate_separates_the_input_from_a_one_token_change(tiny_gpt2):
     assert (per_position[4:] > 100 * tol).all()  # from the change on, far outside tolerance
 
 
+def _noisy(O, ids: list[int]) -> torch.Tensor:
+    """The layer output of ``ids``, (T, D), with noise of 1e-3 of each position's largest value: no token matches."""
+    with torch.no_grad():
+        out = O(O.lm.embed(torch.tensor([ids])))[0]
+    return out + 1e-3 * out.abs().amax(-1, keepdim=True) * torch.randn(out.shape, generator=torch.Generator()
+                                                                       .manual_seed(0))
+
+
 def test_noisy_target_is_reported_unverified(tiny_llama):
     O = layer_model(tiny_llama, 2)
     ids = tiny_llama.encode(PROMPTS[1])
-    with torch.no_grad():
-        out = O(tiny_llama.embed(torch.tensor([ids])))[0]
-    noisy = out + 1e-3 * out.abs().amax(-1, keepdim=True) * torch.randn(out.shape, generator=torch.Generator()
-                                                                         .manual_seed(0))
+    noisy = _noisy(O, ids)
     res = invert_outputs(O, noisy, InvertConfig(method="exact", max_candidates=32))
     assert not res["verified"] and res["max_residual"] > res["tolerance"]
     for c in res["certificate"]:
@@ -206,23 +210,40 @@ def test_bad_inputs_say_what_to_do(tiny_gpt2):
         InvertConfig(method="exact", tolerance=-1.0)  # checked when it is made
 
 
-def test_cli_exact_json(tiny_gpt2_dir):
-    out = subprocess.run([sys.executable, "-m", "lmrep", "invert", "--model", str(tiny_gpt2_dir), "--layer", "2",
-                          "--method", "exact", "--json", "--out", str(tiny_gpt2_dir / "run"), PROMPTS[0]],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    rec = json.loads(out.stdout.splitlines()[0])
+def test_cli_exact_json(tiny_gpt2_dir, tmp_path, capsys):
+    from lmrep.cli import main
+    assert main(["invert", "--model", str(tiny_gpt2_dir), "--layer", "2", "--method", "exact", "--json",
+                 "--out", str(tmp_path / "run"), PROMPTS[0]]) == 0
+    (rec,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rec["exact_match"] and rec["verified"] and rec["method"] == "exact"
     for key in ("candidates_per_token", "candidates_max", "max_residual", "certificate"):
         assert key in rec
+
+
+DESCENDS = {"guided": True, "table": True, "secant": False, "vocab": False}  # ranking -> takes gradient steps
 
 
 @pytest.mark.parametrize("ranking", sorted(RANKINGS))
 def test_rankings_recover_and_count_their_costs(tiny_llama, ranking):
     (rec,) = _exact(tiny_llama, [PROMPTS[1]], 3, ranking=ranking)
     _check_recovered(rec)
-    assert rec["gradient_steps"] >= 0 and rec["prior_positions"] <= len(rec["certificate"])
-    assert rec["forward_calls"] >= len(rec["certificate"]) and rec["rows"] >= rec["candidates_per_token"]
+    cert = rec["certificate"]
+    candidates = sum(c["candidates"] for c in cert)
+    assert rec["candidates_per_token"] == pytest.approx(candidates / len(cert))
+    assert rec["prior_positions"] <= len(cert)
+    assert len(cert) <= rec["forward_calls"] <= candidates  # a call per batch, each of one candidate or more
+    # rows: every candidate verified, plus at most one probe (the continuous guess) per call
+    assert candidates <= rec["rows"] <= candidates + rec["forward_calls"]
+    if ranking == "vocab":  # brute force probes nothing
+        assert rec["rows"] == candidates
+    # a noisy target: every batch misses, so the rankings that take gradient steps take them, DESCENT_STEPS after
+    # each missed batch and at most DESCENT_MAX_STEPS per position; the others take none
+    assert set(DESCENDS) == set(RANKINGS), "say here whether a new ranking takes gradient steps"
+    O = layer_model(tiny_llama, 2)
+    ids = tiny_llama.encode(PROMPTS[1])
+    res = invert_outputs(O, _noisy(O, ids), InvertConfig(method="exact", max_candidates=32, ranking=ranking))
+    assert not res["verified"] and (res["gradient_steps"] > 0) == DESCENDS[ranking]
+    assert res["gradient_steps"] % DESCENT_STEPS == 0 and res["gradient_steps"] <= DESCENT_MAX_STEPS * len(ids)
 
 
 def test_exact_from_the_command_line(tiny_gpt2_dir, tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_gemma_rows_decode_to_their_ids(gemma):
     assert same.all()
 
 
-@pytest.mark.parametrize("layer", [1, 9, 18])
-def test_gemma_exact_at_first_middle_last_layer(gemma, layer):
+@pytest.mark.parametrize("layer", [1, 9])  # the last layer: tiny Gemma 3 in test_architectures (here, many minutes)
+def test_gemma_exact_at_first_and_middle_layer(gemma, layer):
     (rec,) = invert(layer_model(gemma, layer), [PROMPT], InvertConfig(method="exact"), progress=False)
     assert rec["exact_match"] and rec["verified"] and rec["max_residual"] <= rec["tolerance"]

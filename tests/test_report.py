@@ -165,3 +165,61 @@ def test_the_committed_results_are_what_lmrep_report_builds_from_their_json(tmp_
         if p.name in ("summary.json", "report.md"):
             assert (tmp_path / p.relative_to(root)).read_text() == p.read_text(), p
     assert "| depth | original |" in out.read_text()
+
+
+def _stat(mean, sem, n=4):
+    return dict(mean=mean, sem=sem, n=n)
+
+
+# binary fractions, so that the edges are exact: two standard errors of 0.125 are 0.25
+@pytest.mark.parametrize("mean,sem,level,expected", [
+    (0.75, 0.125, 0.4375, True),  # 0.75 - 0.25 > 0.4375
+    (0.75, 0.125, 0.5, None),  # exactly two standard errors above: not more than that
+    (0.75, 0.125, 0.625, None),
+    (0.75, 0.125, 1.0, False),  # 0.75 + 0.25 <= 1.0: at or below by two standard errors
+    (0.75, 0.125, 0.9375, None),
+    (0.75, 0.0, 0.75, False), (0.75, 0.0, 0.625, True),  # no spread
+])
+def test_above_and_below_are_two_standard_errors_away(mean, sem, level, expected):
+    assert above(_stat(mean, sem), level) is expected
+    assert below(_stat(-mean, sem), -level) is expected  # below is above, mirrored
+
+
+# two standard errors of 0.375 and 0.5 are 0.75 and 1.0: of the difference, sqrt(0.75^2 + 1^2) = 1.25
+@pytest.mark.parametrize("a,b,expected", [
+    ((3.5, 0.375), (2.0, 0.5), True),  # diff 1.5 > 1.25
+    ((3.25, 0.375), (2.0, 0.5), None),  # diff 1.25: not more than that
+    ((2.5, 0.375), (2.0, 0.5), None),  # more than one standard error each (0.75 + 1.0 > 0.5 > 0): still not decided
+    ((0.75, 0.375), (2.0, 0.5), False),  # -1.25 <= -1.25
+    ((1.0, 0.375), (2.0, 0.5), None),
+])
+def test_greater_uses_the_standard_error_of_the_difference(a, b, expected):
+    assert greater(_stat(*a), _stat(*b)) is expected
+
+
+def test_greater_mirrored_and_its_edge():
+    hi, lo = _stat(3.5, 0.375), _stat(2.0, 0.5)
+    assert greater(lo, hi) is False and greater(hi, lo) is True
+    edge = _stat(3.25, 0.375)  # diff exactly 1.25: the edge goes to "not more" both ways
+    assert greater(edge, lo) is None and greater(lo, edge) is False
+
+
+def test_no_data_decides_nothing():
+    from lmrep.experiments.reporting import all_of, judged
+    for empty in (None, {}, dict(mean=None, sem=None, n=0), dict(mean=0.5, sem=None, n=1)):
+        assert above(empty, 0.0) is None and below(empty, 1.0) is None
+        assert greater(empty, _stat(0.0, 0.01)) is None and greater(_stat(1.0, 0.01), empty) is None
+    assert all_of(True, True) is True and all_of(True, None) is None and all_of(None, False) is False
+    assert all_of() is True and all_of(False, True) is False
+    assert judged("holds", _stat(0.5, 0.1, n=2)) == "holds"
+    for thin in (None, _stat(0.5, 0.1, n=1), dict(mean=0.5, sem=0.1)):
+        assert judged("holds", _stat(0.5, 0.1), thin) == "not decided (fewer than two items: no standard error)"
+
+
+def test_verdict_words():
+    two = _stat(0.5, 0.1, n=2)
+    assert verdict(True) == "holds" and verdict(False) == "does not hold"
+    assert verdict(False, evidence=(two, two)) == "does not hold"
+    assert verdict(None) == "not decided (too close to call within two standard errors, or no data)"
+    assert verdict(None, "no item reached the level") == "not decided (no item reached the level)"
+    assert verdict(None, "why", evidence=(two,)) == "not decided (why)"

@@ -236,3 +236,143 @@ def test_the_exact_summary_names_only_what_it_wrote(tiny_gpt2_dir, tmp_path, cap
     out = capsys.readouterr().out
     assert "loss.png" not in out and "m_g" not in out and "verified   yes" in out
     assert not (tmp_path / "run" / "loss.png").exists()
+
+
+# ---- the pieces of a run folder, one by one -----------------------------------------------------------------------
+
+def test_config_hash_and_json_as_stored():
+    from lmrep.records.folder import as_json, config_hash, dumps
+    a, b = dict(steps=10, prompts=["a"], lr=0.1), dict(lr=0.1, prompts=["a"], steps=10)
+    assert config_hash(a) == config_hash(b) and len(config_hash(a)) == 8
+    assert config_hash(a) != config_hash(dict(a, steps=11))
+    assert as_json(dict(t=(1, 2), x=float("nan"), y=[float("inf"), {"z": float("-inf")}], w=0.5)) == \
+        dict(t=[1, 2], x=None, y=[None, {"z": None}], w=0.5)
+    assert dumps(dict(p=tmp_path_like("/a/b"), n=float("nan"))) == '{"p": "/a/b", "n": null}'  # str() the rest
+
+
+def tmp_path_like(text: str):
+    from pathlib import Path
+    return Path(text)
+
+
+def test_differences_name_nested_fields_and_are_shown_short(tmp_path):
+    out = tmp_path / "run"
+    RunDir.create("invert", dict(steps=10, opt=dict(lr=0.1, name="adam"), prompts=["a"], a=1, b=2, c=3), out)
+    with pytest.raises(LmrepError) as e:
+        RunDir.create("invert", dict(steps=10, opt=dict(lr=0.2, name="adam"), prompts=["a"], a=5, b=6, c=7), out)
+    assert "opt.lr: 0.1 there, 0.2 now; a: 1 there, 5 now; b: 2 there, 6 now; and 1 more" in str(e.value)
+    with pytest.raises(LmrepError) as e:
+        RunDir.create("invert", dict(steps=10, opt=dict(lr=0.1, name="adam"), prompts=["x" * 50], a=1, b=2, c=3), out)
+    assert 'prompts: ["a"] there, ["' + "x" * 29 + "… now" in str(e.value)  # 31 characters and an ellipsis
+
+
+def test_a_new_folder_is_named_by_its_config_and_writes_config_first(tmp_path):
+    from lmrep.records.folder import config_hash
+    run = RunDir.create("walk", dict(steps=3), root=tmp_path)
+    assert run.path == tmp_path / f"walk-{config_hash(dict(steps=3))}"
+    assert run.files() == ["config.json"] and run.config() == dict(command="walk", steps=3)
+    (run.path / ".hidden").write_text("x")
+    run.write_text("notes.md", "hi\n")
+    assert run.files() == ["config.json", "notes.md"] and (run / "notes.md").read_text() == "hi\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".keep").write_text("")  # a folder with hidden files only is empty
+    assert RunDir.create("walk", dict(steps=3), empty).path == empty
+
+
+def test_a_run_config_without_a_command_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text('{"steps": 1}')
+    with pytest.raises(LmrepError, match="not an lmrep run config"):
+        RunDir(tmp_path).config()
+    (tmp_path / "config.json").write_text('{"command": 1}')
+    with pytest.raises(LmrepError, match="not an lmrep run config"):
+        RunDir(tmp_path).config()
+    (tmp_path / "config.json").write_text('{"command": "invert"')
+    with pytest.raises(LmrepError, match=r"not valid JSON \(line 1\)"):
+        RunDir(tmp_path).config()
+
+
+def test_json_lines_edge_cases(tmp_path):
+    path = tmp_path / "m.jsonl"
+    assert read_jsonl(path) == []  # no file: nothing yet
+    path.write_text('{"id": 1}\n\n{"id": 2}\n')  # a blank line is skipped, the file left as it is
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}] and path.read_text() == '{"id": 1}\n\n{"id": 2}\n'
+    path.write_text('{"id": 1}\n[1, 2]\n{"id": 3}\n')  # JSON, but not a record
+    with pytest.raises(LmrepError, match="line 2 "):
+        read_jsonl(path)
+    path.write_text('{"id": 1}\n"torn')  # a last line that is no record and has no newline: torn
+    assert read_jsonl(path) == [{"id": 1}] and path.read_text() == '{"id": 1}\n'
+    path.write_text('{"id": 1}\n"whole"\n')  # ... but with its newline it was written whole: damaged
+    with pytest.raises(LmrepError, match="line 2 "):
+        read_jsonl(path)
+
+
+def test_records_without_their_key_are_refused_and_keep_is_a_no_op_when_all_stay(tmp_path):
+    run = RunDir(tmp_path)
+    run.append_jsonl("m.jsonl", dict(id="a", v=1))
+    run.append_jsonl("m.jsonl", dict(id="b", v=2))
+    before = (tmp_path / "m.jsonl").stat().st_mtime_ns
+    recs = Records(run, "m.jsonl", key=lambda r: r["id"] + "!")
+    assert set(recs.done) == {"a!", "b!"}
+    recs.keep(["a!", "b!", "c!"])
+    assert (tmp_path / "m.jsonl").stat().st_mtime_ns == before  # nothing dropped, nothing rewritten
+    assert recs.add(dict(id="c", v=3)) == dict(id="c", v=3) and recs.done["c!"]["v"] == 3
+    assert read_jsonl(tmp_path / "m.jsonl")[-1] == dict(id="c", v=3)
+    run.append_jsonl("m.jsonl", dict(v=4))
+    with pytest.raises(LmrepError, match="without its key"):
+        Records(run, "m.jsonl")
+
+
+@pytest.mark.parametrize("where,says", [("file", "is an existing file"), ("under-file", "is a file, not a folder"),
+                                        ("proc", "under /proc"), ("dev", "under /dev")])
+def test_places_that_cannot_hold_a_run_folder(tmp_path, where, says):
+    from lmrep.records.folder import check_out_dir
+    f = tmp_path / "f"
+    f.write_text("x")
+    path = {"file": f, "under-file": f / "a" / "b", "proc": "/proc/x", "dev": "/dev"}[where]
+    with pytest.raises(LmrepError, match=says):
+        check_out_dir(path)
+    assert check_out_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # the check writes nothing
+
+
+@pytest.mark.parametrize("where,says", [("folder", "is a folder"), ("no-parent", "does not exist"),
+                                        ("sys", "under /sys")])
+def test_places_that_cannot_hold_an_output_file(tmp_path, where, says):
+    from lmrep.records.folder import check_out_file
+    path = {"folder": tmp_path, "no-parent": tmp_path / "no" / "a.md", "sys": "/sys/a.md"}[where]
+    with pytest.raises(LmrepError, match=says):
+        check_out_file(path)
+    assert check_out_file(tmp_path / "a.md") == tmp_path / "a.md"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = write_atomic(tmp_path / "s.json", "old")
+    real = os.replace
+
+    def broken(a, b):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        write_atomic(path, b"new")
+    monkeypatch.setattr(os, "replace", real)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["s.json"]
+    assert write_atomic(path, b"\x00bytes").read_bytes() == b"\x00bytes"
+
+
+def test_resuming_says_so(tmp_path, capsys):
+    from lmrep.records.folder import resumed
+    resumed(0, 3, RunDir(tmp_path))
+    assert capsys.readouterr().err == ""
+    resumed(2, 3, RunDir(tmp_path), "walk")
+    assert capsys.readouterr().err == f"lmrep: resuming '{tmp_path}': 2 of 3 walk(s) already finished, kept\n"
+
+
+def test_new_takes_the_first_free_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    RunDir.create("invert", dict(steps=1), out)
+    RunDir.create("invert", dict(steps=2), out, new=True)
+    third = RunDir.create("invert", dict(steps=3), out, new=True)
+    assert third.path == tmp_path / "run-3"
+    assert f"'{out}' holds another run; this one goes to '{tmp_path / 'run-3'}'" in capsys.readouterr().err
+    assert RunDir(tmp_path / "nothing").load_tensors("t.safetensors") == {}

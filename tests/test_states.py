@@ -1,6 +1,6 @@
 """Observed states in, prompt out: capture, invert --states, observed precision, --layer auto, and one-line errors.
 
-Round trips in float32 at a middle layer of the default model and of untrained GPT-2; bf16 states at layer 1 are
+Round trips in float32 at a middle layer of tiny GPT-2- and Llama-style models; bf16 states at layer 1 are
 recovered with the bf16 tolerance; --layer auto finds the layer of untrained GPT-2 and tiny models; noisy states
 are reported unverified, never falsely certified; hidden states that transformers computed and safetensors saved
 invert too."""
@@ -34,9 +34,9 @@ def _round_trip(lm, layer, prompts, tmp_path, dtype=torch.float32):
     return recs, got
 
 
-@pytest.mark.parametrize("model,layer", [("gpt2_untrained", 6), ("smol", 8)])
-def test_capture_then_invert_round_trips_exactly_in_float32(model, layer, request, tmp_path):
-    lm = request.getfixturevalue(model)
+@pytest.mark.parametrize("arch,layer", [("gpt2", 2), ("llama", 3)])
+def test_capture_then_invert_round_trips_exactly_in_float32(arch, layer, arch_models, tmp_path):
+    lm = arch_models(arch)
     (rec,), got = _round_trip(lm, layer, ["Paris is the capital"], tmp_path)
     assert got.meta["model"] == lm.name and got.meta["fingerprint"] == weights_hash(lm)
     assert got.meta["layer_name"] == layer_model(lm, layer).name and got.meta["dtype"] == "float32"
@@ -203,3 +203,104 @@ def test_capture_refuses_a_bad_out_path(tiny_gpt2_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["capture", "hi", "--model", str(tiny_gpt2_dir), "--out", str(tmp_path / "no" / "s.safetensors")])
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---- the states file, piece by piece ------------------------------------------------------------------------------
+
+def test_header_and_round_trip_with_ids(tiny_gpt2, tmp_path):
+    O = layer_model(tiny_gpt2, 2)
+    ids = [tiny_gpt2.encode("The sky is blue."), tiny_gpt2.encode("Hello")]
+    got = states.capture(O, ids, torch.float16)
+    assert [t.shape for t in got] == [(len(ids[0]), 64), (len(ids[1]), 64)] and got[0].dtype == torch.float16
+    meta = states.header(O, torch.float16, 0.25, ids)
+    assert meta == dict(format="lmrep-states/1", model=tiny_gpt2.name, trained=json.dumps(tiny_gpt2.trained),
+                        fingerprint=fingerprint(tiny_gpt2), layer_name=O.name, layer="2", head="none",
+                        dtype="float16", model_dtype="float32", noise="0.25", ids=json.dumps(ids))
+    assert "ids" not in states.header(O, torch.float16, 0.0, None)
+    path = states.save(tmp_path / "s.safetensors", got, meta)
+    back = states.load(path)
+    assert back.keys == ["0", "1"] and back.ids == ids and back.meta == meta and len(back.digest) == 16
+    assert all(torch.equal(a, b) for a, b in zip(back.tensors, got))
+    with torch.no_grad():
+        assert torch.allclose(got[1].float(), O(tiny_gpt2.embed(torch.tensor([ids[1]])))[0], atol=1e-2)
+    one = back.select(["1"])
+    assert one.keys == ["1"] and one.ids == [ids[1]] and torch.equal(one.tensors[0], got[1]) and one.meta == meta
+    other = states.save(tmp_path / "t.safetensors", got[:1], {})
+    assert states.load(path).digest == back.digest != states.load(other).digest  # the digest is of the bytes
+
+
+def test_select_names_what_the_file_has():
+    s = states.States([str(i) for i in range(10)], [torch.zeros(1, 2)] * 10)
+    assert s.select(["3", "1"]).keys == ["3", "1"] and s.select(["3"]).ids is None
+    with pytest.raises(LmrepError, match=r"key 'x' is not in the states file: it has 0, 1, 2, 3, 4, 5, 6, 7, \.\.\.$"):
+        s.select(["1", "x"])
+    with pytest.raises(LmrepError, match=r"it has 0, 1$"):
+        states.States(["0", "1"], [torch.zeros(1, 2)] * 2).select(["2"])
+
+
+def test_keys_are_ordered_by_number_then_name_and_batches_are_split(tmp_path):
+    save_file({"10": torch.zeros(2, 4), "2": torch.ones(3, 4), "b": torch.zeros(2, 2, 4), "a": torch.zeros(1, 4)},
+              str(tmp_path / "s.safetensors"))
+    got = states.load(tmp_path / "s.safetensors")
+    assert got.keys == ["2", "10", "a", "b.0", "b.1"] and got.meta == {} and got.ids is None
+    assert [tuple(t.shape) for t in got.tensors] == [(3, 4), (2, 4), (1, 4), (2, 4), (2, 4)]
+
+
+def test_npy_arrays_are_states_too(tmp_path):
+    import numpy as np
+    np.save(tmp_path / "one.npy", np.ones((3, 4), dtype=np.float32))
+    np.save(tmp_path / "many.npy", np.zeros((2, 5, 4), dtype=np.float64))
+    one, many = states.load(tmp_path / "one.npy"), states.load(tmp_path / "many.npy")
+    assert one.keys == ["0"] and one.tensors[0].shape == (3, 4) and one.meta == {}
+    assert many.keys == ["0", "1"] and many.tensors[1].shape == (5, 4) and many.tensors[1].dtype == torch.float64
+    np.save(tmp_path / "ints.npy", np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(LmrepError, match="holds int64 values"):
+        states.load(tmp_path / "ints.npy")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(LmrepError, match="not a readable .npy array"):
+        states.load(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("shape", [(4,), (1, 2, 3, 4), (0, 4), (2, 0, 4)])
+def test_tensors_of_other_shapes_are_refused(tmp_path, shape):
+    save_file({"x": torch.zeros(shape)}, str(tmp_path / "s.safetensors"))
+    with pytest.raises(LmrepError, match=r"tensor 'x' has shape .*give \(T, D\) or \(N, T, D\)"):
+        states.load(tmp_path / "s.safetensors")
+
+
+def test_missing_empty_and_folder_files(tmp_path):
+    with pytest.raises(LmrepError, match="not found"):
+        states.load(tmp_path / "none.safetensors")
+    with pytest.raises(LmrepError, match="is a folder"):
+        states.load(tmp_path)
+    save_file({}, str(tmp_path / "empty.safetensors"))
+    with pytest.raises(LmrepError, match="holds no tensor"):
+        states.load(tmp_path / "empty.safetensors")
+
+
+@pytest.mark.parametrize("ids", ["[[1, 2]]", "[[1, 2, 3], [4]]", "[[1, 2.5, 3]]", "not json", "[[1, 2, 3], 5]"])
+def test_ids_that_do_not_fit_the_tensors_are_refused(tmp_path, ids):
+    states.save(tmp_path / "s.safetensors", [torch.zeros(3, 4)], {"ids": ids})
+    with pytest.raises(LmrepError, match="token ids do not match its tensors"):
+        states.load(tmp_path / "s.safetensors")
+
+
+def test_states_must_fit_the_model_and_the_layer(tiny_gpt2, tiny_llama, tmp_path):
+    O = layer_model(tiny_gpt2, 1)
+    ids = [tiny_gpt2.encode("The sky")]
+    got = states.load(states.save(tmp_path / "s.safetensors", states.capture(O, ids), states.header(O, torch.float32,
+                                                                                                    0.0, ids)))
+    states.check_model(got, tiny_gpt2, "s")  # the model that made it
+    states.check_width(got, 64, O.name, "s")
+    with pytest.raises(LmrepError, match="was captured from"):
+        states.check_model(got, tiny_llama, "s")
+    with pytest.raises(LmrepError, match=f"tensor '0' has shape \\(2, 64\\) but {O.name} outputs width 50257"):
+        states.check_width(got, 50257, O.name, "s")
+    long = states.States(["0"], [torch.zeros(tiny_gpt2.max_positions + 1, 64)])
+    with pytest.raises(LmrepError, match=f"has {tiny_gpt2.max_positions + 1} positions"):
+        states.check_model(long, tiny_gpt2, "s")
+    states.check_model(states.States(["0"], [torch.zeros(tiny_gpt2.max_positions, 64)]), tiny_gpt2, "s")
+    beyond = states.States(["0"], [torch.zeros(2, 64)], ids=[[1, tiny_gpt2.vocab_size]])
+    with pytest.raises(LmrepError, match="token ids beyond"):
+        states.check_model(beyond, tiny_gpt2, "s")
+    states.check_model(states.States(["0"], [torch.zeros(2, 64)], ids=[[1, tiny_gpt2.vocab_size - 1]]), tiny_gpt2, "s")

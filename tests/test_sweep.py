@@ -139,6 +139,7 @@ def test_local_workers_give_the_same_items_with_a_worker_killed(spec, planner, r
     assert killed and items(dirs["grid"].path) == reference  # every item exactly once, the same numbers
 
 
+@pytest.mark.ray
 @pytest.mark.skipif(not loopback_only(), reason="Ray starts only where the network is loopback alone (make test)")
 def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference, tmp_path):
     import ray
@@ -173,6 +174,17 @@ def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference,
         ray.shutdown()
 
 
+@contextmanager
+def ctrl_c_interrupts():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, whatever this process was started with: started with
+    SIGINT ignored (a background job, nohup, some CI runners) Python installs no handler and Ctrl-C does nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_interrupted_driver_resumes(spec, planner, reference, tmp_path):
     sweep = load_spec(spec, tmp_path / "resumed")
     top, dirs, jobs = sweep_jobs(sweep, planner)
@@ -182,7 +194,7 @@ def test_interrupted_driver_resumes(spec, planner, reference, tmp_path):
         if ev.kind == "item":
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the signal is delivered here, in the driver's loop
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_interrupts(), pytest.raises(KeyboardInterrupt):
         execute(jobs, ex, progress=False, on_event=ctrl_c)
     assert not any(p.is_alive() for p in ex.procs)  # the workers went with the driver
     written = (dirs["grid"] / ITEMS).read_text()

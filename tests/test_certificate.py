@@ -1,0 +1,98 @@
+"""The exact method's certificate, on hand-made residuals: the tolerance per stage, the relative residual, one
+position's entry (ties, runner-up, closest candidates) and the record's summary. A silent slip here would certify a
+wrong token, so each rule is checked where it bites."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lmrep import layer_model
+from lmrep.inversion.exact.certificate import CLOSEST, entry, relative_tolerance, residuals, summary
+
+
+@pytest.mark.parametrize("depth,head,stages", [(0, "none", 1), (1, "none", 2), (3, "none", 4), (3, "norm", 4),
+                                               (3, "logits", 5), (2, "logits_nonorm", 4)])
+def test_tolerance_is_epsilon_times_root_width_per_stage(tiny_gpt2, depth, head, stages):
+    """eps(dtype) * sqrt(d_model) * (blocks run + 1, + 1 for an LM head)."""
+    eps = torch.finfo(torch.float32).eps
+    tol = relative_tolerance(layer_model(tiny_gpt2, depth, head))
+    assert tol == pytest.approx(eps * math.sqrt(64) * stages, rel=1e-12)
+
+
+def test_residual_is_the_largest_difference_relative_to_the_largest_target_value():
+    h = torch.tensor([1.0, -4.0, 2.0])
+    out = torch.tensor([[1.0, -4.0, 2.0], [1.0, -4.0, 3.0], [0.0, 0.0, 0.0], [1.0, -2.0, 2.5]])
+    assert residuals(out, h).tolist() == [0.0, 0.25, 1.0, 0.5]
+    zero = torch.zeros(3)  # a zero target: no division by zero, and anything else is far from it
+    got = residuals(torch.stack([zero, torch.tensor([0.0, 1e-3, 0.0])]), zero)
+    assert got[0] == 0 and math.isfinite(float(got[1])) and got[1] > 1e30
+
+
+def _groups(lm, same=()):
+    """(V,) group ids, each token its own, except the ``same`` ids, which share one (identical rows)."""
+    groups = torch.arange(lm.vocab_size)
+    for i in same:
+        groups[i] = same[0]
+    return groups
+
+
+def test_entry_of_a_verified_position(tiny_gpt2):
+    ids, res = torch.tensor([5, 9, 7, 3]), torch.tensor([0.5, 1e-9, 2e-9, 0.3])
+    e = entry(tiny_gpt2, 4, 9, ids, res, 1e-8, _groups(tiny_gpt2), verified=True)
+    assert (e["position"], e["token"], e["verified"], e["candidates"]) == (4, 9, True, 4)
+    assert e["text"] == tiny_gpt2.decode([9]) and e["residual"] == pytest.approx(1e-9)
+    assert e["ties"] == [7]  # another candidate inside the tolerance: said, not hidden
+    assert (e["runner_up"], e["runner_up_text"]) == (7, tiny_gpt2.decode([7]))
+    assert e["runner_up_residual"] == pytest.approx(2e-9)
+    assert "closest" not in e
+
+
+def test_a_residual_at_the_tolerance_is_inside_it(tiny_gpt2):
+    """The same rule as verification (residual <= tolerance): a candidate exactly at it is a tie."""
+    ids, res = torch.tensor([5, 9, 7]), torch.tensor([0.5, 0.125, 0.25])
+    e = entry(tiny_gpt2, 0, 9, ids, res, 0.25, _groups(tiny_gpt2), verified=True)
+    assert e["ties"] == [7]
+    assert entry(tiny_gpt2, 0, 9, ids, res, 0.2, _groups(tiny_gpt2), verified=True)["ties"] == []
+
+
+def test_entry_with_identical_rows(tiny_gpt2):
+    """A token with the accepted one's embedding row is a tie, never the runner-up."""
+    ids, res = torch.tensor([5, 9, 7, 3]), torch.tensor([0.5, 0.4, 1e-9, 0.3])
+    e = entry(tiny_gpt2, 0, 7, ids, res, 1e-8, _groups(tiny_gpt2, same=(7, 11, 5)), verified=True)
+    assert e["ties"] == [5, 11]  # the duplicates, tried (5) or not (11)
+    assert e["runner_up"] == 3 and e["runner_up_residual"] == pytest.approx(0.3)
+    alone = entry(tiny_gpt2, 0, 7, torch.tensor([7, 11]), torch.tensor([0.0, 0.0]), 1e-8,
+                  _groups(tiny_gpt2, same=(7, 11)), verified=True)
+    assert alone["runner_up"] is None and alone["runner_up_text"] is None and alone["runner_up_residual"] is None
+    assert alone["ties"] == [11]
+
+
+def test_entry_of_an_unverified_position_lists_the_closest(tiny_gpt2):
+    ids = torch.arange(10, 18)  # 8 candidates, residuals falling with the id
+    res = torch.linspace(0.9, 0.2, 8)
+    e = entry(tiny_gpt2, 2, 17, ids, res, 1e-8, _groups(tiny_gpt2), verified=False)
+    assert not e["verified"] and e["ties"] == [] and e["residual"] == pytest.approx(0.2)
+    assert len(e["closest"]) == CLOSEST == 5
+    assert [c["token"] for c in e["closest"]] == [17, 16, 15, 14, 13]  # nearest first
+    assert [c["residual"] for c in e["closest"]] == pytest.approx(res.flip(0)[:5].tolist())
+    assert e["closest"][1]["text"] == tiny_gpt2.decode([16])
+    assert e["runner_up"] == 16  # the best of the others
+
+
+def test_entry_takes_the_tokens_best_residual(tiny_gpt2):
+    """A token verified twice (two batches) keeps its lower residual."""
+    ids, res = torch.tensor([4, 6, 4]), torch.tensor([3e-9, 0.5, 1e-9])
+    e = entry(tiny_gpt2, 0, 4, ids, res, 1e-8, _groups(tiny_gpt2), verified=True)
+    assert e["residual"] == pytest.approx(1e-9) and e["candidates"] == 3 and e["runner_up"] == 6
+
+
+def test_summary_of_the_positions():
+    cert = [dict(verified=True, candidates=2, residual=1e-9), dict(verified=True, candidates=6, residual=3e-9),
+            dict(verified=True, candidates=1, residual=2e-9)]
+    s = summary(cert)
+    assert s == dict(verified=True, candidates_per_token=3.0, candidates_max=6, max_residual=3e-9)
+    cert[1]["verified"] = False  # one position unverified: the record is not verified
+    assert summary(cert)["verified"] is False
+    assert summary(cert[:1]) == dict(verified=True, candidates_per_token=2.0, candidates_max=2, max_residual=1e-9)
