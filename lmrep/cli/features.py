@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..records.checks import at_least
-from ..errors import LmrepError
 from ..records.folder import RunDir
 from ..records.stats import fmt
-from ..vision.features import FeaturesConfig
-from ..vision.features import run as run_features
-from ..vision.hybrid import Hybrid, HybridConfig
+from ..vision.features import FULL, QUICK, FeaturesConfig, features_run, preset
+from ..vision.hybrid import Hybrid, HybridConfig, build_hybrid
 from ..vision.render import RenderConfig
-from ..vision.vit import AUTO, KNOWN_VITS, load_vit, stem_for
+from ..vision.vit import AUTO, KNOWN_VITS
 from .args import add_config, add_model_args, add_out_arg, config_from, model_from_args, value_type
 
-# --quick: small image, few steps, two seeds (2 CPU cores, a few minutes); full: the page's 224 px
-QUICK = dict(image_size=96, steps=24, seeds=2)
-FULL = dict(image_size=224, steps=256, seeds=3)
 PRESET = dict(image_size=None, steps=None)  # filled from QUICK or FULL
 SHOWN = {k: f"{FULL[k]}; --quick {QUICK[k]}" for k in FULL}
 
@@ -38,22 +32,10 @@ def add_hybrid_args(p: argparse.ArgumentParser) -> None:
 
 
 def hybrid_from_args(args) -> Hybrid:
-    """The LM and the stem, printing which were used and why (the default stem is untrained)."""
+    """The LM and the stem the vision options name."""
     lm = model_from_args(args)
-    name, why = stem_for(args.vit, lm.d_model, args.model)
-    if args.vit_untrained and name.startswith("vit-"):
-        raise LmrepError(f"--vit-untrained does nothing with {name} (its weights are untrained already): leave it out")
-    vit = load_vit(name, untrained=args.vit_untrained, seed=args.seed, device=args.device, dtype=args.dtype)
-    hybrid = Hybrid(vit, lm, config_from(HybridConfig, args))
-    print(f"lmrep: stem {vit.name} ({'trained' if vit.trained else 'untrained'}), {why}; LM {lm.name} "
-          f"({'trained' if lm.trained else 'untrained'})", file=sys.stderr)
-    return hybrid
-
-
-def preset(args, name: str):
-    """An option's value: as given, else the --quick or the full default."""
-    given = getattr(args, name, None)
-    return given if given is not None else (QUICK if args.quick else FULL)[name]
+    return build_hybrid(lm, args.vit, config_from(HybridConfig, args), args.model, vit_untrained=args.vit_untrained,
+                        seed=args.seed, device=args.device, dtype=args.dtype)
 
 
 def register(sub) -> None:
@@ -72,20 +54,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    render = config_from(RenderConfig, args, steps=preset(args, "steps"))
-    cfg = config_from(FeaturesConfig, args, seeds=tuple(range(args.seed, args.seed + preset(args, "seeds"))),
-                      image_size=preset(args, "image_size"), render=render).check()
-    hybrid = hybrid_from_args(args)
-    layer = hybrid.at(cfg.layer, cfg.head)
-    grid = hybrid.vit.grid(cfg.image_size, cfg.image_size)
-    hybrid.check_patches(grid[0] * grid[1])
-    width = hybrid.lm.vocab_size if layer.spec.has_lm_head else hybrid.lm.d_model
-    cfg.check_indices(width, grid[0] * grid[1])
-    run_dir = RunDir.create("features", dict(
-        features=cfg.as_dict(), hybrid=hybrid.cfg.as_dict(), model=args.model, trained=hybrid.lm.trained,
-        vit=hybrid.vit.name, vit_trained=hybrid.vit.trained, layer_name=layer.name, grid=list(grid),
-        dtype=args.dtype), args.out, new=args.new)
-    summary = run_features(run_dir, hybrid, cfg, progress=True)
+    render = config_from(RenderConfig, args, steps=preset(args.steps, "steps", args.quick))
+    cfg = config_from(FeaturesConfig, args, render=render, image_size=preset(args.image_size, "image_size", args.quick),
+                      seeds=tuple(range(args.seed, args.seed + preset(args.seeds, "seeds", args.quick)))).check()
+    summary, run_dir = features_run(hybrid_from_args(args), cfg, args.model, args.dtype, args.out, new=args.new)
     if args.json:
         print(json.dumps(summary))
     else:

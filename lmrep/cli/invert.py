@@ -2,16 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from ..inversion import states as states_file
 from ..errors import LmrepError
 from ..inversion import InvertConfig, summarize
-from ..inversion.base import config_dict, output_width
-from ..inversion.locate import locate
-from ..inversion.report import run as run_prompts
-from ..inversion.report import run_states
-from ..models.layers import layer_model
+from ..inversion.runs import invert_prompts, invert_states
 from ..records.folder import RunDir, dumps
 from ..records.health import counts_text
 from ..records.stats import fmt, num
@@ -39,53 +33,21 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.states:
-        return run_on_states(args)
-    if args.layer == "auto":
-        raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")
-    if args.key:
-        raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
-    prompts = read_prompts(args.text, args.prompts_file)
-    cfg = config_from(InvertConfig, args)
-    lm = model_from_args(args)
-    target = layer_model(lm, args.layer, args.head)
-    cfg.fits(lm.vocab_size)
-    for p in prompts:
-        lm.encode(p)  # every prompt is checked before any work starts
-    run_dir = RunDir.create("invert", dict(config_dict(cfg, target), prompts=prompts), args.out, new=args.new)
-    records = run_prompts(run_dir, target, prompts, cfg, progress=True, on_record=_show(args))
-    _finish(args, records, target.name, run_dir)
-    return 0
-
-
-def run_on_states(args) -> int:
-    """The tensors of a states file, each checked against the model and layer before any work."""
-    if args.text or args.prompts_file:
-        raise LmrepError("give prompts or --states FILE, not both")
-    cfg = config_from(InvertConfig, args)
-    observed = states_file.load(args.states)
-    if args.key:
-        observed = observed.select(args.key)
-    lm = model_from_args(args)
-    states_file.check_made_by(observed, lm, args.states)
-    cfg.fits(lm.vocab_size)
-    search = None
-    if args.layer == "auto":
-        if args.head != "none":
-            raise LmrepError("--layer auto finds the head too: leave --head out")
-        found = locate(lm, observed.tensors[0][0], cfg, seed=args.seed)
-        print(f"lmrep: {found.text()}", file=sys.stderr)
-        target, search = found.target, dict(found=found.target.name, matching=found.matching,
-                                            evidence=found.evidence)
+        if args.text or args.prompts_file:
+            raise LmrepError("give prompts or --states FILE, not both")
+        done = invert_states(args.states, args.key, lambda: model_from_args(args), config_from(InvertConfig, args),
+                             args.layer, args.head, seed=args.seed, out=args.out, new=args.new,
+                             on_record=_show(args))
     else:
-        target = layer_model(lm, args.layer, args.head)
-    states_file.check_width(observed, output_width(target), target.name, args.states)
-    config = dict(config_dict(cfg, target), states=dict(file=Path(args.states).name, sha256=observed.digest,
-                                                        keys=observed.keys), layer_search=args.layer == "auto")
-    run_dir = RunDir.create("invert", config, args.out, new=args.new)
-    if search:
-        run_dir.write_json("layer_search.json", search)
-    records = run_states(run_dir, target, observed, cfg, progress=True, on_record=_show(args))
-    _finish(args, records, target.name, run_dir)
+        if args.layer == "auto":
+            raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")
+        if args.key:
+            raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
+        prompts = read_prompts(args.text, args.prompts_file)
+        cfg = config_from(InvertConfig, args)
+        done = invert_prompts(model_from_args(args), prompts, cfg, args.layer, args.head, out=args.out, new=args.new,
+                              on_record=_show(args))
+    _finish(args, *done)
     return 0
 
 

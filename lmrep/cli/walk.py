@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from ..records.checks import at_least, krylov_fits
+from ..records.checks import at_least
 from ..errors import LmrepError
 from ..experiments import ReproduceConfig, reproduce
 from ..records.folder import RunDir, dumps
 from ..records.stats import num
-from ..objective.targets import make_target
 from ..walks import WalkConfig
-from ..walks.report import run as run_walks
+from ..walks.report import walk_prompts
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    defaults_of, model_from_args, read_prompts, refuse_unused, value_type)
 
@@ -45,20 +44,12 @@ def run(args) -> int:
     cfg = config_from(WalkConfig, args).check()
     if args.toy and args.head != "none":
         raise LmrepError("--head applies to a layer of the model, not to --toy mlp: leave --head out")
-    lm = model_from_args(args)
-    target = make_target(lm, args.layer, args.head, toy=args.toy, seed=args.seed)
-    cfg.check(lm.vocab_size)
-    tokens = min(len(lm.encode(p)) for p in prompts)  # every prompt is checked before any work starts
-    if cfg.method == "jacobian":
-        krylov_fits(cfg.directions, cfg.krylov, tokens * lm.d_model)
-    seeds = tuple(range(args.seed, args.seed + (args.seeds or 1)))
-    config = dict(model=lm.name, trained=lm.trained, untrained=args.untrained, target=target.name,
-                  layer=args.layer, head=args.head, toy=args.toy, dtype=args.dtype, prompts=prompts,
-                  seeds=list(seeds), **cfg.to_dict())
-    run_dir = RunDir.create("walk", config, args.out, new=args.new)
     show = (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
         if args.json else None
-    records = run_walks(run_dir, target, prompts, cfg, seeds, progress=True, on_record=show)
+    records, run_dir = walk_prompts(model_from_args(args), prompts, cfg, args.layer, args.head, toy=args.toy,
+                                    seed=args.seed, seeds=tuple(range(args.seed, args.seed + (args.seeds or 1))),
+                                    untrained=args.untrained, dtype=args.dtype, out=args.out, new=args.new,
+                                    on_record=show)
     if args.json:
         print(f"run folder: {run_dir.path}", file=sys.stderr)
     else:

@@ -7,11 +7,13 @@ Within one process the same folder may be taken again (a sweep's top folder and 
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 from ..errors import LmrepError
+
+log = logging.getLogger(__name__)
 
 LOCK = ".lmrep.lock"
 HOLDER = ".lmrep.lock.pid"  # beside the lock: who holds it (flock opens its file truncated, so not in it)
@@ -41,7 +43,7 @@ class FolderLocks:
                 raise LmrepError(f"'{folder}' is being written by another lmrep process ({holder}): let it finish, "
                                  "pass --wait to wait for it, or give another --out") from None
             self._start()
-            print(f"lmrep: '{folder}' is being written by {holder}; waiting for it to finish", file=sys.stderr)
+            log.info("'%s' is being written by %s; waiting for it to finish", folder, holder)
             lock.acquire()
         except OSError as e:
             raise LmrepError(f"cannot lock run folder '{folder}': {e.strerror or e}") from None

@@ -30,6 +30,16 @@ from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 OBJECTIVE = "objective"
 log = logging.getLogger(__name__)
 
+# the command's defaults: --quick is a small image, few steps, two seeds (2 CPU cores, a few minutes); full is the
+# page's 224 px
+QUICK = dict(image_size=96, steps=24, seeds=2)
+FULL = dict(image_size=224, steps=256, seeds=3)
+
+
+def preset(given, name: str, quick: bool):
+    """An option's value: ``given``, else the --quick or the full default of ``name``."""
+    return given if given is not None else (QUICK if quick else FULL)[name]
+
 
 @dataclass(frozen=True)
 class FeaturesConfig:
@@ -160,6 +170,22 @@ def run(run_dir: RunDir, hybrid: Hybrid, cfg: FeaturesConfig, progress: bool = T
              for s, ks in per_seed.items()]  # a seed with every panel finished is skipped
     run_command(run_dir, keys, lambda done: tasks, rebuild_run, "panel", progress)
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def features_run(hybrid: Hybrid, cfg: FeaturesConfig, model: str, dtype: str, out: str | None = None,
+                 new: bool = False, progress: bool = True) -> tuple[dict, RunDir]:
+    """The features command: ``cfg`` checked against the hybrid (layer, patches, indices), the run folder made from
+    the run's config (``model``: the LM's name as asked for) and rendered; returns the summary and the folder."""
+    layer = hybrid.at(cfg.layer, cfg.head)
+    grid = hybrid.vit.grid(cfg.image_size, cfg.image_size)
+    hybrid.check_patches(grid[0] * grid[1])
+    width = hybrid.lm.vocab_size if layer.spec.has_lm_head else hybrid.lm.d_model
+    cfg.check_indices(width, grid[0] * grid[1])
+    run_dir = RunDir.create("features", dict(
+        features=cfg.as_dict(), hybrid=hybrid.cfg.as_dict(), model=model, trained=hybrid.lm.trained,
+        vit=hybrid.vit.name, vit_trained=hybrid.vit.trained, layer_name=layer.name, grid=list(grid),
+        dtype=dtype), out, new=new)
+    return run(run_dir, hybrid, cfg, progress), run_dir
 
 
 def rebuild_run(run_dir: RunDir) -> dict:

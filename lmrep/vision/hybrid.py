@@ -11,6 +11,7 @@ tested against its obvious cause:
 """
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -21,7 +22,9 @@ from ..records.checks import option
 from ..errors import LmrepError
 from ..models.layers import layer_model
 from ..models.load import LoadedModel
-from .vit import LoadedViT
+from .vit import LoadedViT, load_vit, stem_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,18 @@ def _without_learned_positions(lm: LoadedModel, off: bool):
         yield
     finally:
         handle.remove()
+
+
+def build_hybrid(lm: LoadedModel, vit: str, cfg: HybridConfig, lm_name: str, vit_untrained: bool = False,
+                 seed: int = 0, device: str | None = "cpu", dtype: str = "float32") -> Hybrid:
+    """``lm`` behind the patch stem ``vit`` (a known ViT, auto, a hub name or a folder; ``lm_name`` is the name
+    the LM was asked for, which picks the auto stem), saying which stem was used and why (the default stem is
+    untrained)."""
+    name, why = stem_for(vit, lm.d_model, lm_name)
+    if vit_untrained and name.startswith("vit-"):
+        raise LmrepError(f"--vit-untrained does nothing with {name} (its weights are untrained already): leave it out")
+    stem = load_vit(name, untrained=vit_untrained, seed=seed, device=device, dtype=dtype)
+    hybrid = Hybrid(stem, lm, cfg)
+    log.info("stem %s (%s), %s; LM %s (%s)", stem.name, "trained" if stem.trained else "untrained", why, lm.name,
+             "trained" if lm.trained else "untrained")
+    return hybrid

@@ -7,6 +7,9 @@ from typing import Callable, Iterator
 from ..engine import ITEMS, TENSOR_FIELD, ItemLog, item_id
 from ..engine.command import batches, run_command
 from ..errors import LmrepError
+from ..models.load import LoadedModel
+from ..objective.targets import make_target
+from ..records.checks import krylov_fits
 from ..records.folder import RunDir
 from ..records.stats import mean_sem
 from .core import WalkConfig
@@ -33,6 +36,25 @@ def run(run_dir: RunDir, target, prompts: list[str], cfg: WalkConfig, seeds: tup
     return run_command(run_dir, keys, lambda done: batches(solve_walks, (target, cfg, progress), keys, units,
                                                            cfg.batch_size, done),
                        rebuild_run, "walk", progress, on_record)
+
+
+def walk_prompts(lm: LoadedModel, prompts: list[str], cfg: WalkConfig, layer: int | str, head: str = "none",
+                 toy: str | None = None, seed: int = 0, seeds: tuple[int, ...] = (0,), untrained: bool = False,
+                 dtype: str | None = None, out: str | None = None, new: bool = False,
+                 on_record: Callable[[dict], None] | None = None, progress: bool = True) -> tuple[list[dict], RunDir]:
+    """The walk command: walk from every prompt under every seed on layer ``layer`` (+ ``head``) of ``lm``, or on
+    the page's MLP mimic (``toy="mlp"``, weights drawn under ``seed``), everything checked before any work; the run
+    folder is made from the run's config (``untrained`` and ``dtype`` as asked for). Returns the records and the
+    folder."""
+    target = make_target(lm, layer, head, toy=toy, seed=seed)
+    cfg.check(lm.vocab_size)
+    tokens = min(len(lm.encode(p)) for p in prompts)  # every prompt is checked before any work starts
+    if cfg.method == "jacobian":
+        krylov_fits(cfg.directions, cfg.krylov, tokens * lm.d_model)
+    config = dict(model=lm.name, trained=lm.trained, untrained=untrained, target=target.name, layer=layer,
+                  head=head, toy=toy, dtype=dtype, prompts=prompts, seeds=list(seeds), **cfg.to_dict())
+    run_dir = RunDir.create("walk", config, out, new=new)
+    return run(run_dir, target, prompts, cfg, seeds, progress=progress, on_record=on_record), run_dir
 
 
 def rebuild_run(run_dir: RunDir) -> dict:
