@@ -32,7 +32,7 @@ def test_invert_table(tiny_gpt2_dir, tmp_path, capsys):
     assert main(["invert", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--steps", "5",
                  "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    (rec,) = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    (rec,) = [json.loads(x) for x in (tmp_path / "items.jsonl").read_text().splitlines()]
     # the table shows the numbers the run folder holds, not just its headings
     assert f"recovered  {rec['recovered_text']!r}" in text and f"prompt     {rec['prompt']!r}" in text
     assert f"token acc {rec['token_accuracy']:.2f}  exact {'yes' if rec['exact_match'] else 'no'}" in text

@@ -214,7 +214,7 @@ def test_header_and_round_trip_with_ids(tiny_gpt2, tmp_path):
     assert [t.shape for t in got] == [(len(ids[0]), 64), (len(ids[1]), 64)] and got[0].dtype == torch.float16
     meta = states.header(O, torch.float16, 0.25, ids)
     assert meta == dict(format="lmrep-states/1", model=tiny_gpt2.name, trained=json.dumps(tiny_gpt2.trained),
-                        fingerprint=fingerprint(tiny_gpt2), layer_name=O.name, layer="2", head="none",
+                        fingerprint=weights_hash(tiny_gpt2), layer_name=O.name, layer="2", head="none",
                         dtype="float16", model_dtype="float32", noise="0.25", ids=json.dumps(ids))
     assert "ids" not in states.header(O, torch.float16, 0.0, None)
     path = states.save(tmp_path / "s.safetensors", got, meta)
