@@ -267,8 +267,9 @@ def test_features_command_writes_grid_and_change(tiny_gpt2_dir, tiny_vit_dir, tm
     assert summary["n_seeds"] == 2 and summary["n_panels"] == 3 and summary["n_patches"] == 64
     assert len(summary["change_per_patch"]) == 64
     assert {"before", "at", "after"} <= set(summary)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".lmrep.lock")) == ["change.png", "config.json", "grid.png", "items.jsonl",
-                                                     "profile.png", "summary.json", "tensors.safetensors"]
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith(".lmrep.lock"))
+    assert files == ["change.png", "config.json", "grid.png", "items.jsonl", "profile.png", "summary.json",
+                     "tensors.safetensors"]
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
     tensors = load_file(str(out / "tensors.safetensors"))
     assert [(r["seed"], r["panel"]) for r in items] == [(s, k) for s in (0, 1) for k in (1, 2, 3)]
