@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmrep import layer_model
-from lmrep.inversion.exact.certificate import CLOSEST, entry, relative_tolerance, residuals, summary
+from lmrep.inversion.exact.certificate import CLOSEST, certify, entry, relative_tolerance, residuals
 
 
 @pytest.mark.parametrize("depth,head,stages", [(0, "none", 1), (1, "none", 2), (3, "none", 4), (3, "norm", 4),
@@ -89,10 +89,17 @@ def test_entry_takes_the_tokens_best_residual(tiny_gpt2):
 
 
 def test_summary_of_the_positions():
-    cert = [dict(verified=True, candidates=2, residual=1e-9), dict(verified=True, candidates=6, residual=3e-9),
-            dict(verified=True, candidates=1, residual=2e-9)]
-    s = summary(cert)
-    assert s == dict(verified=True, candidates_per_token=3.0, candidates_max=6, max_residual=3e-9)
-    cert[1]["verified"] = False  # one position unverified: the record is not verified
-    assert summary(cert)["verified"] is False
-    assert summary(cert[:1]) == dict(verified=True, candidates_per_token=2.0, candidates_max=2, max_residual=1e-9)
+    def cert():
+        return [dict(verified=True, candidates=2, residual=1e-9, ties=[], runner_up_residual=1.0),
+                dict(verified=True, candidates=6, residual=3e-9, ties=[], runner_up_residual=1.0),
+                dict(verified=True, candidates=1, residual=2e-9, ties=[5], runner_up_residual=1.0)]
+    tol = torch.full((3,), 1e-8, dtype=torch.float64)
+    s = certify(cert(), tol)
+    assert (s["verified"], s["candidates_per_token"], s["candidates_max"], s["max_residual"]) == (True, 3.0, 6, 3e-9)
+    assert s["uniquely_verified"] == pytest.approx(2 / 3) and s["ties_found"] == 1 and s["tolerance"] == 1e-8
+    one_off = cert()
+    one_off[1]["verified"] = False  # one position unverified: the record is not verified
+    assert certify(one_off, tol)["verified"] is False
+    first = certify(cert()[:1], tol[:1])
+    assert (first["candidates_per_token"], first["candidates_max"], first["max_residual"]) == (2.0, 2, 1e-9)
+

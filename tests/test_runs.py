@@ -3,6 +3,7 @@ half-written, the same permissions on every file, and a failed run leaves the fo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 
@@ -307,15 +308,14 @@ def test_json_lines_edge_cases(tmp_path):
         read_jsonl(path)
 
 
-def test_records_without_their_key_are_refused_and_keep_is_a_no_op_when_all_stay(tmp_path):
+def test_records_without_their_key_are_refused(tmp_path):
     run = RunDir(tmp_path)
     run.append_jsonl("m.jsonl", dict(id="a", v=1))
     run.append_jsonl("m.jsonl", dict(id="b", v=2))
     before = (tmp_path / "m.jsonl").stat().st_mtime_ns
     recs = Records(run, "m.jsonl", key=lambda r: r["id"] + "!")
     assert set(recs.done) == {"a!", "b!"}
-    recs.keep(["a!", "b!", "c!"])
-    assert (tmp_path / "m.jsonl").stat().st_mtime_ns == before  # nothing dropped, nothing rewritten
+    assert (tmp_path / "m.jsonl").stat().st_mtime_ns == before  # reading rewrote nothing
     assert recs.add(dict(id="c", v=3)) == dict(id="c", v=3) and recs.done["c!"]["v"] == 3
     assert read_jsonl(tmp_path / "m.jsonl")[-1] == dict(id="c", v=3)
     run.append_jsonl("m.jsonl", dict(v=4))
@@ -360,19 +360,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     assert write_atomic(path, b"\x00bytes").read_bytes() == b"\x00bytes"
 
 
-def test_resuming_says_so(tmp_path, capsys):
-    from lmrep.records.folder import resumed
-    resumed(0, 3, RunDir(tmp_path))
-    assert capsys.readouterr().err == ""
-    resumed(2, 3, RunDir(tmp_path), "walk")
-    assert capsys.readouterr().err == f"lmrep: resuming '{tmp_path}': 2 of 3 walk(s) already finished, kept\n"
-
-
-def test_new_takes_the_first_free_folder(tmp_path, capsys):
+def test_new_takes_the_first_free_folder(tmp_path, caplog):
     out = tmp_path / "run"
     RunDir.create("invert", dict(steps=1), out)
     RunDir.create("invert", dict(steps=2), out, new=True)
-    third = RunDir.create("invert", dict(steps=3), out, new=True)
+    with caplog.at_level(logging.INFO, logger="lmrep"):
+        third = RunDir.create("invert", dict(steps=3), out, new=True)
     assert third.path == tmp_path / "run-3"
-    assert f"'{out}' holds another run; this one goes to '{tmp_path / 'run-3'}'" in capsys.readouterr().err
+    assert f"'{out}' holds another run; this one goes to '{tmp_path / 'run-3'}'" in caplog.text
     assert RunDir(tmp_path / "nothing").load_tensors("t.safetensors") == {}

@@ -110,8 +110,8 @@ def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nmethods = ['gd', 'magic']\nprompts = ['a']\n",
      "unknown method 'magic'"),
     ("[reproduce]\nexperiments = ['depth', 'nope']\n", "unknown experiment 'nope'"),
-    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "reproduce: steps must be between 0 and 1000000, got -1"),
-    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "reproduce: layers must be 0 or more each"),
+    ("[reproduce]\nexperiments = 'depth'\nsteps = -1\n", "reproduce: steps must be 0 or more, up to 1000000, got -1"),
+    ("[reproduce]\nexperiments = 'depth'\nlayers = [1, 'x']\n", "reproduce: layers must be 0 or more, up to 10000000 each"),
     ("[reproduce]\nexperiments = 'depth'\nquick = 'yes'\n", "reproduce: quick must be true or false"),
     ("out = 'x'\n[grid\n", "not valid TOML"),
     ("[grid]\nmodels = [{name = 'gpt2', untrained = true}]\nprompts = ['a']\nlayers = [13]\n", "blocks 0..12"),
@@ -226,4 +226,4 @@ def test_a_field_means_the_same_on_the_command_line_and_in_a_spec(tmp_path, caps
         assert name == "depth" and cli.resolved() == from_spec and from_spec.steps == steps
     else:
         assert isinstance(cli, str) and isinstance(from_spec, str)
-        assert "steps must be between 0 and 1000000" in from_spec and "must be between 0 and 1000000" in cli
+        assert "steps must be 0 or more, up to 1000000" in from_spec and "must be 0 or more, up to 1000000" in cli
