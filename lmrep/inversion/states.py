@@ -30,11 +30,11 @@ import torch
 from ..engine import TENSOR_FIELD, Job, MemoryLog, Task, run_here
 from ..objective.batching import prompt_generator
 from ..errors import LmrepError
-from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, dequantise, noise_sigma
 from ..models.layers import LayerModel
 from ..models.load import weights_hash
 from ..records.folder import write_atomic
 from ..records.inputs import shown
+from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, dequantise, noise_sigma
 
 FORMAT = "lmrep-states/1"
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -1,5 +1,5 @@
-"""Files a run writes and reads: files written whole (a temporary
-file beside it, then a rename), JSON lines read back with a last line cut short by an interruption dropped."""
+"""Files a run writes and reads: files written whole (a temporary file beside it, then a rename), JSON lines read
+back with a last line cut short by an interruption dropped. The checks of places to write live in checks.py."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .checks import check_out_dir, check_out_file, read_text  # noqa: F401  (the places to write: checks.py)
+from .checks import read_text
 from ..errors import LmrepError
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Callable
 
 from .lock import hold
 from ..errors import LmrepError
-from .files import check_out_dir, check_out_file, read_json, read_jsonl, write_atomic  # noqa: F401  (also from here)
+from .checks import check_out_dir, check_out_file  # noqa: F401  (callers import them from here too)
+from .files import read_json, read_jsonl, write_atomic  # noqa: F401  (also from here)
 
 log = logging.getLogger(__name__)
 
