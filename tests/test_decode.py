@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lmrep import Decoder, LmrepError
-from lmrep.objective.decode import allowed_mask, duplicate_rows
+from lmrep.objective.decode import allowed_mask, duplicate_rows, gram_pinv
 
 
 def _sample(lm, n=1000):
@@ -149,3 +149,17 @@ def test_duplicate_rows_are_found_and_grouped(arch_dirs):
     groups = duplicate_groups(lm)
     assert duplicate_rows(lm).tolist() == [4, 9, 300]
     assert groups[4] == groups[9] == groups[300] and len(set(groups.tolist())) == lm.vocab_size - 2
+
+
+@pytest.mark.parametrize("shape, rank", [((300, 16), 16), ((300, 16), 9), ((12, 16), 12)])
+def test_gram_pinv_is_the_pseudo_inverse(shape, rank):
+    """A @ W^T equals the SVD pseudo-inverse, for full column rank, duplicate rows, a rank-deficient W and
+    fewer rows than columns (the null space stays null rather than blowing up)."""
+    g = torch.Generator().manual_seed(rank)
+    W = torch.randn(shape[0], rank, generator=g, dtype=torch.float64) @ torch.randn(rank, shape[1], generator=g,
+                                                                                      dtype=torch.float64)
+    W[3] = W[5]  # identical rows, as trained embedding matrices have
+    got = gram_pinv(W) @ W.T
+    want = torch.linalg.pinv(W)
+    assert torch.allclose(got, want, atol=1e-8 * want.abs().max())
+    assert torch.allclose(W @ got @ W, W, atol=1e-8 * W.abs().max())  # a generalised inverse

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from ...models.layers import LayerModel
+from ...objective.decode import gram_pinv
 
 RIDGE = 1e-3  # ridge penalty per sample, on standardised features
 SECANT_DAMPING = 0.1  # multi-secant correction: penalty relative to the mean squared output difference
@@ -33,9 +34,9 @@ def output_features(target: LayerModel) -> Callable[[torch.Tensor], torch.Tensor
     lm = target.lm
     head = lm.lm_head
     W_U = head.weight.detach()  # (V, d)
-    P = lm.memo("lm_head_pinv", lambda: torch.linalg.pinv(W_U.double()).to(W_U.dtype))  # (d, V)
+    A = lm.memo("lm_head_gram_pinv", lambda: gram_pinv(W_U))  # (d, d): pinv(W_U) = A @ W_U^T
     bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
-    return lambda h: (h if bias is None else h - bias) @ P.T
+    return lambda h: (((h if bias is None else h - bias) @ W_U).double() @ A).to(W_U.dtype)
 
 
 @dataclass
