@@ -1,7 +1,10 @@
 """lmrep reproduce / lmrep report: the quick profile of every experiment, run for real, and what its numbers mean.
 
 Each experiment runs once per module (they share one model pool); the tests then check its items against what the
-page and the method imply, rebuild its report from the JSON alone, and resume an interrupted run.
+page and the method imply, rebuild its report from the JSON alone, and resume an interrupted run. The models are
+small stand-ins of the same shape where the experiments count blocks: the untrained GPT-2 is a 12-block GPT-2 of
+width 64, the trained model a 3-block Llama folder (what the experiments do does not depend on their size; the
+real models run in `make demo` and in the tests that are about them).
 """
 from __future__ import annotations
 
@@ -28,20 +31,36 @@ from lmrep.records.folder import RunDir
 NAMES = ("sentence-reconstruction", "threshold", "nonsense", "token-mapping", "depth")
 
 
+def _small_untrained_gpt2(seed: int):
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from lmrep.models.hub import seeded
+    from lmrep.models.load import GPT2_TOKENIZER
+    config = GPT2Config(n_embd=64, n_head=4, n_positions=128)  # GPT-2's 12 blocks, a narrow width
+    return seeded(lambda: GPT2LMHeadModel(config), seed), GPT2TokenizerFast.from_pretrained(str(GPT2_TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama_dir):
+    """The trained model the experiments run here (their --model)."""
+    return str(tiny_llama_dir)
+
+
 @pytest.fixture(scope="module")
 def pool():
-    return ModelPool("cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("lmrep.models.load._build_untrained_gpt2", _small_untrained_gpt2)
+        yield ModelPool("cpu")
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, pool):
+def quick_run(tmp_path_factory, pool, trained):
     """name -> the run folder of its quick profile (run once per module)."""
     done = {}
 
     def get(name: str) -> RunDir:
         if name not in done:
-            done[name] = reproduce(ReproduceConfig(name, quick=True), tmp_path_factory.mktemp(name), progress=False,
-                                   pool=pool)
+            done[name] = reproduce(ReproduceConfig(name, quick=True, model=trained), tmp_path_factory.mktemp(name),
+                                   progress=False, pool=pool)
         return done[name]
     return get
 
@@ -107,16 +126,16 @@ def test_threshold(quick_run):
     assert by["trained, head"]["head"] == "logits_nonorm"  # the original scripts' head
 
 
-def test_nonsense(quick_run, pool):
+def test_nonsense(quick_run, pool, trained):
     items = items_of(quick_run("nonsense"))
     swaps = [r for r in items if r["method"] == "swap search"]
     assert swaps and all(r["kept"] == (r["goal_token"] == r["found_token"]) for r in items)
     assert sum(r["kept"] for r in swaps) >= 1  # the discrete search aims at the next token directly
     # the goal is the whole trained model's own greedy next token (the page's " blue" is GPT-2's)
-    lm = pool.model("smollm2-135m")
+    lm = pool.model(trained)
     ids = torch.tensor([lm.encode("The sky is")])
     expected = lm.decode([int(lm.model(input_ids=ids).logits[0, -1].argmax())])
-    whole = [r for r in items if "30 blocks" in r["label"]]
+    whole = [r for r in items if f"{lm.n_layers} blocks" in r["label"]]
     assert whole and all(r["goal_token"] == expected for r in whole)
     assert all(r["log10_ppl_prompt"] is not None for r in items)
 
@@ -134,11 +153,11 @@ def test_token_mapping(quick_run):
     assert tops == sorted(tops) and tops[2] == 1.0
 
 
-def test_depth(quick_run, pool):
+def test_depth(quick_run, pool, trained):
     run = quick_run("depth")
     items = items_of(run)
     assert {r["method"] for r in items} == set(METHODS)  # every registered method
-    assert {(r["label"], r["depth"]) for r in items} == {(m, k) for m in ("gpt2 untrained", "smollm2-135m")
+    assert {(r["label"], r["depth"]) for r in items} == {(m, k) for m in ("gpt2 untrained", trained)
                                                          for k in (1, 2)}
     summary = json.loads((run / "summary.json").read_text())
     for s in summary["series"]:
@@ -200,7 +219,7 @@ def test_steps_and_layers_apply_where_they_mean_something(pool):
             check(ReproduceConfig(name, **kw).resolved(), [get(name)])
 
 
-def test_resume_does_not_redo_finished_items(quick_run, pool, tmp_path, monkeypatch):
+def test_resume_does_not_redo_finished_items(quick_run, pool, trained, tmp_path, monkeypatch):
     src = quick_run("nonsense")
     lines = (src / ITEMS).read_text().splitlines()
     out = tmp_path / "resumed"
@@ -210,7 +229,7 @@ def test_resume_does_not_redo_finished_items(quick_run, pool, tmp_path, monkeypa
     added = []
     original_add = ItemLog.add
     monkeypatch.setattr(ItemLog, "add", lambda self, key, rec: added.append(key) or original_add(self, key, rec))
-    run = reproduce(ReproduceConfig("nonsense", quick=True), out, progress=False, pool=pool)
+    run = reproduce(ReproduceConfig("nonsense", quick=True, model=trained), out, progress=False, pool=pool)
     assert added == [json.loads(lines[-1])["id"]]  # only the item that was cut short ran again
     new = (run / ITEMS).read_text().splitlines()
     assert new[:-1] == lines[:-1] and len(new) == len(lines)
