@@ -3,6 +3,7 @@ in local worker processes and on Ray, even when a worker is killed mid-sweep or 
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import socket
@@ -51,8 +52,15 @@ def items(run: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def spec() -> Path:
-    return TINY
+def spec(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """The documented tiny sweep on a small GPT-2 folder: the workers the tests start and kill load it in a moment
+    (the documented file itself runs in test_the_documented_tiny_sweep_runs)."""
+    folder = tmp_path_factory.mktemp("spec")
+    shutil.copytree(tiny_gpt2_dir, folder / "tiny-gpt2")  # a model folder a spec names sits beside it
+    text = TINY.read_text().replace('{name = "gpt2", untrained = true}', '{name = "tiny-gpt2"}')
+    assert "tiny-gpt2" in text
+    (folder / "tiny.toml").write_text(text)
+    return folder / "tiny.toml"
 
 
 def test_the_documented_specs_are_the_files_and_check(monkeypatch):
@@ -93,15 +101,30 @@ def planner() -> ModelPool:
     return ModelPool("cpu")
 
 
-@pytest.fixture(scope="module")
-def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
-    """The tiny sweep run in this process."""
-    top, dirs, jobs = sweep_jobs(load_spec(spec, tmp_path_factory.mktemp("inline")), planner)
+def _inline(spec: Path, planner: ModelPool, out: Path) -> dict[str, dict]:
+    top, dirs, jobs = sweep_jobs(load_spec(spec, out), planner)
     with torch_threads(1):
         assert execute(jobs, Inline(planner), progress=False).ok
     got = items(dirs["grid"].path)
     assert len(got) == 4 and {r["depth"] for r in got.values()} == {1, 2}
+    assert {r["prompt"] for r in got.values()} == {"The sky is blue.", "This is a prompt sentence."}
     return got
+
+
+@pytest.fixture(scope="module")
+def reference(spec, planner, tmp_path_factory) -> dict[str, dict]:
+    """The tiny sweep run in this process."""
+    return _inline(spec, planner, tmp_path_factory.mktemp("inline"))
+
+
+@pytest.fixture(scope="module")
+def documented(planner, tmp_path_factory) -> dict[str, dict]:
+    """The documented tiny sweep (untrained GPT-2) run in this process."""
+    return _inline(TINY, planner, tmp_path_factory.mktemp("documented"))
+
+
+def test_the_documented_tiny_sweep_runs(documented):
+    assert all(r["model"] == "gpt2" and 0 < r["loss_best"] <= r["loss_start"] for r in documented.values())
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -141,13 +164,14 @@ def test_local_workers_give_the_same_items_with_a_worker_killed(spec, planner, r
 
 @pytest.mark.ray
 @pytest.mark.skipif(not loopback_only(), reason="Ray starts only where the network is loopback alone (make test)")
-def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference, tmp_path):
+def test_ray_gives_the_same_items_with_a_worker_killed(documented, tmp_path):
     import ray
 
     from lmrep.experiments.cluster import RayExecutor
     ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     try:
-        top, dirs, jobs = sweep_jobs(load_spec(spec, tmp_path / "ray"), planner)
+        # the documented spec: its workers build GPT-2 for seconds after the task started, time to kill one there
+        top, dirs, jobs = sweep_jobs(load_spec(TINY, tmp_path / "ray"), ModelPool("cpu"))
         killed, stop = [], threading.Event()
 
         def killer():  # the first task's worker, while it loads its model: Ray must run the task again
@@ -169,7 +193,7 @@ def test_ray_gives_the_same_items_with_a_worker_killed(spec, planner, reference,
                           retried.append(ev))
         stop.set()
         assert outcome.ok and killed and retried
-        assert items(dirs["grid"].path) == reference
+        assert items(dirs["grid"].path) == documented
     finally:
         ray.shutdown()
 
