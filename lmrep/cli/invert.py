@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import LmrepError
-from ..inversion import InvertConfig, summarize
-from ..inversion.runs import invert_prompts, invert_states
+from ..inversion.config import InvertConfig
 from ..records.folder import RunDir, dumps
 from ..records.health import counts_text
 from ..records.stats import fmt, num
@@ -32,6 +31,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..inversion.runs import invert_prompts, invert_states  # here: reading the arguments needs no torch
     if args.states:
         if args.text or args.prompts_file:
             raise LmrepError("give prompts or --states FILE, not both")
@@ -90,6 +90,7 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
                   f"next token kept: {kept}")
         for j, text in enumerate(r.get("topk_texts") or []):
             print(f"  top-{j + 1:<3}    {text!r}")
+    from ..inversion.base import summarize
     s = summarize(records)
     print(f"\n{len(records)} {'prompt' if 'prompt' in r0 else 'tensor'}(s): token accuracy "
           f"{fmt(s.get('token_accuracy'), 3)}, exact {fmt(s.get('exact_match'))} (runs: {counts_text(s['health'])};"

@@ -15,7 +15,7 @@ from ..engine import ITEMS, TENSOR_FIELD, ItemLog, Task, item_id
 from ..engine.command import run_command
 from ..records.checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
 from ..errors import LmrepError
-from ..models.layers import HEAD_HELP, HEADS
+from ..models.names import HEAD_HELP, HEADS
 from ..records.folder import RunDir
 from ..records.health import ascent_health, counts
 from ..records.stats import mean_sem

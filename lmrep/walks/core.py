@@ -23,7 +23,7 @@ import torch
 from ..objective.batching import per_item
 from ..records.checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
                               seed_value)
-from ..objective.decode import DECODERS
+from ..objective.names import DECODERS
 from ..errors import LmrepError
 
 CONVENTIONS = ("text", "scripts")
