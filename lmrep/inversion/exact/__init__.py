@@ -15,19 +15,8 @@
 
 The names below are imported on first use (PEP 562): the options (config.py) are read before torch loads.
 """
-import importlib
-
-_API = {"ExactConfig": "config", "relative_tolerance": "certificate", "residuals": "certificate",
-        "tolerances": "certificate", "search": "search"}  # name -> the module of this package that defines it
+from ...lazy import lazy
 
 __all__ = ["ExactConfig", "relative_tolerance", "residuals", "search", "tolerances"]
-
-
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy(__name__, {"ExactConfig": "config", "relative_tolerance": "certificate",
+                                       "residuals": "certificate", "tolerances": "certificate", "search": "search"})
