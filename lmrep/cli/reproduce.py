@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..experiments import ItemsFailed, ReproduceConfig, check, experiments, get, make_executor, reproduce, \
-    reproduce_all
+from ..experiments.config import ReproduceConfig
 from .args import add_config, add_executor_args, add_out_arg, config_from, read_prompts
 
 
@@ -29,6 +28,8 @@ def config_of(args) -> ReproduceConfig:
 
 def run(args) -> int:
     """List the experiments, or run one (or all) and print where the report is."""
+    from ..engine import ItemsFailed  # here: reading the arguments needs no torch
+    from ..experiments import check, experiments, get, make_executor, reproduce, reproduce_all
     known = experiments()
     if args.list or not args.name:
         width = max(len(n) for n in known)

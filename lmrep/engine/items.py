@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-import torch
 from tqdm.auto import tqdm
 
 from ..errors import LmrepError
 from ..records.folder import Records, RunDir
+
+if TYPE_CHECKING:
+    import torch
 
 ITEMS, TENSORS = "items.jsonl", "tensors.safetensors"
 TENSOR_FIELD = "tensors"  # a record's tensors by name (popped before its line is written; stored under "<id>/<name>")
