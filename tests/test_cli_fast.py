@@ -10,6 +10,12 @@ from lmrep.cli.parser import COMMANDS
 
 HEAVY = ("torch", "transformers", "scipy", "matplotlib", "ray")
 REQUIRED = {"capture": ["--out", "{tmp}/s.safetensors"], "sweep": ["spec.toml"], "report": ["some-run"]}
+# refused by a command's own checks after parsing, before any work: (argv, what its one line names)
+CHECKED = [(["invert", "x", "--mix", "0.5", "0.5"], "--mix"), (["invert", "x", "--layer", "auto"], "--layer auto"),
+           (["capture", "x", "--out", "{tmp}/s.txt"], ".safetensors"), (["walk", "x", "--quick"], "--quick"),
+           (["features", "--no-blur", "--blur-sigma", "1", "1"], "--blur-sigma"),
+           (["reconstruct-image", "--compare", "none", "--compare-layers", "1"], "--compare-layers"),
+           (["reproduce", "depth", "--prompts-file", "{tmp}/none.txt"], "prompts file")]
 
 # main() over each argv in one fresh process: its exit code and what it wrote, then the heavy modules loaded
 RUN = """
@@ -59,11 +65,13 @@ def _refusals(command: str, tmp) -> list[tuple[list[str], str]]:
 
 
 def test_help_and_refusals_of_every_command_load_no_heavy_library(tmp_path):
+    """--help, what the parser refuses and what a command's checks refuse before its work, in one fresh process."""
     helps = [[command, "--help"] for command in COMMANDS]
     refusals = [case for command in COMMANDS for case in _refusals(command, tmp_path)]
     assert {argv[0] for argv, _ in refusals} == set(COMMANDS)
     choices = sum(argv[-1] == "no-such-choice" for argv, _ in refusals)
     assert choices >= 5 and len(refusals) - len(COMMANDS) - choices >= 5  # bad numbers and choices were found
+    refusals += [([a.format(tmp=tmp_path) for a in argv], words) for argv, words in CHECKED]
     argvs = helps + [argv for argv, _ in refusals]
     p = subprocess.run([sys.executable, "-c", RUN, json.dumps(argvs), ",".join(HEAVY)], capture_output=True,
                        text=True, timeout=120)

@@ -31,15 +31,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..inversion import states  # here: reading the arguments needs no torch
-    from ..inversion.degrade import Quantisation
-    from ..models.layers import layer_model
     if not args.out.endswith(".safetensors"):
         raise LmrepError(f"--out '{args.out}' must name a .safetensors file")
-    quant = Quantisation(args.quant, args.quant_group) if args.quant else None
-    if quant and args.dtype != "float32":
+    if args.quant and args.dtype != "float32":
         raise LmrepError("--quant stores its own format: leave --dtype out")
     prompts = read_prompts(args.text, args.prompts_file)
+    from ..inversion import states  # here, after the checks that need no torch
+    from ..inversion.degrade import Quantisation
+    from ..models.layers import layer_model
+    quant = Quantisation(args.quant, args.quant_group) if args.quant else None
     lm = model_from_args(args, dtype="float32")
     target = layer_model(lm, args.layer, args.head)
     ids = [lm.encode(p) for p in prompts]  # every prompt is checked before any work starts

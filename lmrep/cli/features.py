@@ -59,10 +59,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..vision.features import features_run  # here: reading the arguments needs no torch
     render = config_from(RenderConfig, args, steps=preset(args.steps, "steps", args.quick))
     cfg = config_from(FeaturesConfig, args, render=render, image_size=preset(args.image_size, "image_size", args.quick),
                       seeds=tuple(range(args.seed, args.seed + preset(args.seeds, "seeds", args.quick)))).check()
+    from ..vision.features import features_run  # here, after the checks that need no torch
     summary, run_dir = features_run(hybrid_from_args(args), cfg, args.model, args.dtype, args.out, new=args.new)
     if args.json:
         print(json.dumps(summary))

@@ -31,20 +31,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..inversion.runs import invert_prompts, invert_states  # here: reading the arguments needs no torch
     if args.states:
         if args.text or args.prompts_file:
             raise LmrepError("give prompts or --states FILE, not both")
-        done = invert_states(args.states, args.key, lambda: model_from_args(args), config_from(InvertConfig, args),
-                             args.layer, args.head, seed=args.seed, out=args.out, new=args.new,
-                             on_record=_show(args))
     else:
         if args.layer == "auto":
             raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")
         if args.key:
             raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
         prompts = read_prompts(args.text, args.prompts_file)
-        cfg = config_from(InvertConfig, args)
+    cfg = config_from(InvertConfig, args)
+    from ..inversion.runs import invert_prompts, invert_states  # here, after the checks that need no torch
+    if args.states:
+        done = invert_states(args.states, args.key, lambda: model_from_args(args), cfg, args.layer, args.head,
+                             seed=args.seed, out=args.out, new=args.new, on_record=_show(args))
+    else:
         done = invert_prompts(model_from_args(args), prompts, cfg, args.layer, args.head, out=args.out, new=args.new,
                               on_record=_show(args))
     _finish(args, *done)

@@ -40,12 +40,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..vision.subjects import check_images, hybrid_subject, reconstruct_run, vit_subject  # here: after parsing
     preset = RECONSTRUCT_QUICK if args.quick else RECONSTRUCT_FULL
     size = args.image_size or preset["image_size"]
     cfg = config_from(ReconstructConfig, args, steps=args.steps or preset["steps"])
     if args.compare == "none":
         refuse_unused(args, {"compare_layers": "with --compare none"})
+    from ..vision.subjects import check_images, hybrid_subject, reconstruct_run, vit_subject  # after those checks
     names = args.images or preset["images"]
     check_images(names)
     hybrid = hybrid_from_args(args)

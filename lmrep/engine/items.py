@@ -13,8 +13,6 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 from ..errors import LmrepError
 from ..records.folder import Records, RunDir
 
@@ -102,6 +100,7 @@ class Progress:
     @property
     def bar(self):
         if self._bar is None:  # shown once the first items are planned
+            from tqdm.auto import tqdm  # here: a command reads its arguments without it (it costs 50 ms)
             self._bar = tqdm(total=0, desc=self.desc, unit="item", file=sys.stderr, disable=not self.enabled,
                              dynamic_ncols=True)
         return self._bar
