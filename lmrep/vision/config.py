@@ -15,7 +15,7 @@ OBJECTIVE, OPTIMISATION = "objective", "optimisation"  # --help sections
 OBJECTIVE_KINDS = ("neuron", "patch")  # what a panel maximises (objectives.OBJECTIVES builds each)
 PARAM_KINDS = ("pixel", "fft")  # how an image is parameterised (param.PARAMS builds each)
 OPTIMIZERS = ("gd", "adam")
-KNOWN_VITS = {
+KNOWN_VITS = {  # the ViTs known by name (vit.py builds or loads each; hub names and folders load too)
     "vit-b16": "ViT-B/16 (12 blocks, d=768, 224 px), untrained from ViTConfig; matches GPT-2's width",
     "vit-l16": "ViT-L/16 (24 blocks, d=1024, 224 px), untrained from ViTConfig",
     "vit-b16-wD": "ViT-B/16's geometry at width D, untrained; --vit auto builds vit-b16-w576 for smollm2-135m",
@@ -32,6 +32,7 @@ FEATURES_FULL = dict(image_size=224, steps=256, seeds=3)
 def preset(given, name: str, quick: bool):
     """An option's value: ``given``, else the --quick or the full default of ``name``."""
     return given if given is not None else (FEATURES_QUICK if quick else FEATURES_FULL)[name]
+
 
 # lmrep reconstruct-image's defaults: --quick is one small image, few steps
 RECONSTRUCT_QUICK = dict(image_size=96, steps=80, images=["chelsea"])

@@ -27,6 +27,7 @@ from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 
 log = logging.getLogger(__name__)
 
+
 def transforms_for(cfg: FeaturesConfig, generator: torch.Generator) -> Transform:
     """The configured transforms in the original order: octave zoom, jitter, then blur."""
     ts = []

@@ -14,6 +14,7 @@ from PIL import Image
 from ..errors import LmrepError
 from .samples import GENERATED, SAMPLES, available, sample_folder
 
+
 def load_image(spec: str, size: int) -> torch.Tensor:
     """A sample name (see ``available()``) or a path to an image file -> (1, 3, size, size) in [0, 1]."""
     if spec == GENERATED:

@@ -11,6 +11,7 @@ from .objectives import Objective
 from .param import Param
 from .transforms import Transform, compose
 
+
 def values(objectives: list[Objective], acts: dict[str, torch.Tensor]) -> torch.Tensor:
     """Each image's own objective: (B,) from B objectives, or one objective for every image."""
     if len(objectives) == 1:

@@ -13,6 +13,7 @@ from .config import ReconstructConfig
 from .reconstruct import Subject, reconstruct_all
 from .vit import load_vit, vit_layer_model
 
+
 def layers(given: list[str] | None, n: int, quick: bool) -> list[str]:
     """Layers to run, each checked (a depth 0..n or a name), in depth order: as given, else 0, 1, n/4, n/2 under
     --quick, else every depth 0..n."""
