@@ -16,24 +16,14 @@ inversion/ (gd, pez, exact/, states files), walks/, vision/; experiments/ (the p
 experiments) and cli/ sit on top and are never imported by the rest.
 """
 from .errors import LmrepError
-
-# name -> the module that defines it: imported on first use, so that the command line can read and check its
-# arguments before torch loads (PEP 562)
-_API = {"Decoder": "objective.decode", "InvertConfig": "inversion", "invert": "inversion",
-        "invert_outputs": "inversion", "summarize": "inversion", "LayerModel": "models.layers",
-        "layer_model": "models.layers", "resolve_layer": "models.layers", "LoadedModel": "models.load",
-        "load_model": "models.load", "WalkConfig": "walks", "walk": "walks"}
+from .lazy import lazy
 
 __all__ = ["Decoder", "InvertConfig", "LayerModel", "LmrepError", "LoadedModel", "invert", "invert_outputs",
            "layer_model", "load_model", "resolve_layer", "summarize", "walk", "WalkConfig"]
-
-
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'lmrep' has no attribute '{name}'")
-    import importlib
-    return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-
-
-def __dir__():
-    return sorted(__all__)
+# the API's names, each imported from its module on first use, so that the command line can read and check its
+# arguments before torch loads
+__getattr__, __dir__ = lazy(__name__, {
+    "Decoder": "objective.decode", "InvertConfig": "inversion", "invert": "inversion",
+    "invert_outputs": "inversion", "summarize": "inversion", "LayerModel": "models.layers",
+    "layer_model": "models.layers", "resolve_layer": "models.layers", "LoadedModel": "models.load",
+    "load_model": "models.load", "WalkConfig": "walks", "walk": "walks"})

@@ -16,7 +16,8 @@ from lmrep.inversion.exact.vocab_tables import vocab_table, weights_hash
 from lmrep.inversion.exact.kvcache import Prefix
 from lmrep.inversion.exact.guess import DESCENT_MAX_STEPS, DESCENT_STEPS
 from lmrep.inversion.exact.proposal import Scores
-from lmrep.inversion.exact.rank import RANKINGS
+from lmrep.inversion.exact.config import RANKINGS
+from lmrep.inversion.exact.rank import FACTORIES
 
 PROMPTS = ["The quick brown fox jumps over the lazy dog.", "In 1848, revolutions spread across Europe."]
 
@@ -278,29 +279,34 @@ def test_vocab_tables_are_cached_on_disk_per_weights(tiny_gpt2, tmp_path, monkey
 
 
 def test_the_ranking_table_is_the_only_place_a_ranking_is_named():
-    """No module but rank.py spells a ranking's name as a string (no special case of one ranking elsewhere), and the
-    config's check and the CLI's choices are the table's keys."""
+    """No module but the table (exact/config.py) and its factories (rank.py) spells a ranking's name as a string (no
+    special case of one ranking elsewhere), both name the same rankings, and the config's check and the CLI's
+    choices are the table's keys."""
     import ast
     from pathlib import Path
 
     import lmrep
     from lmrep.cli import build_parser
     root = Path(lmrep.__file__).parent
-    named = [(str(p.relative_to(root)), node.value) for p in root.rglob("*.py") if p.name != "rank.py"
+    homes = {Path("inversion/exact/config.py"), Path("inversion/exact/rank.py")}
+    named = [(str(p.relative_to(root)), node.value) for p in root.rglob("*.py") if p.relative_to(root) not in homes
              for node in ast.walk(ast.parse(p.read_text()))
              if isinstance(node, ast.Constant) and node.value in RANKINGS]
     assert named == []
+    assert list(FACTORIES) == list(RANKINGS)
     invert_parser = next(a for a in build_parser()._actions if a.dest == "command").choices["invert"]
     (flag,) = [a for a in invert_parser._actions if a.dest == "ranking"]
     assert list(flag.choices) == list(RANKINGS)
 
 
-def test_a_new_ranking_is_one_row(tiny_llama, monkeypatch):
-    """A ranking added to the table alone is accepted by the config and the CLI and used by the search."""
+def test_a_new_ranking_is_a_row_in_each_table(tiny_llama, monkeypatch):
+    """A ranking added to the table and its factories alone is accepted by the config and the CLI and used by the
+    search."""
     def reverse(pos):
         """vocabulary order from the end."""
         return Scores(torch.arange(len(pos.W), dtype=torch.float32))
-    monkeypatch.setitem(RANKINGS, "reverse", reverse)
+    monkeypatch.setitem(RANKINGS, "reverse", "vocabulary order from the end")
+    monkeypatch.setitem(FACTORIES, "reverse", reverse)
     (rec,) = _exact(tiny_llama, ["The sky"], 2, ranking="reverse", candidate_batch=4096)
     _check_recovered(rec)
     assert rec["certificate"][0]["candidates"] > 2  # brute force from the end: many candidates, still exact

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from lmrep import LmrepError, layer_model, load_model, resolve_layer
-from lmrep.models.layers import HEADS, LayerSpec
+from lmrep.models.layers import LayerSpec
+from lmrep.models.names import HEADS
 
 
 def _ids(lm, text="The sky is blue. It was a bright cold day in April."):

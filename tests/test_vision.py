@@ -12,12 +12,13 @@ from safetensors.torch import load_file
 
 from lmrep.errors import LmrepError
 from lmrep.vision import metrics
-from lmrep.vision.hybrid import Hybrid, HybridConfig
+from lmrep.vision.config import HybridConfig, ReconstructConfig, RenderConfig
+from lmrep.vision.hybrid import Hybrid
 from lmrep.vision.images import load_image, synthetic
 from lmrep.vision.objectives import neuron, neuron_at, patch
 from lmrep.vision.param import fft_image, pixel_image
-from lmrep.vision.reconstruct import ReconstructConfig, image_metrics, reconstruct
-from lmrep.vision.render import RenderConfig, render
+from lmrep.vision.reconstruct import image_metrics, reconstruct
+from lmrep.vision.render import render
 from lmrep.vision.transforms import blur, compose, gaussian_blur, jitter, octave_jitter
 from lmrep.vision.vit import LoadedViT, load_vit, vit_layer_model
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 
 from ..errors import LmrepError
@@ -32,10 +33,15 @@ def build_parser(only: str | None = ALL) -> argparse.ArgumentParser:
 
 
 def _quiet_libraries() -> None:
-    """Our own progress bars and messages only: transformers' load bars would bury the one-line errors."""
-    from transformers.utils import logging as hf_logging
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    """Our own progress bars and messages only: transformers' load bars would bury the one-line errors. Said through
+    the environment, which transformers and the hub read when they load (a refusal never loads them: importing
+    transformers to quiet it would cost seconds), and to them directly where they already have."""
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules or "huggingface_hub" in sys.modules:
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 class _Messages(logging.Handler):

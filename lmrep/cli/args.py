@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from typing import TYPE_CHECKING
 
-from ..records.checks import check_applies, label, read_lines, seed_value
+from ..records.checks import check_applies, check_out_dir, check_out_file, label, read_lines, seed_value
 from ..errors import LmrepError
 from ..records.inputs import device_problem
-from ..models.layers import HEAD_HELP, HEADS
-from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
-from ..records.folder import check_out_dir, check_out_file
+from ..models.names import DEFAULT_MODEL, HEAD_HELP, HEADS
+
+if TYPE_CHECKING:
+    from ..models.load import LoadedModel
 
 _WORDS = {int: "a whole number", float: "a number"}
 
@@ -206,6 +208,7 @@ def add_wait_arg(g) -> None:
 
 
 def model_from_args(args, dtype: str | None = None) -> LoadedModel:
+    from ..models.load import load_model  # here: reading and checking the arguments needs no torch
     return load_model(args.model, untrained=args.untrained, seed=args.seed, device=args.device,
                       dtype=dtype or args.dtype, trust_remote_code=args.trust_remote_code)
 

@@ -5,9 +5,7 @@ import sys
 
 from ..records.checks import non_negative
 from ..errors import LmrepError
-from ..models.layers import layer_model
-from ..inversion import states
-from ..inversion.degrade import GROUPS_HELP, QUANTS, Quantisation
+from ..inversion.formats import GROUPS_HELP, QUANTS, STORED, group_problem
 from .args import OUT_FILE, add_layer_args, add_model_args, add_prompt_args, model_from_args, read_prompts, value_type
 
 
@@ -17,13 +15,13 @@ def register(sub) -> None:
     add_model_args(p, dtype=False)
     add_layer_args(p)
     o = p.add_argument_group("states")
-    o.add_argument("--dtype", default="float32", choices=list(states.STORE_DTYPES),
+    o.add_argument("--dtype", default="float32", choices=list(STORED),
                    help="what the states are stored in (the model runs in float32; default: float32)")
     o.add_argument("--noise", type=value_type(float, non_negative), default=0.0,
                    help="add Gaussian noise of SIGMA times each position's RMS (default: 0)", metavar="SIGMA")
     o.add_argument("--quant", choices=list(QUANTS), help="store the states quantised as a key/value cache would be "
                    "(symmetric, absmax scales kept beside them; default: none, --dtype as it is)")
-    o.add_argument("--quant-group", default="channel", metavar="G",
+    o.add_argument("--quant-group", default="channel", metavar="G", type=value_type(str, group_problem),
                    help=f"what one scale covers: {GROUPS_HELP} (default: channel)")
     o.add_argument("--no-ids", action="store_true", help="leave the token ids out of the file (then an inversion "
                                                          "of it cannot be scored)")
@@ -35,10 +33,13 @@ def register(sub) -> None:
 def run(args) -> int:
     if not args.out.endswith(".safetensors"):
         raise LmrepError(f"--out '{args.out}' must name a .safetensors file")
-    quant = Quantisation(args.quant, args.quant_group) if args.quant else None
-    if quant and args.dtype != "float32":
+    if args.quant and args.dtype != "float32":
         raise LmrepError("--quant stores its own format: leave --dtype out")
     prompts = read_prompts(args.text, args.prompts_file)
+    from ..inversion import states  # here, after the checks that need no torch
+    from ..inversion.degrade import Quantisation
+    from ..models.layers import layer_model
+    quant = Quantisation(args.quant, args.quant_group) if args.quant else None
     lm = model_from_args(args, dtype="float32")
     target = layer_model(lm, args.layer, args.head)
     ids = [lm.encode(p) for p in prompts]  # every prompt is checked before any work starts

@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
+from typing import TYPE_CHECKING
+
 from ..records.checks import at_least
 from ..records.folder import RunDir
 from ..records.stats import fmt
-from ..vision.features import FULL, QUICK, FeaturesConfig, features_run, preset
-from ..vision.hybrid import Hybrid, HybridConfig, build_hybrid
-from ..vision.render import RenderConfig
-from ..vision.vit import AUTO, KNOWN_VITS
+from ..vision.config import (AUTO, FEATURES_FULL, FEATURES_QUICK, KNOWN_VITS, FeaturesConfig, HybridConfig,
+                             RenderConfig, preset)
 from .args import add_config, add_model_args, add_out_arg, config_from, model_from_args, value_type
 
-PRESET = dict(image_size=None, steps=None)  # filled from QUICK or FULL
-SHOWN = {k: f"{FULL[k]}; --quick {QUICK[k]}" for k in FULL}
+if TYPE_CHECKING:
+    from ..vision.hybrid import Hybrid
+
+PRESET = dict(image_size=None, steps=None)  # filled from FEATURES_QUICK or FEATURES_FULL
+SHOWN = {k: f"{FEATURES_FULL[k]}; --quick {FEATURES_QUICK[k]}" for k in FEATURES_FULL}
 
 
 def add_hybrid_args(p: argparse.ArgumentParser) -> None:
@@ -33,6 +36,7 @@ def add_hybrid_args(p: argparse.ArgumentParser) -> None:
 
 def hybrid_from_args(args) -> Hybrid:
     """The LM and the stem the vision options name."""
+    from ..vision.hybrid import build_hybrid  # here: reading the arguments needs no torch
     lm = model_from_args(args)
     return build_hybrid(lm, args.vit, config_from(HybridConfig, args), args.model, vit_untrained=args.vit_untrained,
                         seed=args.seed, device=args.device, dtype=args.dtype)
@@ -45,7 +49,8 @@ def register(sub) -> None:
     add_config(p, RenderConfig, defaults=PRESET, shown=SHOWN)
     t = p.add_argument_group("optimisation")
     t.add_argument("--seeds", type=value_type(int, at_least(1, 1000)),
-                   help=f"starting noises: --seed, --seed+1, ... (default: {FULL['seeds']}; --quick {QUICK['seeds']})")
+                   help=f"starting noises: --seed, --seed+1, ... (default: {FEATURES_FULL['seeds']}; "
+                        f"--quick {FEATURES_QUICK['seeds']})")
     t.add_argument("--quick", action="store_true", help="small and short: 96 px, 24 steps, 2 seeds (default: off)")
     o = p.add_argument_group("output")
     add_out_arg(o, "features")
@@ -57,6 +62,7 @@ def run(args) -> int:
     render = config_from(RenderConfig, args, steps=preset(args.steps, "steps", args.quick))
     cfg = config_from(FeaturesConfig, args, render=render, image_size=preset(args.image_size, "image_size", args.quick),
                       seeds=tuple(range(args.seed, args.seed + preset(args.seeds, "seeds", args.quick)))).check()
+    from ..vision.features import features_run  # here, after the checks that need no torch
     summary, run_dir = features_run(hybrid_from_args(args), cfg, args.model, args.dtype, args.out, new=args.new)
     if args.json:
         print(json.dumps(summary))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import LmrepError
-from ..inversion import InvertConfig, summarize
-from ..inversion.runs import invert_prompts, invert_states
+from ..inversion.config import InvertConfig
 from ..records.folder import RunDir, dumps
 from ..records.health import counts_text
 from ..records.stats import fmt, num
@@ -35,16 +34,18 @@ def run(args) -> int:
     if args.states:
         if args.text or args.prompts_file:
             raise LmrepError("give prompts or --states FILE, not both")
-        done = invert_states(args.states, args.key, lambda: model_from_args(args), config_from(InvertConfig, args),
-                             args.layer, args.head, seed=args.seed, out=args.out, new=args.new,
-                             on_record=_show(args))
     else:
         if args.layer == "auto":
             raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")
         if args.key:
             raise LmrepError("--key picks tensors of a states file: use it with --states FILE")
         prompts = read_prompts(args.text, args.prompts_file)
-        cfg = config_from(InvertConfig, args)
+    cfg = config_from(InvertConfig, args)
+    from ..inversion.runs import invert_prompts, invert_states  # here, after the checks that need no torch
+    if args.states:
+        done = invert_states(args.states, args.key, lambda: model_from_args(args), cfg, args.layer, args.head,
+                             seed=args.seed, out=args.out, new=args.new, on_record=_show(args))
+    else:
         done = invert_prompts(model_from_args(args), prompts, cfg, args.layer, args.head, out=args.out, new=args.new,
                               on_record=_show(args))
     _finish(args, *done)
@@ -90,6 +91,7 @@ def print_table(records: list[dict], layer_name: str, run_dir: RunDir) -> None:
                   f"next token kept: {kept}")
         for j, text in enumerate(r.get("topk_texts") or []):
             print(f"  top-{j + 1:<3}    {text!r}")
+    from ..inversion.base import summarize
     s = summarize(records)
     print(f"\n{len(records)} {'prompt' if 'prompt' in r0 else 'tensor'}(s): token accuracy "
           f"{fmt(s.get('token_accuracy'), 3)}, exact {fmt(s.get('exact_match'))} (runs: {counts_text(s['health'])};"

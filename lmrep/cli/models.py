@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 
-from ..models.load import cache_dir, model_status
-from ..vision.vit import vit_status
-
 
 def register(sub) -> None:
     p = sub.add_parser("models")
@@ -14,6 +11,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..models.load import cache_dir, model_status  # here: reading the arguments needs no torch
+    from ..vision.vit import vit_status
     rows = [dict(kind="language", **r) for r in model_status()] + [dict(kind="vision", **r) for r in vit_status()]
     if args.json:
         for r in rows:

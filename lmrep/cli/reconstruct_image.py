@@ -6,10 +6,8 @@ import json
 
 from ..records.checks import at_least
 from ..records.folder import RunDir
-from ..vision.images import available
-from ..vision.reconstruct import ReconstructConfig
-from ..vision.subjects import FULL, QUICK, check_images, hybrid_subject, reconstruct_run, vit_subject
-from ..vision.vit import KNOWN_VITS
+from ..vision.config import KNOWN_VITS, RECONSTRUCT_FULL, RECONSTRUCT_QUICK, ReconstructConfig
+from ..vision.samples import available
 from .args import add_config, add_out_arg, config_from, refuse_unused, value_type
 from .features import add_hybrid_args, hybrid_from_args
 
@@ -20,8 +18,8 @@ def register(sub) -> None:
                                              "default chelsea (full: chelsea, astronaut)")
     add_hybrid_args(p)
     p.add_argument("--image-size", type=value_type(int, at_least(1, 2048)),
-                   help=f"side of the square image in pixels (default: {FULL['image_size']}; --quick "
-                        f"{QUICK['image_size']})")
+                   help=f"side of the square image in pixels (default: {RECONSTRUCT_FULL['image_size']}; --quick "
+                        f"{RECONSTRUCT_QUICK['image_size']})")
     g = p.add_argument_group("layers")
     g.add_argument("--layers", nargs="+", metavar="LAYER",
                    help="LM layers to try, as in --layer: depths 0..n_layers or names such as "
@@ -32,7 +30,7 @@ def register(sub) -> None:
     g.add_argument("--compare-layers", nargs="+", metavar="LAYER",
                    help="its layers, the same way (default: every depth; --quick 4 of them)")
     add_config(p, ReconstructConfig, defaults=dict(steps=None),
-               shown=dict(steps=f"{FULL['steps']}; --quick {QUICK['steps']}"))
+               shown=dict(steps=f"{RECONSTRUCT_FULL['steps']}; --quick {RECONSTRUCT_QUICK['steps']}"))
     p.add_argument("--quick", action="store_true",
                    help="96 px, 80 steps, layers 0, 1, n/4, n/2, one image (default: off)")
     o = p.add_argument_group("output")
@@ -42,11 +40,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    preset = QUICK if args.quick else FULL
+    preset = RECONSTRUCT_QUICK if args.quick else RECONSTRUCT_FULL
     size = args.image_size or preset["image_size"]
     cfg = config_from(ReconstructConfig, args, steps=args.steps or preset["steps"])
     if args.compare == "none":
         refuse_unused(args, {"compare_layers": "with --compare none"})
+    from ..vision.subjects import check_images, hybrid_subject, reconstruct_run, vit_subject  # after those checks
     names = args.images or preset["images"]
     check_images(names)
     hybrid = hybrid_from_args(args)

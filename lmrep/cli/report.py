@@ -1,9 +1,6 @@
 """`lmrep report`: rebuild the summary, figures (and report.md) of any run folder from its files alone."""
 from __future__ import annotations
 
-from ..experiments import combine, rebuild_any, reporter
-from ..experiments.site import write_site
-from ..inversion.report import convert
 from ..records.folder import RunDir
 from ..records.lock import hold
 from ..records.rebuild import kept_unless_complete
@@ -28,6 +25,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Rebuild each run folder (every one checked first) and, if asked, a combined report."""
+    from ..experiments import combine, rebuild_any, reporter  # here: reading the arguments needs no torch
+    from ..experiments.site import write_site
+    from ..inversion.report import convert
     dirs = [RunDir(d) for d in args.run_dirs]
     if args.convert:
         for d in dirs:

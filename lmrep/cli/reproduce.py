@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..experiments import ItemsFailed, ReproduceConfig, check, experiments, get, make_executor, reproduce, \
-    reproduce_all
+from ..experiments.config import ReproduceConfig
 from .args import add_config, add_executor_args, add_out_arg, config_from, read_prompts
 
 
@@ -27,20 +26,28 @@ def config_of(args) -> ReproduceConfig:
     return config_from(ReproduceConfig, args, experiment=args.name, prompts=prompts)
 
 
+def list_experiments(asked: bool) -> int:
+    """The experiments and what each does; without ``asked`` (no name given), exit code 2 and what to give."""
+    from ..experiments import experiments
+    known = experiments()
+    width = max(len(n) for n in known)
+    for name, exp in known.items():
+        print(f"{name:<{width}}  {exp.about}")
+    print(f"{'all':<{width}}  every experiment above, with one combined report")
+    if not asked:
+        print("\nlmrep reproduce: give an experiment name (or --list)", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run(args) -> int:
     """List the experiments, or run one (or all) and print where the report is."""
-    known = experiments()
     if args.list or not args.name:
-        width = max(len(n) for n in known)
-        for name, exp in known.items():
-            print(f"{name:<{width}}  {exp.about}")
-        print(f"{'all':<{width}}  every experiment above, with one combined report")
-        if not args.list:
-            print("\nlmrep reproduce: give an experiment name (or --list)", file=sys.stderr)
-            return 2
-        return 0
+        return list_experiments(args.list)
     cfg = config_of(args)
-    exps = list(known.values()) if args.name == "all" else [get(args.name)]
+    from ..engine import ItemsFailed  # here, after the checks that need no torch
+    from ..experiments import check, experiments, get, make_executor, reproduce, reproduce_all
+    exps = list(experiments().values()) if args.name == "all" else [get(args.name)]
     check(cfg.resolved(), exps)  # bad values are one line before any worker (or Ray) starts
     executor = make_executor(args.executor, args.device, args.workers, args.address)
     go = reproduce_all if args.name == "all" else reproduce

@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 
 from ..engine import ItemsFailed
-from ..experiments.sweep import load_spec, run_sweep
 from .args import DEVICE, add_executor_args, add_out_arg
 
 
@@ -24,6 +23,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..experiments.sweep import load_spec, run_sweep  # here: reading the arguments needs no torch
     # the whole spec is checked before anything runs
     sweep = load_spec(args.spec, args.out, args.device, allow=tuple(args.allow or ()))
     try:

@@ -5,11 +5,9 @@ import sys
 
 from ..records.checks import at_least
 from ..errors import LmrepError
-from ..experiments import ReproduceConfig, reproduce
 from ..records.folder import RunDir, dumps
 from ..records.stats import num
-from ..walks import WalkConfig
-from ..walks.report import walk_prompts
+from ..walks.config import WalkConfig
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    defaults_of, model_from_args, read_prompts, refuse_unused, value_type)
 
@@ -44,6 +42,7 @@ def run(args) -> int:
     cfg = config_from(WalkConfig, args).check()
     if args.toy and args.head != "none":
         raise LmrepError("--head applies to a layer of the model, not to --toy mlp: leave --head out")
+    from ..walks.report import walk_prompts  # here, after the checks: reading the arguments needs no torch
     show = (lambda rec: print(dumps({k: v for k, v in rec.items() if k not in BULKY}), flush=True)) \
         if args.json else None
     records, run_dir = walk_prompts(model_from_args(args), prompts, cfg, args.layer, args.head, toy=args.toy,
@@ -81,6 +80,7 @@ def run_sweep(args) -> int:
     refuse_unused(args, {dest: "with --sweep (the walks experiment picks its own models and settings)"
                          for dest in defaults_of(args) if dest not in SWEEP_KEEPS})
     prompts = read_prompts(args.text, args.prompts_file) if (args.text or args.prompts_file) else []
+    from ..experiments import ReproduceConfig, reproduce
     cfg = ReproduceConfig("walks", quick=args.quick, seeds=args.seeds or 0, prompts=tuple(prompts),
                           device=args.device)
     run_dir = reproduce(cfg, args.out, new=args.new)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import sys
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from ..errors import LmrepError
 from ..records.folder import Records, RunDir
+
+if TYPE_CHECKING:
+    import torch
 
 ITEMS, TENSORS = "items.jsonl", "tensors.safetensors"
 TENSOR_FIELD = "tensors"  # a record's tensors by name (popped before its line is written; stored under "<id>/<name>")
@@ -99,6 +100,7 @@ class Progress:
     @property
     def bar(self):
         if self._bar is None:  # shown once the first items are planned
+            from tqdm.auto import tqdm  # here: a command reads its arguments without it (it costs 50 ms)
             self._bar = tqdm(total=0, desc=self.desc, unit="item", file=sys.stderr, disable=not self.enabled,
                              dynamic_ncols=True)
         return self._bar

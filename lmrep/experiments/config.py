@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..errors import LmrepError
 from ..records.checks import read_lines
-from ..inversion import InvertConfig
-from ..models.load import DEFAULT_MODEL
+from ..inversion.config import InvertConfig
+from ..models.names import DEFAULT_MODEL
 from ..records.checks import at_least, boolean, check_fields, each, one_of, option
 from ..records.inputs import device_problem
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..objective.decode import DECODERS
-from ..inversion import METHODS
+from ..objective.names import DECODERS
+from ..inversion.registry import method_names
 from ..inversion.config import GRADIENT
 from ..records.folder import RunDir
 from ..records.health import counts, counts_text, healthy
@@ -60,7 +60,7 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
     tasks = []
     for m in models:
         for k in layers_for(pool.n_layers(m.name, untrained=not m.trained), cfg):
-            for method in sorted(METHODS):
+            for method in method_names():
                 for seed in range(cfg.seeds if method in SEEDED else 1):  # the exact search draws no noise
                     inv = setting.invert_config(cfg.steps_for(m.trained, QUICK_STEPS), seed,
                                                 method=method)

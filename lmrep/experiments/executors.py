@@ -3,10 +3,13 @@ it). Given a model pool, a run executes in this process instead (``Inline``: tes
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 from ..errors import LmrepError
 from ..engine import RETRIES, Inline
-from .pool import ModelPool
+
+if TYPE_CHECKING:
+    from .pool import ModelPool
 
 
 def _local(device: str, workers: int | None, address: str | None, retries: int):

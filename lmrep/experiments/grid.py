@@ -11,7 +11,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
-from ..inversion import InvertConfig
+from ..inversion.config import InvertConfig
 from ..records.folder import RunDir
 from ..records.health import counts_text
 from ..records.stats import fmt, group_stats

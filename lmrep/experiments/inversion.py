@@ -6,7 +6,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..objective.decode import DECODERS, Decoder
+from ..objective.decode import Decoder
+from ..objective.names import DECODERS
 from ..inversion import InvertConfig, invert
 from ..inversion.base import Target
 from ..models.layers import layer_model

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..objective.decode import DECODERS
+from ..objective.names import DECODERS
 from ..records.folder import RunDir
 from ..records.health import counts_text
 from ..records.stats import fmt, group_stats

@@ -13,8 +13,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..errors import LmrepError
-from ..inversion import METHODS, InvertConfig
-from ..models.layers import HEADS
+from ..inversion.config import InvertConfig
+from ..inversion.registry import method_names
+from ..models.names import HEADS
 from ..models import load as models
 from ..models.shape import n_blocks
 from ..records.checks import SEED_MAX, SEEDS_MAX, from_mapping, label, seed_value, seeds_count
@@ -135,8 +136,8 @@ def _check_spec_model(name: str, untrained: bool, path: Path) -> None:
 def _grid_config(table: dict, base: SpecFolder, device: str, path: Path) -> grid.GridConfig:
     methods = table.get("methods", ["gd"])
     for m in methods:
-        if m not in METHODS:
-            raise LmrepError(f"{path}: unknown method '{m}' in grid.methods: choose from {', '.join(sorted(METHODS))}")
+        if m not in method_names():
+            raise LmrepError(f"{path}: unknown method '{m}' in grid.methods: choose from {', '.join(method_names())}")
     head = table.get("head", "none")
     if head not in HEADS:
         raise LmrepError(f"{path}: unknown head '{head}': choose one of {', '.join(HEADS)}")

@@ -5,7 +5,7 @@ and yields one JSON-ready record per sequence with what it recovered (``recovere
 known prompts: it computes their outputs, hands them to the method with the true ids (which a method may use for
 diagnostics only: what it recovers is the same with or without them), and adds the scores that need the truth
 (``score``: token accuracy, exact match, next-token match). Methods register in ``registry.METHODS``
-(``lmrep.inversion`` imports each method's module), so runs of different methods, layers and models compare line
+(each imported on first use, ``registry.MODULES``), so runs of different methods, layers and models compare line
 by line.
 
 A target is what lmrep.objective.targets describes: ``O(embeds (B, T, d), attention_mask (B, T)) -> (B, T, D)`` with ``lm``
@@ -25,7 +25,7 @@ from ..records.stats import mean_sem
 from ..objective.targets import depth_of
 from .config import InvertConfig
 from .degrade import Degraded, values
-from .registry import METHODS, READS_DEGRADATION
+from .registry import READS_DEGRADATION, method
 
 Target = Callable[..., torch.Tensor]
 Outputs = torch.Tensor | Sequence[torch.Tensor]
@@ -61,8 +61,9 @@ def invert_outputs(target: Target, outputs: Outputs, cfg: InvertConfig, progress
     given = list(outputs) if isinstance(outputs, (list, tuple)) else outputs
     seqs = sequences([values(h) for h in given] if isinstance(given, list) else given, output_width(target))
     degraded = [h if isinstance(h, Degraded) else None for h in given] if isinstance(given, list) else []
+    run = method(cfg.method)  # imported first: it registers whether it reads the degradation
     extra = dict(degraded=degraded) if any(degraded) and cfg.method in READS_DEGRADATION else {}
-    yield from METHODS[cfg.method](target, seqs, cfg, progress, None, **extra)
+    yield from run(target, seqs, cfg, progress, None, **extra)
 
 
 def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool = True) -> Iterator[dict]:
@@ -71,7 +72,7 @@ def invert(target: Target, prompts: list[str], cfg: InvertConfig, progress: bool
     cfg.fits(target.lm.vocab_size)
     ids = [target.lm.encode(p) for p in prompts]
     outputs = layer_outputs(target, ids)
-    for rec, truth in zip(METHODS[cfg.method](target, outputs, cfg, progress, ids), ids):
+    for rec, truth in zip(method(cfg.method)(target, outputs, cfg, progress, ids), ids):
         yield score(target, rec, truth)
 
 

@@ -5,12 +5,10 @@ from dataclasses import asdict, dataclass
 
 from ..records.checks import When, at_least, between, check_fields, each, non_negative, one_of, option, positive
 from ..records.health import DIVERGE_FACTOR
-from ..objective.decode import DECODERS
 from ..errors import LmrepError
-from ..objective.losses import LOSSES
-from ..objective.schedule import SCHEDULES
+from ..objective.names import DECODERS, LOSSES, SCHEDULES
 from .exact.config import ExactConfig
-from .registry import METHODS
+from .registry import method_names
 
 INITS = ("text", "original", "mix")
 OPTIMIZERS = ("adam", "sgd")
@@ -21,7 +19,7 @@ GRADIENT = When("method", ("gd", "nearest"))  # the options of the gradient meth
 class InvertConfig(ExactConfig):
     """Every method's options: the gradient methods' below, the exact search's from ``ExactConfig``."""
     method: str = option("gd", "gd: the page's gradient descent; nearest: PEZ-style projection to the nearest "
-                         "tokens; exact: left-to-right search with a certificate", one_of(lambda: sorted(METHODS)))
+                         "tokens; exact: left-to-right search with a certificate", one_of(method_names))
     steps: int = option(500, "optimisation steps N", at_least(1), when=GRADIENT)
     lr: float = option(0.01, "eta; falls linearly to eta/10 over the steps (the page's schedule)", positive,
                        when=GRADIENT)

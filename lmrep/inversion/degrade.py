@@ -20,11 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import LmrepError
+from .formats import FP8, GROUPS_HELP, INTS, QUANTS, group_problem
 
-INTS = {"int8": 127, "int4": 7}  # qmax of the symmetric integer formats
-FP8 = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
-QUANTS = (*INTS, *FP8)
-GROUPS_HELP = "tensor, channel, token, or a group size G (G consecutive channels of a position share a scale)"
+FP8_DTYPES = {kind: getattr(torch, name) for kind, name in FP8.items()}
 ALPHA = 1e-6  # the chance that noise alone puts the true token outside its position's test
 
 
@@ -36,7 +34,7 @@ class Quantisation:
     def __post_init__(self):
         if self.kind not in QUANTS:
             raise LmrepError(f"unknown quantisation '{self.kind}': choose one of {', '.join(QUANTS)}")
-        if self.group not in ("tensor", "channel", "token") and not (self.group.isdigit() and int(self.group) > 0):
+        if group_problem(self.group):
             raise LmrepError(f"unknown quantisation group '{self.group}': give {GROUPS_HELP}")
 
     @property
@@ -60,12 +58,12 @@ class Quantisation:
     def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (T, D) -> stored values (int8 or fp8, (T, D)) and float32 scales."""
         x = x.float()
-        top = INTS.get(self.kind) or torch.finfo(FP8.get(self.kind)).max
+        top = INTS.get(self.kind) or torch.finfo(FP8_DTYPES.get(self.kind)).max
         scale = (self._absmax(x) / top).clamp_min(torch.finfo(torch.float32).tiny)
         y = x / expand(scale, x.shape)
         if self.kind in INTS:
             return y.round().clamp(-top, top).to(torch.int8), scale
-        return y.to(FP8[self.kind]), scale
+        return y.to(FP8_DTYPES[self.kind]), scale
 
 
 def expand(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -93,8 +91,8 @@ def dequantise(q: torch.Tensor, scale: torch.Tensor, kind: str) -> tuple[torch.T
     x = q.float() * s
     if kind in INTS:
         return x, s / 2
-    mant = torch.finfo(FP8[kind]).eps  # 2^-mantissa bits
-    tiny = torch.finfo(FP8[kind]).smallest_normal
+    mant = torch.finfo(FP8_DTYPES[kind]).eps  # 2^-mantissa bits
+    tiny = torch.finfo(FP8_DTYPES[kind]).smallest_normal
     _, e = torch.frexp(q.float().abs().clamp_min(tiny))  # |q| = m 2^e, m in [0.5, 1): its binade starts at 2^(e-1)
     half_ulp = torch.ldexp(torch.ones_like(x), e - 1) * mant / 2
     return x, half_ulp * s

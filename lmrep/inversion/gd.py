@@ -15,7 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..objective.batching import output_generator, pad, per_item, prompt_generator
-from ..objective.decode import DECODERS, Decoder
+from ..objective.decode import Decoder
+from ..objective.names import DECODERS
 from ..errors import LmrepError
 from ..objective.losses import distance
 from ..objective.schedule import factor

@@ -34,10 +34,11 @@ from ..models.layers import LayerModel
 from ..models.load import weights_hash
 from ..records.folder import write_atomic
 from ..records.inputs import shown
-from .degrade import FP8, INTS, QUANTS, Degraded, Quantisation, check_scale, dequantise, noise_sigma
+from .degrade import FP8_DTYPES, Degraded, Quantisation, check_scale, dequantise, noise_sigma
+from .formats import INTS, QUANTS, STORED
 
 FORMAT = "lmrep-states/1"
-STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+STORE_DTYPES = {name: getattr(torch, name) for name in STORED}
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _dequantised(path: Path, tensors: dict[str, torch.Tensor], meta: dict):
         raise LmrepError(f"states file '{path}' holds values that are not floating-point and its header's quant is "
                          f"{quant!r}: give floating-point states, or quantised ones with quant = one of "
                          f"{', '.join(QUANTS)} in the header and each tensor's scales under key.scale")
-    want = torch.int8 if quant in INTS else FP8[quant]
+    want = torch.int8 if quant in INTS else FP8_DTYPES[quant]
     values, bounds = {}, {}
     for k in stored:
         if k not in scales:

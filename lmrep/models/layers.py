@@ -25,10 +25,9 @@ from torch import nn
 from .architectures import residual
 from ..errors import LmrepError
 from .load import LoadedModel
+from .names import HEADS
 
-HEADS = ("none", "norm", "logits", "logits_nonorm")
 CACHED = ("k", "v", "kv")  # what of block i's key/value cache a layer name can read
-HEAD_HELP = "what follows the blocks: none, the final norm, norm + LM head (logits), the LM head alone (logits_nonorm)"
 
 
 @dataclass(frozen=True)

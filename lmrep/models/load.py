@@ -21,6 +21,7 @@ from .architectures import find_parts
 from ..errors import LmrepError
 from ..records.inputs import device_problem, shown
 from .gguf import GgufSource, converted
+from .names import DEFAULT_MODEL
 from .hub import folder_problem, hub_reachable, in_hf_cache, load_converted, load_hf, seeded
 
 GPT2_TOKENIZER = Path(__file__).parent.parent / "data" / "gpt2-tokenizer"
@@ -53,7 +54,6 @@ KNOWN = {
     "gpt2": KnownModel("gpt2", "GPT-2 small (12 blocks, d=768); --untrained builds it from GPT2Config offline",
                        "124M", "openai-community/gpt2"),
 }
-DEFAULT_MODEL = "smollm2-135m"
 
 
 def cache_dir() -> Path:

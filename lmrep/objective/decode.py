@@ -14,8 +14,7 @@ import torch
 
 from ..errors import LmrepError
 from ..models.load import LoadedModel
-
-DECODERS = ("pinv", "l2", "cosine")
+from .names import DECODERS
 
 
 def check_decoder(name: str) -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import LmrepError
-
-LOSSES = ("l1", "l2", "cosine")
+from .names import LOSSES
 
 
 def check_loss(loss: str) -> str:

@@ -10,9 +10,6 @@ def decay(step: int, steps: int) -> float:
     return 1.0 - 0.9 * step / max(1, steps - 1)
 
 
-SCHEDULES = ("linear", "constant")
-
-
 def factor(schedule: str, step: int, steps: int) -> float:
     """The factor on eta at ``step`` of ``steps`` under ``schedule``."""
     return decay(step, steps) if schedule == "linear" else 1.0

@@ -6,83 +6,27 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import torch
 
 from ..engine import ITEMS, TENSOR_FIELD, ItemLog, Task, item_id
 from ..engine.command import run_command
-from ..records.checks import When, at_least, check_fields, each, one_of, option, positive, seed_value
 from ..errors import LmrepError
-from ..models.layers import HEAD_HELP, HEADS
 from ..records.folder import RunDir
 from ..records.health import ascent_health, counts
 from ..records.stats import mean_sem
+from .config import FeaturesConfig
 from .figures import change_heatmaps, change_profile, feature_grid
 from .hybrid import Hybrid
 from .metrics import per_patch_change
 from .objectives import OBJECTIVES
 from .param import PARAMS
-from .render import OPTIMISATION, RenderConfig, render
+from .render import render
 from .transforms import Transform, compose, gaussian_blur, jitter, octave_jitter
 
-OBJECTIVE = "objective"
 log = logging.getLogger(__name__)
 
-# the command's defaults: --quick is a small image, few steps, two seeds (2 CPU cores, a few minutes); full is the
-# page's 224 px
-QUICK = dict(image_size=96, steps=24, seeds=2)
-FULL = dict(image_size=224, steps=256, seeds=3)
-
-
-def preset(given, name: str, quick: bool):
-    """An option's value: ``given``, else the --quick or the full default of ``name``."""
-    return given if given is not None else (QUICK if quick else FULL)[name]
-
-
-@dataclass(frozen=True)
-class FeaturesConfig:
-    layer: str = option("4", "LM layer: 0..n_layers or a name like blocks.3.hook_resid_post", group=OBJECTIVE)
-    head: str = option("none", HEAD_HELP, one_of(HEADS), group=OBJECTIVE)
-    objective: str = option("neuron", "neuron: one neuron over all patches; patch: all neurons of one patch",
-                            one_of(lambda: sorted(OBJECTIVES)), flag="kind", group=OBJECTIVE)
-    indices: tuple[int, ...] = option(tuple(range(16)), "neurons or patches, one panel each (panel k shows index "
-                                      "k-1)", each(at_least(0)), group=OBJECTIVE)
-    seeds: tuple[int, ...] = option((0, 1, 2), "one starting noise per seed", each(seed_value), cli=False)
-    param: str = option("pixel", "pixels or Fourier-space parameters", one_of(lambda: sorted(PARAMS)),
-                        group=OPTIMISATION)
-    blur: bool = option(True, "Gaussian blur before each forward pass", group=OPTIMISATION)
-    sigma: tuple[float, float] = option((2.4, 0.8), "the blur's sigma, start -> end", each(positive),
-                                        flag="blur-sigma", metavar=("START", "END"), group=OPTIMISATION,
-                                        when=When("blur", (True,)))
-    jitter: int = option(4, "random shift of up to this many pixels, 0: off", at_least(0), group=OPTIMISATION)
-    octave: bool = option(False, "the original scripts' octaves: zoom in 2.5-2.68x and random-crop back",
-                          group=OPTIMISATION)
-    octave_scales: tuple[float, float] = option((2.5, 2.68), "zoom range of an octave (224 -> 560 .. 600)",
-                                                each(positive), cli=False)
-    image_size: int = option(224, "side of the square image in pixels", at_least(1, 2048), group=OPTIMISATION)
-    render: RenderConfig = option(help="the optimisation loop", factory=RenderConfig, cli=False)
-
-    def check(self) -> "FeaturesConfig":
-        """Raise LmrepError on a value that cannot work; returns self."""
-        check_fields(self)
-        check_fields(self.render)
-        if not self.indices or not self.seeds:
-            raise LmrepError("give at least one index and one seed")
-        if self.jitter >= self.image_size:
-            raise LmrepError(f"jitter must be smaller than the image ({self.image_size} px), got {self.jitter}")
-        return self
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def check_indices(self, width: int, patches: int) -> None:
-        """Every index names a neuron (< the layer's width) or a patch (< the number of patches)."""
-        n, what = (width, "neuron") if self.objective == "neuron" else (patches, "patch")
-        bad = [i for i in self.indices if i >= n]
-        if bad:
-            raise LmrepError(f"indices must be {what}s 0..{n - 1} (this layer has {n}), got {bad[0]}")
 
 def transforms_for(cfg: FeaturesConfig, generator: torch.Generator) -> Transform:
     """The configured transforms in the original order: octave zoom, jitter, then blur."""

@@ -13,30 +13,17 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from ..records.checks import option
 from ..errors import LmrepError
 from ..models.layers import layer_model
 from ..models.load import LoadedModel
+from .config import HybridConfig
 from .vit import LoadedViT, load_vit, stem_for
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HybridConfig:
-    vit_positions: bool = option(True, "add the ViT's patch position embedding in the stem", group="vision")
-    lm_positions: bool = option(True, "the LM's own positions (off: GPT-2's wpe adds zeros; rotary: every position "
-                                "id is 0)", group="vision")
-    causal: bool = option(True, "the LM's causal mask (off: a full, bidirectional mask: patches see each other)",
-                          group="vision")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class Hybrid:

@@ -5,7 +5,6 @@ The samples are read straight from the files in scikit-image's wheel (no scikit-
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +12,7 @@ import torch
 from PIL import Image
 
 from ..errors import LmrepError
-
-SAMPLES = {  # name -> file in skimage/data
-    "chelsea": "chelsea.png",  # a cat
-    "astronaut": "astronaut.png",
-    "coffee": "coffee.png",
-    "rocket": "rocket.jpg",
-    "motorcycle": "motorcycle_left.png",
-}
-GENERATED = "testcard"
-
-
-def sample_folder() -> Path | None:
-    spec = importlib.util.find_spec("skimage")
-    return None if spec is None else Path(spec.origin).parent / "data"
-
-
-def available() -> list[str]:
-    """Names that load here: the scikit-image samples if it is installed, and the generated test card."""
-    folder = sample_folder()
-    have = [n for n, f in SAMPLES.items() if folder is not None and (folder / f).is_file()]
-    return have + [GENERATED]
+from .samples import GENERATED, SAMPLES, available, sample_folder
 
 
 def load_image(spec: str, size: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -15,30 +15,17 @@ from tqdm import tqdm
 
 from ..engine import ITEMS, TENSOR_FIELD, ItemLog, Task, item_id
 from ..engine.command import run_command
-from ..records.checks import at_least, finite, non_negative, option, positive
 from ..errors import LmrepError
 from ..objective.schedule import decaying
 from ..records.folder import RunDir
 from ..records.health import counts, curve_health, healthy
 from ..records.stats import mean_sem
+from .config import ReconstructConfig
 from .figures import psnr_by_depth, reconstruction_grid
-from .render import OPTIMISATION
 from .images import load_image
 from .metrics import l2, per_patch_mse, psnr, ssim
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReconstructConfig:
-    steps: int = option(1000, "Adam steps per layer (the original scripts' 1000)", at_least(1), group=OPTIMISATION)
-    lr: float = option(0.02, "Adam's learning rate, falling linearly to lr/10", positive, group=OPTIMISATION)
-    init_mean: float = option(0.7, "start: N(init_mean, init_sd^2) per pixel (the original scripts: randn / 20 + "
-                              "0.7)", finite, cli=False)
-    init_sd: float = option(0.05, "see init_mean", non_negative, cli=False)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def reconstruct(model: nn.Module, image: torch.Tensor, cfg: ReconstructConfig, seed: int = 0,

@@ -1,31 +1,15 @@
 """The feature-visualisation loop: move an image's parameters to maximise objectives, one per image in a batch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..records.checks import at_least, one_of, option, positive
 from ..objective.schedule import decaying
+from .config import RenderConfig
 from .objectives import Objective
 from .param import Param
 from .transforms import Transform, compose
-
-OPTIMIZERS = ("gd", "adam")
-OPTIMISATION = "optimisation"
-
-
-@dataclass(frozen=True)
-class RenderConfig:
-    steps: int = option(256, "optimiser steps", at_least(1), group=OPTIMISATION)
-    lr: float = option(0.05, "step size, falling linearly to lr/10 over the run", positive, group=OPTIMISATION)
-    # gd: plain gradient steps, each image's scaled so its largest entry moves by lr: how hard each patch is pushed
-    # stays visible in how far it moves. adam: per-entry normalised steps, so every pixel with any gradient moves
-    # about lr, which hides the per-patch differences the page measures.
-    optimizer: str = option("gd", "gd: gradient steps scaled so each image's largest moves lr (keeps per-patch "
-                            "differences); adam: every pixel moves about lr", one_of(OPTIMIZERS), group=OPTIMISATION)
 
 
 def values(objectives: list[Objective], acts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -9,11 +9,9 @@ from ..models.layers import resolve_layer
 from ..records.folder import RunDir
 from .hybrid import Hybrid
 from .images import load_image
-from .reconstruct import ReconstructConfig, Subject, reconstruct_all
+from .config import ReconstructConfig
+from .reconstruct import Subject, reconstruct_all
 from .vit import load_vit, vit_layer_model
-
-QUICK = dict(image_size=96, steps=80, images=["chelsea"])  # --quick: one small image, few steps
-FULL = dict(image_size=224, steps=1000, images=["chelsea", "astronaut"])
 
 
 def layers(given: list[str] | None, n: int, quick: bool) -> list[str]:

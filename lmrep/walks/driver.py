@@ -13,7 +13,9 @@ from tqdm.auto import tqdm
 from ..objective.batching import pad, prompt_generator
 from ..objective.decode import Decoder
 from ..objective.targets import depth_of
-from .core import METHODS, WalkConfig, WalkState, l1, l2, ratio
+from .config import WalkConfig
+from .core import WalkState, l1, l2, ratio
+from .registry import move
 
 
 @dataclass
@@ -49,7 +51,7 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
         out0 = target(e0, mask)  # (B, T, D)
     state = WalkState(target, cfg, e0.clone(), e0, out0, mask,
                       [prompt_generator(s, x, lm.device) for x, s in items])
-    move, B, snaps = METHODS[cfg.method], len(items), set(cfg.snapshot_steps())
+    take, B, snaps = move(cfg.method), len(items), set(cfg.snapshot_steps())
     traj = [[dict(step=0, input_l1=0.0, output_l1=0.0, r=None, input_l2=0.0, output_l2=0.0)] for _ in range(B)]
     diags, shots = [[] for _ in range(B)], [[] for _ in range(B)]
     bar = tqdm(total=cfg.steps, disable=not progress, desc=f"{cfg.method} walk {target.name}", unit="step",
@@ -57,7 +59,7 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
     try:
         _snapshot(state, decoder, items, shots, 0)  # always: the reference for 'changed'
         for n in range(1, cfg.steps + 1):
-            for b, d in enumerate(move(state, n)):
+            for b, d in enumerate(take(state, n)):
                 diags[b].append(dict(step=n, **d))
             with torch.no_grad():
                 out = state.output(state.e)

@@ -14,7 +14,8 @@ import torch
 from torch.func import jvp, vjp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .core import WalkState, register_move
+from .core import WalkState
+from .registry import register_move
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:

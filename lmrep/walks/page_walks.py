@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from ..objective.losses import distance
-from .core import WalkState, register_move
+from .core import WalkState
+from .registry import register_move
 from .jacobian import reproject
 
 

@@ -12,7 +12,7 @@ from ..objective.targets import make_target
 from ..records.checks import krylov_fits
 from ..records.folder import RunDir
 from ..records.stats import mean_sem
-from .core import WalkConfig
+from .config import WalkConfig
 from .driver import walk_items
 from .figures import walk_figure
 

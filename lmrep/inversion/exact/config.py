@@ -1,4 +1,6 @@
-"""The exact search's own options: what to verify first, how many at a time, and when to stop.
+"""The exact search's own options: what to verify first, how many at a time, and when to stop; and the table of
+rankings (``RANKINGS``: each one's name and what it does; rank.py builds them). Torch-free, so that the command line
+offers and checks them before torch loads.
 
 ``InvertConfig`` holds these fields too (it derives from ``ExactConfig``), so ``InvertConfig(method="exact",
 ranking="table")`` and the flags built from it keep working; the search itself reads only an ``ExactConfig``.
@@ -7,18 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ...records.checks import When, at_least, check_fields, one_of, option, optional, positive, seed_value
-from .rank import DEFAULT, RANKINGS, SAME
 
+# the rankings: which candidates to verify first at a position (rank.FACTORIES builds each, under the same name);
+# --ranking's choices, the config's check and the help read this table
+RANKINGS = {
+    "guided": "the model's expectation and a calibrated guess moved by secant, then gradient steps (no table needed)",
+    "table": "every token's output at the layer after random prefixes (built once per layer, minutes, kept on "
+             "disk), plus an offset for this prefix; the expectation and gradient steps join as in guided",
+    "secant": "the calibrated guess moved by secant steps alone (best at the first layers; strays at depth)",
+    "vocab": "brute force in vocabulary order, the baseline to beat",
+}
+DEFAULT = "guided"
+SAME = "search"  # --first-token: position 0 uses --ranking's own rule
 EXACT = "exact method (docs/exact.md)"
 EXACT_ONLY = When("method", ("exact",))
 CPU_BATCH, GPU_BATCH = 64, 1024  # default candidate batch: on a GPU a pass of a thousand rows costs about one of one
 
 
 def _ranking_help() -> str:
-    return "; ".join(f"{name}: {factory.__doc__.split('.')[0].strip()}" for name, factory in RANKINGS.items())
+    return "; ".join(f"{name}: {about}" for name, about in RANKINGS.items())
 
 
 @dataclass
@@ -45,9 +55,10 @@ class ExactConfig:
         check_fields(self)
         return self
 
-    def batch(self, device: torch.device) -> int:
-        """Candidates per forward pass at most: the user's, or one sized for the device."""
-        return self.candidate_batch or (CPU_BATCH if torch.device(device).type == "cpu" else GPU_BATCH)
+    def batch(self, device) -> int:
+        """Candidates per forward pass at most: the user's, or one sized for the device (a torch.device or its
+        name)."""
+        return self.candidate_batch or (CPU_BATCH if str(device).split(":")[0] == "cpu" else GPU_BATCH)
 
     def cap(self, vocab_size: int) -> int:
         """Candidates verified at one position at most: the user's cap, or the whole vocabulary."""

@@ -1,9 +1,10 @@
-"""The rankings: which candidates to verify first at one position. ``RANKINGS`` is the one table of them.
+"""The rankings: which candidates to verify first at one position. ``FACTORIES`` builds each ranking that
+``config.RANKINGS`` names (and says what it does), one factory a row.
 
 A ranking is a factory ``Position -> Proposal`` (proposal.py): it sees what is known at the position (the target
 row, the verified prefix and its cache, the layer's once-per-layer setup, the model's expectation) and returns the
-order in which to try tokens. Adding one is one factory and one row below; the CLI's choices, the config's check
-and the docs' list read the table.
+order in which to try tokens. Adding one is one factory and its row below, and a row in ``config.RANKINGS``; the
+CLI's choices, the config's check and the docs' list read that table.
 
 What the rankings are made of, and where each is good (measured in docs/exact.md): the model's own next-token
 expectation after the recovered prefix (frequent words, which a layer's geometry hides best at depth); a
@@ -27,7 +28,6 @@ from .kvcache import Prefix
 from .proposal import Proposal, Scores, Then
 from .vocab_tables import TABLE_CONTEXTS, ContextTable, VocabTable, vocab_table
 
-SAME = "search"  # --first-token: position 0 uses --ranking's own rule
 SECANT_BATCHES = 3  # batches whose misses move the guess by secant steps before gradient steps join in
 
 
@@ -160,6 +160,6 @@ def vocab(pos: Position) -> Proposal:
     return Scores(-torch.arange(len(pos.W), dtype=torch.float32, device=pos.W.device))
 
 
-RANKINGS: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "table": tabulated, "secant": secant,
-                                                        "vocab": vocab}
-DEFAULT = "guided"
+# config.RANKINGS' names -> the factory of each (tests/test_exact.py checks that the two tables name the same ones)
+FACTORIES: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "table": tabulated, "secant": secant,
+                                                         "vocab": vocab}

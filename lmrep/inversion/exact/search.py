@@ -25,7 +25,7 @@ EXHAUSTIVE_BATCH = 512  # candidates per pass once the whole vocabulary is to be
 from .config import ExactConfig
 from .guess import output_features
 from .kvcache import Prefix
-from .rank import RANKINGS, Expectation, Position, Setup
+from .rank import FACTORIES, Expectation, Position, Setup
 
 
 def batch_sizes(largest: int):
@@ -87,7 +87,7 @@ class _Search:
         lm, cfg, W = self.target.lm, self.cfg, self.W
         pos = Position(self.target, t, h, self.feat(h), self.prefix, list(self.tokens), W, self.sqnorm, self.setup,
                        self.expectation, self.memory)
-        order = RANKINGS[cfg.ranking_at(t)](pos)
+        order = FACTORIES[cfg.ranking_at(t)](pos)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         cap, n_tried, seen_ids, seen_res, hit = cfg.cap(lm.vocab_size), 0, [], [], None
         for size in batch_sizes(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0)):
