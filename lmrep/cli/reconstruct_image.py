@@ -6,7 +6,7 @@ import json
 
 from ..records.checks import at_least
 from ..records.folder import RunDir
-from ..vision.images import available
+from ..vision.images import available, expand
 from ..vision.reconstruct import ReconstructConfig
 from ..vision.subjects import FULL, QUICK, check_images, hybrid_subject, reconstruct_run, vit_subject
 from ..vision.vit import KNOWN_VITS
@@ -16,7 +16,7 @@ from .features import add_hybrid_args, hybrid_from_args
 
 def register(sub) -> None:
     p = sub.add_parser("reconstruct-image")
-    p.add_argument("images", nargs="*", help=f"image files or sample names ({', '.join(available())}); "
+    p.add_argument("images", nargs="*", help=f"image files, sample names or sets ({', '.join(available())}); "
                                              "default chelsea (full: chelsea, astronaut)")
     add_hybrid_args(p)
     p.add_argument("--image-size", type=value_type(int, at_least(1, 2048)),
@@ -47,7 +47,7 @@ def run(args) -> int:
     cfg = config_from(ReconstructConfig, args, steps=args.steps or preset["steps"])
     if args.compare == "none":
         refuse_unused(args, {"compare_layers": "with --compare none"})
-    names = args.images or preset["images"]
+    names = expand(args.images or preset["images"])  # a set's name stands for its images
     check_images(names)
     hybrid = hybrid_from_args(args)
     subjects = [hybrid_subject(hybrid, args.model, size, args.layers, args.quick)]
