@@ -125,8 +125,9 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
 
 def summarize(items: list[dict]) -> dict:
     """Per subject and depth: mean ± s.e. over the images (and seeds) whose run did not diverge."""
-    rows = group_stats(sorted(items, key=lambda r: (r["subject"], r["depth"])), ("subject", "label", "depth"),
-                       ("psnr", "ssim", "l2", "front_back"))
+    order = list(dict.fromkeys(r["subject"] for r in items))  # the subjects in the order they were planned
+    rows = group_stats(sorted(items, key=lambda r: (order.index(r["subject"]), r["depth"])),
+                       ("subject", "label", "depth"), ("psnr", "ssim", "l2", "front_back"))
     return dict(rows=rows, claims=decide_all(NAME, items))
 
 
