@@ -27,7 +27,8 @@ def fields(name: str, v: float | None) -> dict:
 
 
 def item(spec: ClaimSpec, where: dict, i: int, v, **more) -> dict:
-    return {**where, "prompt": f"prompt {i}", "seed": i % 3, "budget": BUDGET, "health": "ok",
+    pair = {k: f"{k} {i}" for k in spec.pair if k != "seed"}  # what makes items a pair: prompt, image, panel
+    return {**where, "prompt": f"prompt {i}", **pair, "seed": i % 3, "budget": BUDGET, "health": "ok",
             **fields(spec.metric, v), **more}
 
 

@@ -7,14 +7,14 @@ import json
 from ..records.checks import at_least
 from ..records.folder import RunDir
 from ..vision.config import KNOWN_VITS, RECONSTRUCT_FULL, RECONSTRUCT_QUICK, ReconstructConfig
-from ..vision.samples import available
+from ..vision.samples import available, expand
 from .args import add_config, add_out_arg, config_from, refuse_unused, value_type
 from .features import add_hybrid_args, hybrid_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("reconstruct-image")
-    p.add_argument("images", nargs="*", help=f"image files or sample names ({', '.join(available())}); "
+    p.add_argument("images", nargs="*", help=f"image files, sample names or sets ({', '.join(available())}); "
                                              "default chelsea (full: chelsea, astronaut)")
     add_hybrid_args(p)
     p.add_argument("--image-size", type=value_type(int, at_least(1, 2048)),
@@ -46,7 +46,7 @@ def run(args) -> int:
     if args.compare == "none":
         refuse_unused(args, {"compare_layers": "with --compare none"})
     from ..vision.subjects import check_images, hybrid_subject, reconstruct_run, vit_subject  # after those checks
-    names = args.images or preset["images"]
+    names = expand(args.images or preset["images"])  # a set's name stands for its images
     check_images(names)
     hybrid = hybrid_from_args(args)
     subjects = [hybrid_subject(hybrid, args.model, size, args.layers, args.quick)]

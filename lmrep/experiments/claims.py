@@ -33,6 +33,7 @@ class ClaimSpec:
     band: tuple[float, float] = (0.0, 0.0)  # direction "within": the interval the mean must lie in
     budget: int = 0  # steps the claim is about: runs with fewer cannot decide it (0: any)
     min_n: int = MIN_N
+    pair: tuple[str, ...] = ("prompt", "seed")  # paired: the item fields that make two items a pair
     tests: tuple[tuple[str, str, object], ...] = ()  # existence: (metric or field, op, value), all must pass
 
 
@@ -66,7 +67,8 @@ def _orthogonality(r: dict) -> float | None:
 
 
 METRICS = {"top1_pinv": _top(1), "top2_pinv": _top(2), "top5_pinv": _top(5), "log10_r": _log10("r"),
-           "log10_r_over_random": _log10("r_over_random"), "ppl_gap": _ppl_gap, "orthogonality": _orthogonality,
+           "log10_r_over_random": _log10("r_over_random"), "log10_front_back": _log10("front_back"),
+           "ppl_gap": _ppl_gap, "orthogonality": _orthogonality,
            "reached_m": _reached("steps_to_m"), "reached_m_strict": _reached("steps_to_m_strict")}
 OPS = {"==": operator.eq, "<": operator.lt, ">": operator.gt, ">=": operator.ge, "<=": operator.le}
 
@@ -175,4 +177,22 @@ _WALKS = [
                 dict(kind="compare", subject=s, method="jacobian"), dict(kind="compare", subject=s, method="tangent"),
                 effect=0.1) for s in ("gpt2-untrained", "smollm2")],
 ]
-CLAIMS = (*_DEPTH, *_RECONSTRUCTION, *_THRESHOLD, *_NONSENSE, *_TOKENS, *_WALKS)
+_IMAGE = ("image", "seed")  # reconstructions of one image from one starting noise are a pair
+_VISION = [
+    *[ClaimSpec(f"image-gpt2-below-{vit}-{m}", "vision-reconstruction", f"GPT-2 keeps a less accurate image than "
+                f"ViT-Large in the early layers (here: untrained GPT-2 behind the untrained ViT-B/16 stem vs {about}, "
+                f"after 1 block; {m.upper()}, counted as: {vit} higher by >= {effect:g})", "paired", m,
+                dict(subject=vit, depth=1), dict(subject="gpt2", depth=1), effect=effect, pair=_IMAGE)
+      for vit, about in (("vit-l16", "untrained ViT-L/16"), ("dinov2-s14", "trained DINOv2 ViT-S/14, the stand-in "
+                                                                       "for a trained ViT"))
+      for m, effect in (("psnr", 1.0), ("ssim", 0.05))],
+    ClaimSpec("image-first-tokens-worst", "vision-reconstruction", "The first few dozen tokens (the top rows of "
+              "patches) are poorly represented (GPT-2 behind the ViT-B/16 stem, after n/2 blocks; log10 of the first "
+              "quarter of patches' squared error over the last quarter's, counted as: >= 0.1)", "level",
+              "log10_front_back", dict(subject="gpt2", fraction=0.5), effect=0.1),
+    ClaimSpec("features-broader-deeper", "vision-features", "Deeper layers focus more broadly (the trained LM behind "
+              "a ViT-B/16-geometry stem, one neuron over all patches: breadth of the per-patch change after the "
+              "last block vs after 1 block, counted as: >= 0.05 higher)", "paired", "breadth", dict(fraction=1.0),
+              dict(depth=1), effect=0.05, pair=("seed", "panel")),
+]
+CLAIMS = (*_DEPTH, *_RECONSTRUCTION, *_THRESHOLD, *_NONSENSE, *_TOKENS, *_WALKS, *_VISION)

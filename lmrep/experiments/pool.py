@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..models.load import LoadedModel, load_model, model_status
 from ..objective.targets import EmbeddingTarget, toy_target
+from ..vision.vit import LoadedViT, load_vit
 
 
 class ModelPool:
@@ -34,6 +35,11 @@ class ModelPool:
         """A language model; the untrained GPT-2 draws its weights under ``seed``."""
         return self._get(("model", name, untrained, seed if untrained else 0, dtype),
                          lambda: load_model(name, untrained=untrained, seed=seed, device=self.device, dtype=dtype))
+
+    def vit(self, name: str, seed: int = 0) -> LoadedViT:
+        """A vision model (``vision.vit.load_vit``: a known name, hub name or folder), its weights drawn under
+        ``seed`` where it is untrained."""
+        return self._get(("vit", name, seed), lambda: load_vit(name, seed=seed, device=self.device))
 
     def n_layers(self, name: str, untrained: bool = False) -> int:
         """How many blocks a model has; the untrained GPT-2 is not built for it (its config says: 12)."""

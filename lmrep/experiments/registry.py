@@ -27,7 +27,8 @@ from .reporting import header, load_run
 
 # one row per experiment, in the order the report presents them (depth's figure is the headline): a module of
 # this package by its name, or any importable module by its dotted path
-MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks"]
+MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks", "vision_reconstruction",
+           "vision_features"]
 
 
 @dataclass(frozen=True)

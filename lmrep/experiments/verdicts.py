@@ -4,7 +4,8 @@ not decided, with the numbers it rests on.
 Only the items whose run did not diverge count (``records.health``); the counts of each label stand beside every
 verdict. The statistics are scipy's, with 95% intervals:
 
-    paired      the same prompt and seed under two conditions; the mean of their differences (a - b) with a
+    paired      the same prompt and seed (or what the claim's ``pair`` names: the same image, the same panel)
+                under two conditions; the mean of their differences (a - b) with a
                 bootstrap interval (BCa). holds: the interval is above 0 and the mean is at least the effect that
                 counts; does not hold: the interval is below that effect; equal (``direction="equal"``): the
                 interval inside +-effect holds, one wholly outside it does not
@@ -124,8 +125,8 @@ def _budget_short(spec: ClaimSpec, items: list[dict]) -> str | None:
 
 def _paired(spec: ClaimSpec, items: list[dict]) -> Decision:
     a_all, b_all = select(items, spec.a), select(items, spec.b)
-    a = {(r.get("prompt"), r.get("seed")): metric(spec, r) for r in healthy(a_all)}
-    b = {(r.get("prompt"), r.get("seed")): metric(spec, r) for r in healthy(b_all)}
+    a = {tuple(r.get(k) for k in spec.pair): metric(spec, r) for r in healthy(a_all)}
+    b = {tuple(r.get(k) for k in spec.pair): metric(spec, r) for r in healthy(b_all)}
     keys = sorted((k for k in a.keys() & b.keys() if a[k] is not None and b[k] is not None), key=str)
     d = [a[k] - b[k] for k in keys]
     head = f"a: {_health(a_all)}; b: {_health(b_all)}"
@@ -135,7 +136,8 @@ def _paired(spec: ClaimSpec, items: list[dict]) -> Decision:
         return Decision(spec, _undecided(f"{len(d)} pairs, fewer than {spec.min_n}"),
                         f"{len(d)} pairs ({means}); {head}", len(d))
     mean, low, high = interval(d)
-    text = (f"mean a - b {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] over {len(d)} pairs (same prompt and seed; "
+    same = " and ".join(spec.pair)
+    text = (f"mean a - b {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] over {len(d)} pairs (same {same}; "
             f"{means}{_wilcoxon(d)}); {head}")
     got = _versus(mean, low, high, spec, 0.0)
     return Decision(spec, got or _undecided("the interval spans the effect that counts"), text, len(d), (low, high))

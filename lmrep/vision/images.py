@@ -1,7 +1,9 @@
-"""Images to reconstruct: scikit-image's bundled samples by name, a generated test card, or the user's own file.
+"""Images to reconstruct: scikit-image's bundled samples by name, a named set of them, a generated test card, or the
+user's own file.
 
-Every image comes back as (1, 3, size, size) float32 in [0, 1]: the central square, resized with antialiasing.
-The samples are read straight from the files in scikit-image's wheel (no scikit-image import, no download).
+Every image comes back as (1, 3, size, size) float32 in [0, 1]: a square (the central one unless the sample names
+another), resized with antialiasing; grayscale images become RGB. The samples are read straight from the files in
+scikit-image's wheel (no scikit-image import, no download).
 """
 from __future__ import annotations
 
@@ -12,19 +14,23 @@ import torch
 from PIL import Image
 
 from ..errors import LmrepError
-from .samples import GENERATED, SAMPLES, available, sample_folder
+from .samples import CENTRE, GENERATED, SAMPLES, SETS, available, sample_folder
 
 
 def load_image(spec: str, size: int) -> torch.Tensor:
     """A sample name (see ``available()``) or a path to an image file -> (1, 3, size, size) in [0, 1]."""
     if spec == GENERATED:
         return synthetic(size)
+    if spec in SETS:
+        raise LmrepError(f"'{spec}' is a set of {len(SETS[spec])} images: expand it first (images.expand)")
+    square = CENTRE
     if spec in SAMPLES:
         folder = sample_folder()
-        path = folder / SAMPLES[spec] if folder is not None else None
+        path = folder / SAMPLES[spec].file if folder is not None else None
         if path is None or not path.is_file():
             raise LmrepError(f"sample image '{spec}' needs scikit-image (pip install scikit-image); "
                              f"'{GENERATED}' or a file path work without it")
+        square = SAMPLES[spec].square
     else:
         path = Path(spec)
         if not path.is_file():
@@ -34,8 +40,10 @@ def load_image(spec: str, size: int) -> torch.Tensor:
     except OSError as e:
         raise LmrepError(f"cannot read image '{spec}': {e}") from None
     w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    x, y, share = square
+    s = max(1, round(share * min(w, h)))
+    left, top = round(x * (w - s)), round(y * (h - s))
+    img = img.crop((left, top, left + s, top + s))
     img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
     arr = np.asarray(img, dtype=np.float32) / 255.0  # (size, size, 3)
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).clamp(0, 1).contiguous()

@@ -48,3 +48,22 @@ def per_patch_change(end: torch.Tensor, start: torch.Tensor, patch: int) -> torc
     """How far each patch moved: L2 norm of its pixel change, (B, N), in token order."""
     d = F.avg_pool2d((end - start) ** 2, patch) * (patch * patch)  # (B, C, H/p, W/p): sums over the patch
     return d.sum(dim=1).flatten(1).sqrt()
+
+
+def breadth(change: torch.Tensor) -> torch.Tensor:
+    """How broadly a change is spread over the patches, (B,) from per-patch changes (B, N): the effective number
+    of patches, exp of the entropy of each patch's share of the change energy (its squared change), over N. 1/N:
+    all of it in one patch; 1: spread evenly over every patch; NaN where nothing moved."""
+    energy = change.double() ** 2  # (B, N)
+    p = energy / energy.sum(dim=1, keepdim=True)  # (B, N); NaN rows where the total is 0
+    h = -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum(dim=1)  # (B,) entropy in nats
+    return (h.exp() / change.shape[1]).where(energy.sum(dim=1) > 0, torch.nan).float()
+
+
+def share_holding(change: torch.Tensor, part: float = 0.9) -> torch.Tensor:
+    """The share of patches that hold ``part`` of the change energy, the largest first, (B,) from (B, N); NaN where
+    nothing moved."""
+    energy = (change.double() ** 2).sort(dim=1, descending=True).values  # (B, N)
+    total = energy.sum(dim=1, keepdim=True)  # (B, 1)
+    count = ((energy.cumsum(dim=1) < part * total).sum(dim=1) + 1).clamp(max=change.shape[1])  # (B,)
+    return (count.double() / change.shape[1]).where(total[:, 0] > 0, torch.nan).float()

@@ -1,18 +1,52 @@
 """The sample images by name: scikit-image's bundled files (read straight from its wheel: no scikit-image import,
-no download) and a generated test card. Torch-free, so that `lmrep reconstruct-image --help` lists them before torch
-loads; images.py loads them."""
+no download), named sets of them, and a generated test card. Torch-free, so that `lmrep reconstruct-image --help`
+lists them before torch loads; images.py loads them."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
-SAMPLES = {  # name -> file in skimage/data
-    "chelsea": "chelsea.png",  # a cat
-    "astronaut": "astronaut.png",
-    "coffee": "coffee.png",
-    "rocket": "rocket.jpg",
-    "motorcycle": "motorcycle_left.png",
+CENTRE = (0.5, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of scikit-image's wheel, and which square of it is taken."""
+
+    file: str  # in skimage/data
+    licence: str  # as scikit-image's documentation of the image states it
+    square: tuple[float, float, float] = CENTRE  # (x, y, side): side as a share of the shorter edge; x, y where the
+    # square sits in what is left over (0: left / top, 0.5: centred, 1: right / bottom)
+
+
+PD, CC0 = "public domain", "CC0"
+SAMPLES = {  # name -> sample; the licences are the ones scikit-image's data module gives for each image
+    "astronaut": Sample("astronaut.png", PD),  # NASA
+    "brick": Sample("brick.png", CC0),
+    "camera": Sample("camera.png", CC0),
+    "cell": Sample("cell.png", CC0),
+    "chelsea": Sample("chelsea.png", CC0),  # a cat
+    "clock": Sample("clock_motion.png", PD),
+    "coffee": Sample("coffee.png", CC0),
+    "grass": Sample("grass.png", CC0),
+    "gravel": Sample("gravel.png", CC0),
+    "horse": Sample("horse.png", CC0),
+    "hubble": Sample("hubble_deep_field.jpg", PD),  # NASA
+    "microaneurysms": Sample("microaneurysms.png", CC0),
+    "retina": Sample("retina.jpg", CC0),
+    "rocket": Sample("rocket.jpg", PD),  # SpaceX
+    "text": Sample("text.png", PD),
+    # zoomed regions of five of them: other scenes at the same size
+    "astronaut-shuttle": Sample("astronaut.png", PD, (1.0, 0.0, 0.45)),
+    "camera-skyline": Sample("camera.png", CC0, (1.0, 0.0, 0.4)),
+    "retina-disc": Sample("retina.jpg", CC0, (0.3, 0.5, 0.35)),
+    "hubble-corner": Sample("hubble_deep_field.jpg", PD, (0.0, 0.0, 0.4)),
+    "rocket-tower": Sample("rocket.jpg", PD, (0.0, 0.0, 0.6)),
+    "motorcycle": Sample("motorcycle_left.png", "not stated (Middlebury stereo data)"),
 }
+# named sets: a set's name stands for its images wherever an image is asked for
+SETS = {"public-domain-20": tuple(n for n, s in SAMPLES.items() if s.licence in (PD, CC0))}
 GENERATED = "testcard"
 
 
@@ -22,7 +56,13 @@ def sample_folder() -> Path | None:
 
 
 def available() -> list[str]:
-    """Names that load here: the scikit-image samples if it is installed, and the generated test card."""
+    """Names that load here: the scikit-image samples and sets if it is installed, and the generated test card."""
     folder = sample_folder()
-    have = [n for n, f in SAMPLES.items() if folder is not None and (folder / f).is_file()]
-    return have + [GENERATED]
+    have = [n for n, s in SAMPLES.items() if folder is not None and (folder / s.file).is_file()]
+    sets = [n for n, members in SETS.items() if set(members) <= set(have)]
+    return have + sets + [GENERATED]
+
+
+def expand(names: list[str]) -> list[str]:
+    """Image arguments with every set's name replaced by its images, in order, each image once."""
+    return list(dict.fromkeys(m for n in names for m in SETS.get(n, (n,))))
