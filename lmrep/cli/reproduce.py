@@ -29,12 +29,15 @@ def config_of(args) -> ReproduceConfig:
 
 def run(args) -> int:
     """List the experiments, or run one (or all) and print where the report is."""
-    known = experiments()
+    known, listed = experiments(), experiments(audits=True)
     if args.list or not args.name:
-        width = max(len(n) for n in known)
+        width = max(len(n) for n in listed)
         for name, exp in known.items():
             print(f"{name:<{width}}  {exp.about}")
         print(f"{'all':<{width}}  every experiment above, with one combined report")
+        for name, exp in listed.items():
+            if name not in known:  # lmrep's own audits: run by name, not by 'all'
+                print(f"{name:<{width}}  {exp.about} (not in 'all')")
         if not args.list:
             print("\nlmrep reproduce: give an experiment name (or --list)", file=sys.stderr)
             return 2
