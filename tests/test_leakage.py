@@ -14,7 +14,7 @@ from lmrep.cli import main
 from lmrep.engine import ITEMS
 from lmrep.experiments import ReproduceConfig, experiments, get, reproduce
 from lmrep.experiments import leakage
-from lmrep.experiments.leakage_report import stop_sentences, where_it_stops
+from lmrep.experiments.leakage_report import stop_sentences, stop_text, where_it_stops
 from lmrep.experiments.pool import ModelPool
 from lmrep.inversion.cloak import Cloak, block_of
 from lmrep.inversion.exposure import Exposure, observe
@@ -126,11 +126,15 @@ def test_the_report_says_where_each_layer_stops_and_rebuilds_from_its_files(audi
 
 
 def test_the_rule_names_the_first_exposure_of_the_ladder_that_fails():
-    def row(name, recovery, certified):
-        return dict(condition=name, recovery=dict(mean=recovery), certified=dict(mean=certified))
-    ladder = [row("fp32", 1.0, 1.0), row("bf16", 1.0, 0.9), row("int8", 0.95, 0.5), row("int4", 1.0, 1.0)]
-    stop = where_it_stops(ladder)
-    assert stop["exact"] == dict(through="bf16", fails_at="int8", rate=0.95, tried=4)  # int4 after it does not count
-    assert stop["certified"] == dict(through="fp32", fails_at="bf16", rate=0.9, tried=4)
-    assert where_it_stops(ladder[:2])["exact"] == dict(through="bf16", fails_at=None, rate=None, tried=2)
+    def row(name, recovery, certified, missed=0):
+        return dict(condition=name, recovery=dict(mean=recovery), certified=dict(mean=certified), missed=missed)
+    ladder = [row("fp32", 1.0, 1.0), row("bf16", 1.0, 0.9), row("int8", 0.95, 0.5, 2), row("int4", 1.0, 1.0)]
+    stop = where_it_stops(ladder)  # int4 after the first failure does not count
+    assert stop["exact"] == dict(through="bf16", fails_at="int8", rate=0.95, tried=4, beyond_cut=2)
+    assert stop["certified"] == dict(through="fp32", fails_at="bf16", rate=0.9, tried=4, beyond_cut=0)
+    assert where_it_stops(ladder[:2])["exact"] == dict(through="bf16", fails_at=None, rate=None, tried=2,
+                                                       beyond_cut=0)
     assert where_it_stops([row("fp32", 0.5, 0.0)])["exact"]["through"] is None
+    assert stop_text(stop["exact"], "recovered exactly", "precision") == \
+        "recovered exactly through bf16, not at int8 (0.95, a lower bound: the true token was beyond the cut at 2 " \
+        "position(s))"

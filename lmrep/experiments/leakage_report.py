@@ -52,7 +52,8 @@ def summarize(items: list[dict]) -> dict:
 def where_it_stops(ladder: list[dict]) -> dict:
     """Where the ladder's exposures stop giving every token back (``exact``) and every position certified
     (``certified``): the last exposure that still does before the first that does not, and that one with its
-    rate. None where the ladder is empty."""
+    rate, and ``beyond_cut``: at how many of its positions the true token was left out of the candidates checked
+    (a row whose sets must hold it: then its rate is a lower bound). None where the ladder is empty."""
     out = {}
     for rate in ("recovery", "certified"):
         holds = [r[rate]["mean"] is not None and r[rate]["mean"] >= 1 - 1e-12 for r in ladder]
@@ -60,7 +61,8 @@ def where_it_stops(ladder: list[dict]) -> dict:
         out["exact" if rate == "recovery" else rate] = dict(
             through=ladder[fail - 1 if fail is not None else -1]["condition"] if ladder and fail != 0 else None,
             fails_at=None if fail is None else ladder[fail]["condition"],
-            rate=None if fail is None else ladder[fail][rate]["mean"], tried=len(ladder))
+            rate=None if fail is None else ladder[fail][rate]["mean"], tried=len(ladder),
+            beyond_cut=0 if fail is None else ladder[fail].get("missed", 0))
     return out
 
 
@@ -70,9 +72,11 @@ def stop_text(stop: dict, what: str, noun: str) -> str:
         return ""
     if stop["fails_at"] is None:
         return f"{what} at every {noun} tried (through {stop['through']})"
+    beyond = f", a lower bound: the true token was beyond the cut at {stop['beyond_cut']} position(s)" \
+        if stop.get("beyond_cut") else ""
     if stop["through"] is None:
-        return f"not {what} even at {stop['fails_at']} ({stop['rate']:.2f})"
-    return f"{what} through {stop['through']}, not at {stop['fails_at']} ({stop['rate']:.2f})"
+        return f"not {what} even at {stop['fails_at']} ({stop['rate']:.2f}{beyond})"
+    return f"{what} through {stop['through']}, not at {stop['fails_at']} ({stop['rate']:.2f}{beyond})"
 
 
 def stop_sentences(summary: dict) -> list[str]:
