@@ -17,6 +17,7 @@ from lmrep.experiments import leakage
 from lmrep.experiments.leakage_report import stop_sentences, stop_text, where_it_stops
 from lmrep.experiments.pool import ModelPool
 from lmrep.inversion.cloak import Cloak, block_of
+from lmrep.inversion.exact.rank import PLAIN
 from lmrep.inversion.exposure import Exposure, observe
 
 PROMPT = "The sky is blue."
@@ -44,7 +45,7 @@ def test_the_attack_fails_without_the_secret_and_succeeds_with_it(arch_models):
     lm = arch_models("gpt2")
     target = layer_model(lm, "blocks.0.attn.hook_k")
     assert block_of(target) == 8 and block_of(layer_model(lm, 1)) == 32  # a head's size; a hidden state's width
-    ids, cfg = lm.encode(PROMPT), InvertConfig(method="exact", ranking="vocab")
+    ids, cfg = lm.encode(PROMPT), InvertConfig(method="exact", ranking=PLAIN)
     rates = {}
     for attacker in ("unaware", "guess", "secret"):
         rec = next(invert_outputs(target, [observe(target, ids, Exposure(attacker, cloak=True, attacker=attacker),

@@ -23,7 +23,7 @@ import torch
 
 from ..engine import Plan, Task, item_id
 from ..inversion import InvertConfig, invert_outputs
-from ..inversion.exact.rank import DEFAULT as DEFAULT_RANKING
+from ..inversion.exact.rank import DEFAULT as DEFAULT_RANKING, PLAIN
 from ..inversion.exposure import Exposure, observe
 from ..models.layers import layer_model
 from .config import ReproduceConfig
@@ -132,8 +132,7 @@ def solve_leak(pool: ModelPool, units: list[tuple], cond: Condition, length: int
     target = layer_model(lm, cond.layer_name)
     cut = min(cond.cut, lm.vocab_size)
     # every candidate is verified when the cut is the vocabulary, so the order does not matter: take the cheapest
-    cfg = InvertConfig(method="exact", max_candidates=cut, ranking="vocab" if cut == lm.vocab_size else
-                       DEFAULT_RANKING)
+    cfg = InvertConfig(method="exact", max_candidates=cut, ranking=PLAIN if cut == lm.vocab_size else DEFAULT_RANKING)
     for unit in units:
         ids = unit_ids(lm, unit, length)
         obs = observe(target, ids, cond.exposure, GROUP, SECRET)
@@ -142,7 +141,7 @@ def solve_leak(pool: ModelPool, units: list[tuple], cond: Condition, length: int
                    layer_name=target.name, condition=cond.exposure.name, group=cond.group, order=cond.order,
                    attacker=cond.exposure.attacker, bits=cond.exposure.bits, noise=cond.exposure.noise,
                    kind=unit[0], prompt=_label(unit), seed=0, text=lm.decode(ids), candidates_cut=cut,
-                   vocab=lm.vocab_size, ranking=cfg.ranking, degradation=rec.get("degradation", ""),
+                   vocab_size=lm.vocab_size, ranking=cfg.ranking, degradation=rec.get("degradation", ""),
                    **scores(ids, rec))
 
 

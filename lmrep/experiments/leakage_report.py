@@ -44,8 +44,8 @@ def summarize(items: list[dict]) -> dict:
         mine = [r for r in rows if _key(r) == key]
         stops.append(dict(zip(("model", "layer", "source"), key),
                           **{g: where_it_stops([r for r in mine if r["group"] == g]) for g in ("precision", "noise")}))
-    cut = {(r["candidates_cut"], r["vocab"], r["ranking"]) for r in items}
-    return dict(rows=rows, stops=stops, cut=[dict(cut=c, vocab=v, ranking=k) for c, v, k in sorted(cut)],
+    cut = {(r["candidates_cut"], r["vocab_size"], r["ranking"]) for r in items}
+    return dict(rows=rows, stops=stops, cut=[dict(cut=c, vocab_size=v, ranking=k) for c, v, k in sorted(cut)],
                 claims=[])
 
 
@@ -158,7 +158,7 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
 def header(config: dict, items: list[dict]) -> str:
     """Title and what the run covers: models, layers, prompts, random sequences, the candidate cut."""
     kinds = {k: sorted({r["prompt"] for r in items if r["kind"] == k}) for k in ("text", "random")}
-    cuts = {(r["candidates_cut"], r["vocab"], r["ranking"]) for r in items}
+    cuts = {(r["candidates_cut"], r["vocab_size"], r["ranking"]) for r in items}
     cut = "; ".join(f"the whole vocabulary ({v} tokens)" if c >= v else f"the first {c} of {v} tokens in the "
                     f"{k!r} ranking's order at each position" for c, v, k in sorted(cuts))
     lengths = sorted({r["n_tokens"] for r in items if r["kind"] == "random"})
