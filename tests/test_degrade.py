@@ -9,7 +9,7 @@ import torch
 from lmrep import InvertConfig, LmrepError, invert_outputs, layer_model
 from lmrep.cli import main
 from lmrep.inversion import states
-from lmrep.inversion.degrade import QUANTS, Degraded, Quantisation, dequantise, noise_sigma
+from lmrep.inversion.degrade import QUANTS, Degraded, Quantisation, dequantise, noise_sigma, stored
 
 PROMPT = "The train to Edinburgh was delayed by snow."
 GROUPS = ("tensor", "channel", "token", "8")
@@ -108,3 +108,13 @@ def test_bad_quantised_files_get_one_line(tmp_path):
         save_file(tensors, str(path), metadata=meta)
         with pytest.raises(LmrepError, match=message):
             states.load(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_float_states_carry_their_storage_rounding_as_their_bound(dtype):
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(2)) * torch.logspace(-2, 2, 32)
+    held = stored(x.to(dtype))
+    assert held.values.dtype == torch.float32 and held.bound.shape == x.shape
+    assert bool(((held.values - x).abs() <= held.bound).all())
+    assert float(((held.values - x).abs() / held.bound).max()) > 0.25  # the bound is half an ulp, not slack
+    assert float(stored(x).bound.abs().max()) == 0.0  # float32: only the computation's rounding is left

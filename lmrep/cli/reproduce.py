@@ -29,11 +29,14 @@ def config_of(args) -> ReproduceConfig:
 def list_experiments(asked: bool) -> int:
     """The experiments and what each does; without ``asked`` (no name given), exit code 2 and what to give."""
     from ..experiments import experiments
-    known = experiments()
-    width = max(len(n) for n in known)
+    known, listed = experiments(), experiments(audits=True)
+    width = max(len(n) for n in listed)
     for name, exp in known.items():
         print(f"{name:<{width}}  {exp.about}")
     print(f"{'all':<{width}}  every experiment above, with one combined report")
+    for name, exp in listed.items():
+        if name not in known:  # lmrep's own audits: run by name, not by 'all'
+            print(f"{name:<{width}}  {exp.about} (not in 'all')")
     if not asked:
         print("\nlmrep reproduce: give an experiment name (or --list)", file=sys.stderr)
         return 2

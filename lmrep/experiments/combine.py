@@ -45,7 +45,7 @@ def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
     """The claims of an experiment's run as rows of the combined table (none for other runs)."""
     config = run_dir.config()
     name = config.get("experiment")
-    if name not in experiments() or not (run_dir / "summary.json").exists():
+    if name not in experiments(audits=True) or not (run_dir / "summary.json").exists():
         return []
     summary = json.loads((run_dir / "summary.json").read_text())
     figures = re.findall(r"\]\(([^)]+\.png)\)", report)
@@ -92,6 +92,6 @@ def runs_in(run_dir: RunDir) -> list[RunDir]:
         return [run_dir]  # a run of a command that is not an experiment (invert, walk, ...)
     if name not in FOLDERS_OF_RUNS:
         return [run_dir]
-    order = list(experiments())
+    order = list(experiments(audits=True))
     return sorted((RunDir(c.parent) for c in run_dir.path.glob("*/config.json")),
                   key=lambda d: order.index(experiment_name(d)) if experiment_name(d) in order else len(order))

@@ -27,6 +27,8 @@ from ..records.checks import at_least, boolean, check_fields, each, one_of, opti
 from ..records.inputs import device_problem
 
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "data" / "prompts.txt"
+EVAL_FILE = PROMPTS_FILE.with_name("eval.txt")  # the evaluation set: held out from every tuning
+HELD_OUT = ("leakage",)  # experiments whose full profile runs the evaluation set (they tune nothing on prompts)
 PAGE_PROMPT = "This is a prompt sentence."  # the page's running example
 SKY_PROMPT = "The sky is blue."
 
@@ -113,7 +115,7 @@ class ReproduceConfig:
     def resolved(self) -> "ReproduceConfig":
         """Fill the profile's defaults; the result is what the run folder records."""
         seeds = self.seeds or (1 if self.quick else 3)
-        prompts = tuple(self.prompts) or default_prompts(self.quick)
+        prompts = tuple(self.prompts) or default_prompts(self.quick, self.experiment)
         return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
                                tuple(self.extra_models), self.steps, tuple(sorted(set(self.layers))))
 
@@ -130,10 +132,13 @@ class ReproduceConfig:
         return asdict(self)
 
 
-def default_prompts(quick: bool) -> tuple[str, ...]:
-    """The page's examples first, then the shipped prompt list (>= 20 prompts for the full profile)."""
+def default_prompts(quick: bool, experiment: str = "") -> tuple[str, ...]:
+    """The page's examples first, then the shipped prompt list (>= 20 prompts for the full profile); the
+    evaluation set for the experiments of HELD_OUT."""
     if quick:
         return (PAGE_PROMPT, SKY_PROMPT)
+    if experiment in HELD_OUT:
+        return tuple(read_prompt_file(EVAL_FILE))
     return tuple(dict.fromkeys([PAGE_PROMPT, SKY_PROMPT, *read_prompt_file(PROMPTS_FILE)]))
 
 

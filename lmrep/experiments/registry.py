@@ -7,8 +7,9 @@
     draw(run_dir, summary, items)        the figures
     markdown(config, items, summary)     the report's sections after its header
 
-and one row of ``MODULES``. ``Experiment.write_report`` puts them together the same way for every experiment, from the
-run folder's JSON alone, so ``lmrep report`` can rebuild a report without a model.
+and one row of ``MODULES`` (the page's experiments, which 'all' runs) or ``AUDITS`` (lmrep's own, run by name only).
+``Experiment.write_report`` puts them together the same way for every experiment, from the run folder's JSON alone,
+so ``lmrep report`` can rebuild a report without a model.
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ from .reporting import header, load_run
 
 # one row per experiment, in the order the report presents them (depth's figure is the headline): a module of
 # this package by its name, or any importable module by its dotted path
-MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks", "vision_reconstruction",
-           "vision_features"]
+MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks",
+           "vision_reconstruction", "vision_features"]
+# experiments of lmrep's own, not of the page: run by name, never by 'all' (which is the page's experiments)
+AUDITS = ["leakage"]
 
 
 @dataclass(frozen=True)
@@ -66,15 +69,17 @@ class Experiment:
         return text
 
 
-def experiments() -> dict[str, Experiment]:
-    """Every experiment, by name, in the order the combined report presents them."""
-    exps = [Experiment(importlib.import_module(mod if "." in mod else f"{__package__}.{mod}")) for mod in MODULES]
+def experiments(audits: bool = False) -> dict[str, Experiment]:
+    """The page's experiments (what 'all' runs), by name, in the order the combined report presents them; with
+    ``audits``, lmrep's own experiments after them."""
+    rows = [*MODULES, *AUDITS] if audits else MODULES
+    exps = [Experiment(importlib.import_module(mod if "." in mod else f"{__package__}.{mod}")) for mod in rows]
     return {e.name: e for e in exps}
 
 
 def get(name: str) -> Experiment:
     """The experiment called ``name``, or an error listing the known ones."""
-    known = experiments()
+    known = experiments(audits=True)
     if name not in known:
         raise LmrepError(f"unknown experiment '{name}': choose one of {', '.join(known)} (see lmrep reproduce --list)")
     return known[name]
@@ -91,12 +96,13 @@ def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
     """Every argument of a run, checked before its folder is touched or any model is loaded: the device, the
     models (cheaply: see models.load.check_loadable) and options that no experiment of the run would use."""
     resolve_device(cfg.device)
+    known = experiments(audits=True)
     if cfg.extra_models and not any(getattr(e.module, "EXTRA_MODELS", False) for e in exps):
         raise LmrepError(f"--also does nothing for {', '.join(e.name for e in exps)}: only "
-                         f"{', '.join(n for n, e in experiments().items() if getattr(e.module, 'EXTRA_MODELS', 0))} "
+                         f"{', '.join(n for n, e in known.items() if getattr(e.module, 'EXTRA_MODELS', 0))} "
                          "runs more models; leave it out")
     for flag, value, attr in (("--steps", cfg.steps, "STEPS"), ("--layers", cfg.layers, "LAYERS")):
-        users = [n for n, e in experiments().items() if getattr(e.module, attr, False)]
+        users = [n for n, e in known.items() if getattr(e.module, attr, False)]
         if value and not any(e.name in users for e in exps):
             raise LmrepError(f"{flag} does nothing for {', '.join(e.name for e in exps)}: only {', '.join(users)} "
                              "use it; leave it out")

@@ -91,11 +91,14 @@ def dequantise(q: torch.Tensor, scale: torch.Tensor, kind: str) -> tuple[torch.T
     x = q.float() * s
     if kind in INTS:
         return x, s / 2
-    mant = torch.finfo(FP8_DTYPES[kind]).eps  # 2^-mantissa bits
-    tiny = torch.finfo(FP8_DTYPES[kind]).smallest_normal
-    _, e = torch.frexp(q.float().abs().clamp_min(tiny))  # |q| = m 2^e, m in [0.5, 1): its binade starts at 2^(e-1)
-    half_ulp = torch.ldexp(torch.ones_like(x), e - 1) * mant / 2
-    return x, half_ulp * s
+    return x, half_ulp(q.float(), FP8_DTYPES[kind]) * s
+
+
+def half_ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Half a unit in the last place of each value of ``x`` (already in ``dtype``'s grid) in that float format:
+    the most rounding to nearest moved it (subnormals given the smallest normal binade's, a little more)."""
+    _, e = torch.frexp(x.abs().clamp_min(torch.finfo(dtype).smallest_normal))  # |x| = m 2^e, m in [0.5, 1)
+    return torch.ldexp(torch.ones_like(x), e - 1) * torch.finfo(dtype).eps / 2  # its binade starts at 2^(e-1)
 
 
 def noise_sigma(h: torch.Tensor, noise: float) -> torch.Tensor:
@@ -135,6 +138,17 @@ class Degraded:
         def statistic(out: torch.Tensor, t: int) -> torch.Tensor:  # chi-square over D
             return (out.double() - h[t]).pow(2).mean(-1) / var[t]
         return statistic, torch.full((T,), chi2_limit(D), dtype=torch.float64)
+
+
+def stored(h: torch.Tensor, about: str = "") -> Degraded:
+    """Float states as stored (float32, bfloat16, float16), as a Degraded: each value is the true one rounded to
+    nearest in its dtype, off by at most half a unit in its last place (zero for float32 and wider: there only the
+    computation's own rounding, which every test allows, is left). Read this way, float states are verified
+    against the whole vocabulary like quantised ones, so each position reports its ambiguity set."""
+    x = h.detach().float()
+    exact = torch.finfo(h.dtype).eps <= torch.finfo(torch.float32).eps
+    bound = torch.zeros_like(x) if exact else half_ulp(x, h.dtype)
+    return Degraded(x, bound=bound, about=about or f"{str(h.dtype).replace('torch.', '')} states")
 
 
 def values(h) -> torch.Tensor:

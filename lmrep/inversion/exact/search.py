@@ -10,6 +10,7 @@ a ranking does: it asks for candidates, runs them with the ranking's probes, and
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
@@ -90,7 +91,10 @@ class _Search:
         order = FACTORIES[cfg.ranking_at(t)](pos)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         cap, n_tried, seen_ids, seen_res, hit = cfg.cap(lm.vocab_size), 0, [], [], None
-        for size in batch_sizes(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0)):
+        largest = max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0)
+        # every token is verified anyway when the whole vocabulary is: no small first batches then
+        whole = self.exhaustive and cap == lm.vocab_size
+        for size in itertools.repeat(largest) if whole else batch_sizes(largest):
             size = min(size, cap - n_tried)
             if size <= 0:
                 break
