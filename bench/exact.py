@@ -99,6 +99,13 @@ def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dic
     return recs
 
 
+def forget_refinements(lm) -> None:
+    """Drop the probes held in memory (what a search refines them with stays in its process): each method starts
+    from the fit on disk, not from a probe that has learnt these very prompts under another method."""
+    for key in [k for k in lm._memo if isinstance(k, tuple) and k[0] == "exact-probe"]:
+        del lm._memo[key]
+
+
 def first_run_cache() -> Path:
     """A cache folder in which everything lmrep derives from weights (calibrations, probes, tables) starts empty
     and the converted weights are the user's, linked: setup is what a first run on a machine pays."""
@@ -169,6 +176,7 @@ def main() -> None:
             O, done = layer_model(lm, layer), {}
             fwd = {tuple(ids): forward_seconds(O, ids) for _, ids in prompts}
             for label in methods:
+                forget_refinements(lm)
                 recs = run_method(O, label, subset if label == "sipit" else prompts, args.steps, args.sipit_steps)
                 done[label] = recs
                 for r in recs:

@@ -1,7 +1,8 @@
 """A probe of one layer: its state at a position -> the embedding of the token there, fitted in seconds.
 
 The layer runs once over a small sample of the model's own inputs — random token sequences, every position of them
-at once, and the natural sentences of the tuning prompts — and a ridge regression from the layer's output features
+at once (as many as a budget of tokens x blocks allows), random tokens alone, and the natural sentences of the
+tuning prompts — and a ridge regression from the layer's output features
 (standardised) to the input embedding is fitted per position kind (position 0, which sees nothing but its own token;
 every later position). A position's candidates are the rows nearest the probe's prediction (rank.py moves it by
 secant steps that start from the probe's own map). One pass over a few thousand positions replaces the per-prefix
@@ -25,8 +26,10 @@ from ...models.load import cache_dir, weights_hash
 from .guess import RIDGE, LinearMap, output_features
 from .proposal import Proposal
 
-SEQUENCES, LENGTH = 32, 32  # random sequences of the sample, each read at every position: 992 pairs after 0
+LENGTH = 32  # tokens per random sequence of the sample, each read at every position
 SINGLES = 1024  # random tokens alone at position 0, beside the sequences' first tokens
+BUDGET = 61_440  # tokens x blocks the sample runs through (2,048 tokens at 30 blocks: about 7 s of one CPU core)
+SEQUENCES = (16, 96)  # the random sequences the budget leaves, at least and at most
 NATURAL = Path(__file__).resolve().parents[2] / "data" / "tuning.txt"  # sentences never evaluated
 STATS = ("mu", "sd", "n", "z", "zz", "x", "zx")
 
@@ -115,10 +118,18 @@ class Teach:
         return getattr(self.inner, "gradient_steps", 0)
 
 
-def probe(target: LayerModel, seed: int = 0, sequences: int = SEQUENCES, length: int = LENGTH,
+def sequences_for(target: LayerModel, length: int = LENGTH, singles: int = SINGLES) -> int:
+    """Random sequences of the sample: what ``BUDGET`` leaves after the singles at this depth, within
+    ``SEQUENCES`` (a deeper layer costs more per token, so it gets fewer, and learns the rest as it searches)."""
+    tokens = BUDGET // max(1, target.spec.depth) - singles
+    return max(SEQUENCES[0], min(SEQUENCES[1], tokens // length))
+
+
+def probe(target: LayerModel, seed: int = 0, sequences: int | None = None, length: int = LENGTH,
           singles: int = SINGLES) -> Probe:
     """The probe of ``target``; memoised per model, layer, sample and seed, in memory and on disk."""
     lm = target.lm
+    sequences = sequences or sequences_for(target, length, singles)
     name = f"probe-{weights_hash(lm)}-{target.name}-s{sequences}x{length}+{singles}-seed{seed}.safetensors"
     path = cache_dir() / "exact" / name
 
