@@ -1,11 +1,11 @@
 """A probe of one layer: its state at a position -> the embedding of the token there, fitted in seconds.
 
-The layer runs once over a small sample of the model's own inputs — random token sequences, every position of them
-at once (as many as a budget of tokens x blocks allows), random tokens alone, and the natural sentences of the
-tuning prompts — and a ridge regression from the layer's output features
-(standardised) to the input embedding is fitted per position kind (position 0, which sees nothing but its own token;
-every later position). A position's candidates are the rows nearest the probe's prediction (rank.py moves it by
-secant steps that start from the probe's own map). One pass over a few thousand positions replaces the per-prefix
+The layer runs once over a small sample of the model's own inputs — random token sequences, every position of
+them at once (as many as a budget of tokens x parameters run allows), random tokens alone, and the natural
+sentences of the tuning prompts — and a ridge regression from the layer's output features (standardised) to the
+input embedding is fitted per position kind (position 0, which sees nothing but its own token; every later
+position). A position's candidates are the rows nearest the probe's prediction (rank.py moves it by secant steps
+that start from the probe's own map). One pass over a few thousand positions replaces the per-prefix
 calibration of calibration.py, so a model and layer start searching within seconds.
 
 The fit is kept as the ridge's sufficient statistics, so it is refined as the search goes: every candidate the
@@ -28,7 +28,7 @@ from .proposal import Proposal
 
 LENGTH = 32  # tokens per random sequence of the sample, each read at every position
 SINGLES = 1024  # random tokens alone at position 0, beside the sequences' first tokens
-BUDGET = 61_440  # tokens x blocks the sample runs through (2,048 tokens at 30 blocks: about 7 s of one CPU core)
+BUDGET = 1.6e11  # tokens x parameters of the blocks run (about 5 s of one CPU core: 1,536 tokens at 30 of SmolLM2's)
 SEQUENCES = (16, 96)  # the random sequences the budget leaves, at least and at most
 NATURAL = Path(__file__).resolve().parents[2] / "data" / "tuning.txt"  # sentences never evaluated
 STATS = ("mu", "sd", "n", "z", "zz", "x", "zx")
@@ -121,7 +121,8 @@ class Teach:
 def sequences_for(target: LayerModel, length: int = LENGTH, singles: int = SINGLES) -> int:
     """Random sequences of the sample: what ``BUDGET`` leaves after the singles at this depth, within
     ``SEQUENCES`` (a deeper layer costs more per token, so it gets fewer, and learns the rest as it searches)."""
-    tokens = BUDGET // max(1, target.spec.depth) - singles
+    params = sum(p.numel() for block in target.lm.blocks[: target.spec.depth] for p in block.parameters())
+    tokens = int(BUDGET // max(1, params)) - singles
     return max(SEQUENCES[0], min(SEQUENCES[1], tokens // length))
 
 
