@@ -29,7 +29,7 @@ from .proposal import Proposal
 LENGTH = 32  # tokens per random sequence of the sample, each read at every position
 SINGLES = 1024  # random tokens alone at position 0, beside the sequences' first tokens
 BUDGET = 1.6e11  # tokens x parameters of the blocks run (about 5 s of one CPU core: 1,536 tokens at 30 of SmolLM2's)
-SEQUENCES = (16, 96)  # the random sequences the budget leaves, at least and at most
+MOST = 96  # random sequences at most (a shallow layer's budget would allow many more)
 NATURAL = Path(__file__).resolve().parents[2] / "data" / "tuning.txt"  # sentences never evaluated
 STATS = ("mu", "sd", "n", "z", "zz", "x", "zx")
 
@@ -119,11 +119,13 @@ class Teach:
 
 
 def sequences_for(target: LayerModel, length: int = LENGTH, singles: int = SINGLES) -> int:
-    """Random sequences of the sample: what ``BUDGET`` leaves after the singles at this depth, within
-    ``SEQUENCES`` (a deeper layer costs more per token, so it gets fewer, and learns the rest as it searches)."""
+    """Random sequences of the sample: what ``BUDGET`` leaves after the singles at this depth (a deeper layer
+    costs more per token, so it gets fewer, and learns the rest as it searches), but at least enough for twice
+    as many pairs as the model has dimensions (fewer leave the regression underdetermined) and at most ``MOST``."""
     params = sum(p.numel() for block in target.lm.blocks[: target.spec.depth] for p in block.parameters())
     tokens = int(BUDGET // max(1, params)) - singles
-    return max(SEQUENCES[0], min(SEQUENCES[1], tokens // length))
+    least = -(-2 * target.lm.d_model // (length - 1))
+    return max(least, min(MOST, tokens // length))
 
 
 def probe(target: LayerModel, seed: int = 0, sequences: int | None = None, length: int = LENGTH,
