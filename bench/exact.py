@@ -135,7 +135,7 @@ def summarize(recs: list[dict], fwd: dict) -> dict:
     return row
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 English + 1 random prompt, two layers per model")
     ap.add_argument("--english", type=int, default=20, help="English prompts of 8-32 tokens (from the prompts file)")
@@ -153,7 +153,11 @@ def main() -> None:
                     "random 8-24)")
     ap.add_argument("--first-run", action="store_true", help="calibrations, probes and tables start empty (in a "
                     "temporary cache folder): setup is a first run's")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.first_run:
         print(f"derived caches start empty in {first_run_cache()}")
     if args.quick:
