@@ -16,13 +16,16 @@ prompt is 1); >= 100x faster than SipIt at every layer.
     python bench/exact.py --device cuda  # the same on a GPU (candidate batches sized for it)
 
 Other methods (``--methods``): ``table`` (exact with ``--ranking table``), ``brute`` (exact with ``--ranking
-vocab``), ``gd``, ``nearest``. Per-prompt records go to runs/bench-exact-<hash>/records.jsonl, the table to
-summary.json.
+vocab``), ``guided``, ``probe``, ``fused`` (exact with that ranking, to compare rankings), ``gd``, ``nearest``.
+``--first-run`` starts the calibrations, probes and tables empty, so that setup is a first run's. Per-prompt
+records go to runs/bench-exact-<hash>/records.jsonl, the table to summary.json.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,20 +41,23 @@ PROMPTS = Path(__file__).resolve().parent.parent / "lmrep" / "data" / "prompts.t
 MODELS = {"smollm2-135m": (False, (1, 8, 15, 30)), "gpt2": (True, (1, 6, 12)), "gemma3-270m": (False, (1, 9, 18))}
 QUICK_LAYERS = {"smollm2-135m": (1, 15), "gpt2": (1, 12), "gemma3-270m": (1, 18)}
 CONFIGS = {"exact": dict(method="exact"), "table": dict(method="exact", ranking="table"),
-           "brute": dict(method="exact", ranking="vocab"),
+           "brute": dict(method="exact", ranking="vocab"), "guided": dict(method="exact", ranking="guided"),
+           "probe": dict(method="exact", ranking="probe"), "fused": dict(method="exact", ranking="fused"),
            "gd": dict(method="gd", lr=0.01, decoder="pinv"),
            "nearest": dict(method="nearest", lr=0.1, decoder="cosine")}
 DROP = ("certificate", "loss_curve", "snapshots", "topk_texts", "true_rank")
 
 
-def prompt_sets(lm, n_english: int, n_random: int, seed: int = 0) -> list[tuple[str, list[int]]]:
-    """(kind, ids) pairs: English lines of the prompts file of 8-32 tokens, then random ids of 8-24 tokens."""
+def prompt_sets(lm, n_english: int, n_random: int, seed: int = 0,
+                longest: int | None = None) -> list[tuple[str, list[int]]]:
+    """(kind, ids) pairs: English lines of the prompts file of 8-32 tokens, then random ids of 8-24 tokens (both
+    8-``longest`` when given)."""
     lines = [line.strip() for line in PROMPTS.read_text().splitlines() if line.strip()]
-    english = [ids for ids in map(lm.encode, lines) if 8 <= len(ids) <= 32]
+    english = [ids for ids in map(lm.encode, lines) if 8 <= len(ids) <= (longest or 32)]
     out = [("english", ids) for ids in english[:n_english]]
     g = torch.Generator().manual_seed(seed)
     for _ in range(n_random):
-        T = int(torch.randint(8, 25, (1,), generator=g))
+        T = int(torch.randint(8, (longest or 24) + 1, (1,), generator=g))
         out.append(("random", torch.randint(0, lm.vocab_size, (T,), generator=g).tolist()))
     return out
 
@@ -75,19 +81,41 @@ def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dic
     """Invert every prompt alone (so seconds are per prompt; setup waited for is kept apart)."""
     recs = []
     for kind, ids in prompts:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         if label == "sipit":
             rec = sipit(O, ids, sipit_steps)
         else:
             cfg = InvertConfig(steps=steps, **CONFIGS[label])
             (rec,) = [score(O, r, ids) for r in METHODS[cfg.method](O, layer_outputs(O, [ids]), cfg, False, [ids])]
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        per_position = [c["candidates"] for c in rec.get("certificate", ())]
         rec = {k: v for k, v in rec.items() if k not in DROP}
         setup = float(rec.get("setup_seconds") or 0.0)
-        # the search's own seconds (not the record's extras, such as the full model's next token), less setup
-        rec.update(kind=kind, wall_seconds=float(rec.get("seconds", wall)) - setup, setup_paid=setup)
+        # the search's own seconds (not the record's extras, such as the full model's next token), less setup;
+        # CPU seconds of the whole call (this process, setup included): what a shared machine does not inflate
+        rec.update(kind=kind, wall_seconds=float(rec.get("seconds", wall)) - setup, setup_paid=setup,
+                   cpu_seconds=cpu, candidates=per_position)
         recs.append(rec)
     return recs
+
+
+def forget_refinements(lm) -> None:
+    """Drop the probes held in memory (what a search refines them with stays in its process): each method starts
+    from the fit on disk, not from a probe that has learnt these very prompts under another method."""
+    for key in [k for k in lm._memo if isinstance(k, tuple) and k[0] == "exact-probe"]:
+        del lm._memo[key]
+
+
+def first_run_cache() -> Path:
+    """A cache folder in which everything lmrep derives from weights (calibrations, probes, tables) starts empty
+    and the converted weights are the user's, linked: setup is what a first run on a machine pays."""
+    from lmrep.models.load import cache_dir
+    user, fresh = cache_dir(), Path(tempfile.mkdtemp(prefix="lmrep-first-run-"))
+    for entry in user.iterdir() if user.is_dir() else ():
+        if entry.name not in ("exact", "tables") and not entry.name.startswith("."):
+            (fresh / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    os.environ["LMREP_CACHE"] = str(fresh)
+    return fresh
 
 
 def summarize(recs: list[dict], fwd: dict) -> dict:
@@ -99,13 +127,15 @@ def summarize(recs: list[dict], fwd: dict) -> dict:
                setup_seconds=sum(r["setup_paid"] for r in recs),
                forward_equivalents_per_token=statistics.mean(
                    r["wall_seconds"] / r["n_tokens"] / fwd[tuple(r["target_ids"])] for r in recs))
+    row.update(cpu_seconds_per_prompt=mean("cpu_seconds"))
     if "candidates_per_token" in recs[0]:
         row.update(candidates_per_token=sum(r["candidates_per_token"] * r["n_tokens"] for r in recs) / tokens,
+                   candidates_median=statistics.median(c for r in recs for c in r["candidates"]),
                    candidates_max=max(r["candidates_max"] for r in recs), verified=mean("verified"))
     return row
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 English + 1 random prompt, two layers per model")
     ap.add_argument("--english", type=int, default=20, help="English prompts of 8-32 tokens (from the prompts file)")
@@ -119,7 +149,17 @@ def main() -> None:
     ap.add_argument("--layers", help="only these layers (comma-separated), where a model has them")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", help="run folder (default runs/bench-exact-<config hash>)")
-    args = ap.parse_args()
+    ap.add_argument("--max-tokens", type=int, help="prompts of 8 to this many tokens (default: English 8-32, "
+                    "random 8-24)")
+    ap.add_argument("--first-run", action="store_true", help="calibrations, probes and tables start empty (in a "
+                    "temporary cache folder): setup is a first run's")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.first_run:
+        print(f"derived caches start empty in {first_run_cache()}")
     if args.quick:
         args.english, args.random = min(args.english, 3), min(args.random, 1)
     torch.manual_seed(0)
@@ -130,7 +170,7 @@ def main() -> None:
     for name in args.models.split(","):
         untrained, layers = MODELS[name]
         lm = load_model(name, untrained=untrained, device=args.device)
-        prompts = prompt_sets(lm, args.english, args.random)
+        prompts = prompt_sets(lm, args.english, args.random, longest=args.max_tokens)
         layers = QUICK_LAYERS[name] if args.quick else layers
         if args.layers:
             layers = tuple(int(x) for x in args.layers.split(",") if int(x) <= lm.n_layers)
@@ -140,6 +180,7 @@ def main() -> None:
             O, done = layer_model(lm, layer), {}
             fwd = {tuple(ids): forward_seconds(O, ids) for _, ids in prompts}
             for label in methods:
+                forget_refinements(lm)
                 recs = run_method(O, label, subset if label == "sipit" else prompts, args.steps, args.sipit_steps)
                 done[label] = recs
                 for r in recs:
@@ -162,11 +203,12 @@ def main() -> None:
 
 
 def print_row(r: dict) -> None:
-    cand = f"{r['candidates_per_token']:8.2f} {r['candidates_max']:6d}" if "candidates_per_token" in r else " " * 15
+    cand = f"{r['candidates_per_token']:8.2f} {r['candidates_median']:5.0f} {r['candidates_max']:6d}" \
+        if "candidates_per_token" in r else " " * 21
     print(f"{r['model']:13s} L{r['layer']:<3d} {r['method']:7s} {r['kind']:12s} n={r['prompts']:<3d} "
-          f"acc {r['token_accuracy']:.3f} exact {r['exact_match']:.2f} cand/tok,max {cand} "
+          f"acc {r['token_accuracy']:.3f} exact {r['exact_match']:.2f} cand/tok mean,median,max {cand} "
           f"{r['forward_equivalents_per_token']:8.1f} fwd-eq/tok {r['seconds_per_prompt']:8.2f} s/prompt "
-          f"setup {r['setup_seconds']:.1f} s", flush=True)
+          f"{r['cpu_seconds_per_prompt']:8.2f} cpu-s/prompt setup {r['setup_seconds']:.1f} s", flush=True)
 
 
 def print_goals(rows: list[dict]) -> None:

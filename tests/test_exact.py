@@ -221,7 +221,8 @@ def test_cli_exact_json(tiny_gpt2_dir, tmp_path, capsys):
         assert key in rec
 
 
-DESCENDS = {"guided": True, "table": True, "secant": False, "vocab": False}  # ranking -> takes gradient steps
+DESCENDS = {"guided": True, "probe": True, "fused": True, "table": True, "secant": False,
+            "vocab": False}  # ranking -> takes gradient steps
 
 
 @pytest.mark.parametrize("ranking", sorted(RANKINGS))

@@ -10,6 +10,7 @@
     rank.py         the rankings' factories, and what a ranking sees at a position
     guess.py        a continuous guess of the embedding, moved by secant or gradient steps
     calibration.py  the layer's linear inverse, fitted once per layer on random ids and kept on disk
+    probe.py        a probe of the layer (its state -> the token there), fitted in seconds, refined as it searches
     vocab_tables.py tables of every token's output at a layer, kept on disk
     kvcache.py      a verified prefix's key/value cache, shared by a batch of candidates
 

@@ -15,6 +15,10 @@ from ...records.checks import When, at_least, check_fields, one_of, option, opti
 # --ranking's choices, the config's check and the help read this table
 RANKINGS = {
     "guided": "the model's expectation and a calibrated guess moved by secant, then gradient steps (no table needed)",
+    "probe": "a probe of the layer (state -> token), fitted in seconds and refined by every candidate verified, "
+             "moved by secant, then gradient steps; no calibration, no expectation",
+    "fused": "the probe's guess and the model's expectation by the sum of their reciprocal ranks, each weighted by "
+             "how often it ranked the token better on earlier positions; gradient steps join as in probe",
     "table": "every token's output at the layer after random prefixes (built once per layer, minutes, kept on "
              "disk), plus an offset for this prefix; the expectation and gradient steps join as in guided",
     "secant": "the calibrated guess moved by secant steps alone (best at the first layers; strays at depth)",

@@ -72,11 +72,15 @@ class Guess:
         self.F: list[torch.Tensor] = []
         self.dist: torch.Tensor | None = None  # (V,): ||W_v - x||^2 - ||x||^2, until the guess moves
 
-    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
-        """The n untried token ids nearest the guess, nearest first."""
+    def score(self) -> torch.Tensor:
+        """(V,): higher for rows nearer the guess (``-||W_v - x||^2`` less a constant)."""
         if self.dist is None:
             self.dist = self.sqnorm - 2 * (self.W @ self.x)
-        return self.dist.masked_fill(tried, float("inf")).topk(n, largest=False).indices
+        return -self.dist
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        """The n untried token ids nearest the guess, nearest first."""
+        return self.score().masked_fill(tried, float("-inf")).topk(n).indices
 
     def probes(self) -> torch.Tensor | None:
         """Points worth evaluating besides candidates, (p, d): the guess itself, so the guess can converge

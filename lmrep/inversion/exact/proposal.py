@@ -3,13 +3,17 @@
 A proposal orders the candidates at one position. The search asks it for the next ``n`` untried tokens
 (``next``), evaluates them in one forward pass together with any ``probes`` it wants to see (continuous points
 that only inform the ranking, such as the current guess of the embedding), and tells it what came out
-(``observe``). Rankings (rank.py) build proposals from the pieces here and in guess.py and vocab_tables.py.
+(``observe``). Rankings (rank.py) build proposals from the pieces here and in guess.py, probe.py and
+vocab_tables.py. Two proposals combine in two ways: one after the other (``Then``), or by the sum of their
+reciprocal ranks (``Fused``), for proposals that score the whole vocabulary (``score``).
 """
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
 import torch
+
+FUSED_K = 1  # reciprocal-rank fusion's offset: the first of one ranking scores 1/1, the second 1/2, ...
 
 
 class Proposal(Protocol):
@@ -23,12 +27,17 @@ class Proposal(Protocol):
         """What the last batch showed: the candidate ids (n,), every evaluated point (n + p, d) (the candidates
         first, then the probes) and their output features (n + p, F)."""
 
+    # optional: ``settle(ids, x, f)``, the same for the batch that held the answer (which ``observe`` never sees)
+
 
 class Scores:
     """Tokens in order of a fixed score (V,), highest first: the model's next-token logits, or brute force."""
 
     def __init__(self, scores: torch.Tensor):
         self.scores = scores  # (V,)
+
+    def score(self) -> torch.Tensor:
+        return self.scores
 
     def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
         return self.scores.masked_fill(tried, float("-inf")).topk(n).indices
@@ -76,3 +85,31 @@ class Then:
     @property
     def gradient_steps(self) -> int:
         return sum(getattr(p, "gradient_steps", 0) for p in (self.a, self.b) if p is not None)
+
+
+class Fused:
+    """Tokens in order of ``sum_i w_i / (FUSED_K + rank_i)`` over proposals that score every token (``score()``,
+    (V,), higher first; read afresh each batch, so a moving guess moves the order): a token near the top of any
+    one of them comes early, and one that all of them rank well comes earlier still. ``weights`` (default equal)
+    say how far each is trusted."""
+
+    def __init__(self, parts: list, weights: list[float] | None = None):
+        self.parts, self.weights = parts, weights or [1.0] * len(parts)
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        fused = None
+        for p, w in zip(self.parts, self.weights):
+            order = p.score().argsort(descending=True)  # (V,): token ids, best first
+            rank = torch.empty_like(order)
+            rank[order] = torch.arange(len(order), device=order.device)
+            part = w / (FUSED_K + rank.to(torch.float32))
+            fused = part if fused is None else fused + part
+        return fused.masked_fill(tried, float("-inf")).topk(n).indices
+
+    def probes(self) -> torch.Tensor | None:
+        parts = [q for q in (p.probes() for p in self.parts) if q is not None]
+        return torch.cat(parts) if parts else None
+
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
+        for p in self.parts:
+            p.observe(ids, x, f)

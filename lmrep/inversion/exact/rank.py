@@ -9,8 +9,10 @@ CLI's choices, the config's check and the docs' list read that table.
 What the rankings are made of, and where each is good (measured in docs/exact.md): the model's own next-token
 expectation after the recovered prefix (frequent words, which a layer's geometry hides best at depth); a
 continuous guess of the embedding from the layer's linear inverse, moved by secant steps (content words and
-random ids at the first layers) and then by gradient steps (deep layers); tables of every token's output at the
-layer (random ids at any depth, after minutes of setup per layer).
+random ids at the first layers) and then by gradient steps (deep layers); a probe of the layer (its state ->
+the token there) fitted in seconds on the model's own states, which starts that guess without the calibration's
+wait and learns from every candidate verified; tables of every token's output at the layer (random ids at any
+depth, after minutes of setup per layer).
 """
 from __future__ import annotations
 
@@ -25,19 +27,21 @@ from ...models.layers import LayerModel
 from .calibration import Calibration, calibrate
 from .guess import Descent, Guess
 from .kvcache import Prefix
-from .proposal import Proposal, Scores, Then
+from .probe import Probe, RidgeStats, Teach, probe
+from .proposal import Fused, Proposal, Scores, Then
 from .vocab_tables import TABLE_CONTEXTS, ContextTable, VocabTable, vocab_table
 
 SECANT_BATCHES = 3  # batches whose misses move the guess by secant steps before gradient steps join in
 
 
 class Setup:
-    """What rankings build once per model and layer (calibration, tables): built on first use, memoised on the
-    model and on disk; ``seconds`` says what each took to build, ``paid`` how long this process waited for them."""
+    """What rankings build once per model and layer (calibration, probe, tables): built on first use, memoised on
+    the model and on disk; ``seconds`` says what each took to build, ``paid`` how long this process waited for them."""
 
     def __init__(self, target: LayerModel, seed: int):
         self.target, self.seed, self.paid = target, seed, 0.0
         self.calibration_seconds: float | None = None
+        self.probe_seconds: float | None = None
         self.table_seconds: dict[int, float] = {}  # per number of contexts
 
     def _timed(self, make):
@@ -50,6 +54,11 @@ class Setup:
         cal = self._timed(lambda: calibrate(self.target, seed=self.seed))
         self.calibration_seconds = cal.seconds
         return cal
+
+    def probe(self) -> Probe:
+        made = self._timed(lambda: probe(self.target, seed=self.seed))
+        self.probe_seconds = made.seconds
+        return made
 
     def vocab_table(self, contexts: int = 0) -> VocabTable:
         tab = self._timed(lambda: vocab_table(self.target, contexts, self.seed))
@@ -147,6 +156,49 @@ def tabulated(pos: Position) -> Proposal:
     return with_expectation(pos, Then(near, pos.descent(start), after=SECANT_BATCHES), near)
 
 
+def _probe_guess(pos: Position) -> tuple[RidgeStats, Guess, torch.Tensor]:
+    """The probe's fit for this position, the guess it starts (moved by secant steps from the probe's own map)
+    and its start."""
+    stats = pos.setup.probe().at(pos.t)
+    fit = stats.map(pos.W.dtype)
+    start = fit(pos.f)
+    return stats, Guess(pos.W, pos.sqnorm, pos.f, start, fit.A), start
+
+
+def probed(pos: Position) -> Proposal:
+    """a probe of the layer (state -> token), fitted in seconds and refined by every candidate verified, moved by
+    secant, then gradient steps; no calibration, no expectation.
+    """
+    stats, guess, start = _probe_guess(pos)
+    return Teach(Then(guess, pos.descent(start), after=SECANT_BATCHES), stats)
+
+
+def fused(pos: Position) -> Proposal:
+    """the probe's guess and the model's expectation by the sum of their reciprocal ranks, each weighted by how
+    often it ranked the token better on earlier positions; gradient steps join as in probe.
+    """
+    stats, guess, start = _probe_guess(pos)
+    logits = pos.expectation(pos.tokens)  # (V,), or None at position 0
+    if logits is None:
+        return Teach(Then(guess, pos.descent(start), after=SECANT_BATCHES), stats)
+    parts = [guess, Scores(logits)]
+    first = Fused(parts, _trust(pos, [p.score() for p in parts]))
+    return Teach(Then(first, pos.descent(start), after=SECANT_BATCHES), stats)
+
+
+def _trust(pos: Position, scores: list[torch.Tensor]) -> list[float]:
+    """Weights of the parts of a fusion: each part's mean reciprocal rank of the accepted token over the earlier
+    positions (1 / (1 + rank), with a prior of 1/2 for one position); each position's first scores are kept for
+    the next to judge."""
+    memory = pos.memory.setdefault("fused", dict(earned=[0.5] * len(scores), last=None))
+    if memory["last"] is not None:
+        token = pos.tokens[-1]
+        memory["earned"] = [e + 1 / (1 + int((s > s[token]).sum())) for e, s in zip(memory["earned"], memory["last"])]
+    memory["last"] = [s.clone() for s in scores]
+    total = sum(memory["earned"])
+    return [e / total for e in memory["earned"]]
+
+
 def secant(pos: Position) -> Proposal:
     """the calibrated guess moved by secant steps alone (best at the first layers; strays at depth).
     """
@@ -161,6 +213,6 @@ def vocab(pos: Position) -> Proposal:
 
 
 # config.RANKINGS' names -> the factory of each (tests/test_exact.py checks that the two tables name the same ones)
-FACTORIES: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "table": tabulated, "secant": secant,
-                                                         "vocab": vocab}
+FACTORIES: dict[str, Callable[[Position], Proposal]] = {"guided": guided, "probe": probed, "fused": fused,
+                                                         "table": tabulated, "secant": secant, "vocab": vocab}
 PLAIN = "vocab"  # the cheapest order, for when every token is verified anyway (its order then changes nothing)

@@ -64,6 +64,7 @@ def search(target: LayerModel, outputs: torch.Tensor, cfg: ExactConfig, toleranc
     return dict(recovered_ids=state.tokens, certificate=state.cert, seconds=time.perf_counter() - t0,
                 forward_calls=state.calls, rows=state.rows, gradient_steps=state.steps,
                 prior_positions=state.expectation.positions, calibration_seconds=setup.calibration_seconds,
+                probe_seconds=setup.probe_seconds,
                 table_seconds=sum(setup.table_seconds.values()) if setup.table_seconds else None,
                 setup_seconds=setup.paid)
 
@@ -111,6 +112,7 @@ class _Search:
             if bool((res <= tol).any()) and (hit is None or res.min() < hit[1].min()):
                 hit = (ids, res, cache)
                 if not self.exhaustive:
+                    getattr(order, "settle", lambda *a: None)(ids, x, self.feat(out))  # what ended the position
                     break
             order.observe(ids, x, self.feat(out))
         ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
