@@ -144,6 +144,9 @@ def test_duplicate_rows_are_found_and_grouped(arch_dirs):
     with torch.no_grad():
         W = lm.model.get_input_embeddings().weight
         W[9] = W[4]
+    lm._memo.clear()
+    assert duplicate_rows(lm).tolist() == [4, 9]  # a pair: both of its tokens
+    with torch.no_grad():
         W[300] = W[4]
     lm._memo.clear()
     groups = duplicate_groups(lm)
