@@ -133,3 +133,12 @@ def test_a_field_only_one_config_has_is_named_and_short_values_are_shown_whole(t
         RunDir.create("invert", dict(steps=2, note="y" * 30), out)
     assert str(e.value) == (f"'{out}' holds a run with another configuration (steps: 1 there, 2 now): pass --new for "
                             "a fresh folder beside it, or another --out")
+
+
+def test_a_run_folder_is_made_with_its_parents_and_lists_its_files_only(tmp_path):
+    from lmrep.records.folder import config_hash
+    run = RunDir.create("walk", dict(model=tmp_path / "m", steps=1), tmp_path / "a" / "b" / "run")
+    assert run.files() == ["config.json"] and run.config()["model"] == str(tmp_path / "m")  # a path, as text
+    (run.path / "sub").mkdir()
+    assert run.files() == ["config.json"]  # a folder in it is no file of the run
+    assert config_hash(dict(p=tmp_path)) == config_hash(dict(p=str(tmp_path)))  # what is hashed is what is stored
