@@ -92,6 +92,7 @@ def test_the_progress_bar_counts_finished_failed_and_retried_items(capsys):
     p = Progress("sweep", enabled=True)
     p.grow(10, 3)  # a plan of 10, 3 finished before
     assert (p.bar.total, p.bar.n) == (10, 3)
+    assert p.bar.initial == 3  # items finished before are the bar's start, not part of its rate and time left
     p.grow(5, 0)  # a later stage
     p.step("item a")
     assert (p.bar.total, p.bar.n, p.failed, p.retried) == (15, 4, 0, 0)
