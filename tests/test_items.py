@@ -143,3 +143,17 @@ def test_a_run_folder_is_made_with_its_parents_and_lists_its_files_only(tmp_path
     (run.path / "sub").mkdir()
     assert run.files() == ["config.json"]  # a folder in it is no file of the run
     assert config_hash(dict(p=tmp_path)) == config_hash(dict(p=str(tmp_path)))  # what is hashed is what is stored
+
+
+def test_a_file_is_written_beside_its_place_then_renamed_into_it(tmp_path, monkeypatch):
+    """The temporary file is in the same folder, so the rename is atomic (and possible: no rename across file
+    systems); it is hidden, so a reader listing the folder never sees it."""
+    import os
+
+    from lmrep.records.files import write_atomic
+    renames, real = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: renames.append((a, b)) or real(a, b))
+    write_atomic(tmp_path / "s.json", "{}")
+    (src, dst), = renames
+    assert os.path.dirname(src) == str(tmp_path) and os.path.basename(src).startswith(".s.json.")
+    assert dst == tmp_path / "s.json" and (tmp_path / "s.json").read_text() == "{}"
