@@ -100,8 +100,11 @@ def test_the_progress_bar_counts_finished_failed_and_retried_items(capsys):
     p.retry("item c")
     assert (p.failed, p.retried, p.bar.n) == (2, 1, 4)
     assert p.bar.postfix == "failed 2, retried 1, item c"
+    p.fail(1, "item d")
+    p.retry("item e")  # the counts add up over the run
+    assert (p.failed, p.retried) == (3, 2) and p.bar.postfix == "failed 3, retried 2, item e"
     p.step("x" * 60)
-    assert p.bar.postfix == "failed 2, retried 1, " + "x" * 40 and p.bar.n == 5
+    assert p.bar.postfix == "failed 3, retried 2, " + "x" * 40 and p.bar.n == 5
     p.close()
     assert "sweep" in capsys.readouterr().err
     quiet = Progress("sweep", enabled=False)
