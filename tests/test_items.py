@@ -160,3 +160,16 @@ def test_a_file_is_written_beside_its_place_then_renamed_into_it(tmp_path, monke
     (src, dst), = renames
     assert os.path.dirname(src) == str(tmp_path) and os.path.basename(src).startswith(".s.json.")
     assert dst == tmp_path / "s.json" and (tmp_path / "s.json").read_text() == "{}"
+
+
+def test_a_run_left_by_the_writer_it_waited_for_is_not_joined(tmp_path, monkeypatch):
+    """The folder is checked again once its lock is held: the writer held it before may have left another run."""
+    import lmrep.records.folder as folder
+    out = tmp_path / "run"
+
+    def earlier_writer_leaves_a_run(path):
+        (path / "config.json").write_text(json.dumps(dict(command="invert", steps=2)))
+    monkeypatch.setattr(folder, "hold", earlier_writer_leaves_a_run)
+    with pytest.raises(LmrepError, match=r"another configuration \(steps: 2 there, 1 now\)"):
+        RunDir.create("invert", dict(steps=1), out)
+    assert read_json(out / "config.json") == dict(command="invert", steps=2)  # left as it was
