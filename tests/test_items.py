@@ -93,18 +93,19 @@ def test_the_progress_bar_counts_finished_failed_and_retried_items(capsys):
     p.grow(10, 3)  # a plan of 10, 3 finished before
     assert (p.bar.total, p.bar.n) == (10, 3)
     assert p.bar.initial == 3  # items finished before are the bar's start, not part of its rate and time left
-    p.grow(5, 0)  # a later stage
+    p.grow(5, 2)  # a later stage, 2 of its items finished before
+    assert (p.bar.total, p.bar.n, p.bar.initial) == (15, 5, 5)
     p.step("item a")
-    assert (p.bar.total, p.bar.n, p.failed, p.retried) == (15, 4, 0, 0)
+    assert (p.bar.n, p.failed, p.retried) == (6, 0, 0) and p.bar.postfix == "item a"  # no failure: none shown
     p.fail(2, "item b")
     p.retry("item c")
-    assert (p.failed, p.retried, p.bar.n) == (2, 1, 4)
+    assert (p.failed, p.retried, p.bar.n) == (2, 1, 6)
     assert p.bar.postfix == "failed 2, retried 1, item c"
     p.fail(1, "item d")
     p.retry("item e")  # the counts add up over the run
     assert (p.failed, p.retried) == (3, 2) and p.bar.postfix == "failed 3, retried 2, item e"
     p.step("x" * 60)
-    assert p.bar.postfix == "failed 3, retried 2, " + "x" * 40 and p.bar.n == 5
+    assert p.bar.postfix == "failed 3, retried 2, " + "x" * 40 and p.bar.n == 7
     p.close()
     assert "sweep" in capsys.readouterr().err
     quiet = Progress("sweep", enabled=False)
