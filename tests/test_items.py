@@ -98,6 +98,7 @@ def test_the_progress_bar_counts_finished_failed_and_retried_items(capsys):
     p.step("item a")
     assert (p.bar.n, p.failed, p.retried) == (6, 0, 0) and p.bar.postfix == "item a"  # no failure: none shown
     p.fail(2, "item b")
+    assert p.bar.postfix == "failed 2, retried 0, item b"  # a failure alone is shown
     p.retry("item c")
     assert (p.failed, p.retried, p.bar.n) == (2, 1, 6)
     assert p.bar.postfix == "failed 2, retried 1, item c"
