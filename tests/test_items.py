@@ -175,3 +175,22 @@ def test_a_run_left_by_the_writer_it_waited_for_is_not_joined(tmp_path, monkeypa
     with pytest.raises(LmrepError, match=r"another configuration \(steps: 2 there, 1 now\)"):
         RunDir.create("invert", dict(steps=1), out)
     assert read_json(out / "config.json") == dict(command="invert", steps=2)  # left as it was
+
+
+def test_records_are_keyed_by_id_unless_told_and_read_back_as_written(tmp_path):
+    from lmrep.records.folder import Records
+    run = _run(tmp_path)
+    run.append_jsonl("m.jsonl", dict(id="a", v=1))
+    run.append_jsonl("m.jsonl", dict(id="b", v=2))
+    assert list(Records(run, "m.jsonl").done) == ["a", "b"]
+    assert run.read_jsonl("m.jsonl") == [dict(id="a", v=1), dict(id="b", v=2)]
+
+
+def test_a_field_that_was_a_group_and_is_now_a_value_is_named(tmp_path):
+    out = tmp_path / "run"
+    RunDir.create("invert", dict(opt=dict(lr=0.5), note="y" * 31), out)
+    with pytest.raises(LmrepError, match=r'\(opt: \{"lr": 0.5\} there, "adam" now\)'):
+        RunDir.create("invert", dict(opt="adam", note="y" * 31), out)
+    with pytest.raises(LmrepError) as e:  # 33 characters with its quotes: cut to 31 and an ellipsis
+        RunDir.create("invert", dict(opt=dict(lr=0.5), note="z" * 31), out)
+    assert f'note: "{"y" * 30}… there, "{"z" * 30}… now' in str(e.value)
