@@ -122,6 +122,7 @@ def test_json_is_written_whole_indented_and_without_nan(tmp_path):
     assert path == run / "summary.json" and read_json(path) == dict(a=None, b=[1, 2], c=dict(d=None), e=0.25)
     text = path.read_text()
     assert text.endswith("}\n") and '\n  "a": null' in text  # two-space indent, one field a line
+    assert read_json(run.write_json("paths.json", dict(p=tmp_path))) == dict(p=str(tmp_path))  # a path, as text
     run.append_jsonl("m.jsonl", dict(x=float("-inf"), p=tmp_path))
     assert json.loads((run / "m.jsonl").read_text()) == dict(x=None, p=str(tmp_path))
 
