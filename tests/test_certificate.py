@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lmrep import layer_model
-from lmrep.inversion.exact.certificate import CLOSEST, certify, entry, relative_tolerance, residuals
+from lmrep.inversion.exact.certificate import (CLOSEST, certify, elementwise_excess, entry, observed_dtype,
+                                                relative_tolerance, residuals, storage_tolerance, tolerances)
 
 
 @pytest.mark.parametrize("depth,head,stages", [(0, "none", 1), (1, "none", 2), (3, "none", 4), (3, "norm", 4),
@@ -103,3 +104,80 @@ def test_summary_of_the_positions():
     first = certify(cert()[:1], tol[:1])
     assert (first["candidates_per_token"], first["candidates_max"], first["max_residual"]) == (2.0, 2, 1e-9)
 
+
+
+# ---- observed precision: the tolerance of states stored coarser than the model computes ----------------------------
+
+def test_observed_dtype_is_the_coarsest_in_which_every_value_is_exact():
+    assert observed_dtype(torch.tensor([0.3], dtype=torch.bfloat16)) == torch.bfloat16
+    assert observed_dtype(torch.tensor([0.3], dtype=torch.float16)) == torch.float16
+    # 1 + 2^-9 needs 10 bits of mantissa: exact in float16, not in bfloat16 (8 bits)
+    assert observed_dtype(torch.tensor([1.0 + 2 ** -9, 0.5])) == torch.float16
+    # exact in both: bfloat16, the coarser of the two (its eps is 8x float16's)
+    assert observed_dtype(torch.tensor([1.0, 0.5, -3.0])) == torch.bfloat16
+    assert observed_dtype(torch.tensor([0.1, 1.0])) == torch.float32  # 0.1 in float32 is exact in neither
+    assert observed_dtype(torch.tensor([0.1], dtype=torch.float64)) == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_storage_tolerance_bounds_the_rounding_of_every_position_and_is_half_an_ulp(dtype):
+    g = torch.Generator().manual_seed(0)
+    scales = torch.logspace(-3, 3, 50, dtype=torch.float64)[:, None]  # (T, 1): positions of every magnitude
+    true = torch.randn(50, 32, generator=g, dtype=torch.float64) * scales
+    stored = true.to(dtype).double()  # (T, D): each value rounded to nearest
+    tol = storage_tolerance(stored, dtype)  # (T,)
+    err = (true - stored).abs().amax(-1) / stored.abs().amax(-1)
+    assert tol.shape == (50,) and (err <= tol).all()
+    assert (err > tol / 4).float().mean() > 0.9  # a bound, but not a loose one
+    eps = torch.finfo(dtype).eps
+    pos = torch.tensor([[1.0, 0.25], [-1.5, 1.0], [0.75, 0.0]], dtype=torch.float64)  # largest: 1, 1.5, 0.75
+    assert storage_tolerance(pos, dtype).tolist() == pytest.approx([eps / 2, eps / 2 / 1.5, eps / 4 / 0.75])
+    assert torch.isfinite(storage_tolerance(torch.zeros(2, 3), dtype)).all()  # an all-zero position: no 0/0
+
+
+def test_tolerances_from_the_option_the_model_or_the_stored_precision(tiny_gpt2):
+    from lmrep.inversion.exact import ExactConfig
+    target = layer_model(tiny_gpt2, 1, "none")
+    compute = relative_tolerance(target)
+    h = torch.randn(4, 64, generator=torch.Generator().manual_seed(1))  # float32 values, the model's precision
+    tol, why, coarse = tolerances(target, h, ExactConfig())
+    assert tol.tolist() == pytest.approx([compute] * 4) and coarse is None and why["observed_dtype"] == "float32"
+    given, why, coarse = tolerances(target, h, ExactConfig(tolerance=0.01))
+    assert given.tolist() == [0.01] * 4 and why == dict(tolerance_from="--tolerance") and coarse is None
+    stored = h.to(torch.bfloat16).float()
+    tol, why, coarse = tolerances(target, stored, ExactConfig())
+    assert coarse == torch.bfloat16 and why["observed_dtype"] == "bfloat16" and "half an ulp" in why["tolerance_from"]
+    assert torch.allclose(tol, compute + storage_tolerance(stored, torch.bfloat16))
+    assert (tol > compute).all()
+
+
+def test_elementwise_excess_passes_the_true_tokens_and_not_others(tiny_gpt2):
+    target = layer_model(tiny_gpt2, 2, "none")
+    ids = [464, 6766, 318, 4171]
+    h = target(tiny_gpt2.embed(torch.tensor([ids])))[0].detach()  # (T, D)
+    for dtype in (torch.bfloat16, torch.float16):
+        stored = h.to(dtype).float()
+        true = elementwise_excess(target, stored, ids, dtype)
+        assert true.shape == (4,) and (true <= relative_tolerance(target)).all()
+        other = elementwise_excess(target, stored, [464, 6766, 318, 11], dtype)
+        assert (other[:3] <= relative_tolerance(target)).all() and other[3] > 100 * relative_tolerance(target)
+        # a value moved by a few of its own ulps is outside its rounding interval, however small the value
+        small = stored.abs().argmin(-1)[0]
+        bumped = stored.clone()
+        bumped[0, small] = stored[0, small] * (1 + 8 * torch.finfo(dtype).eps) + 1e-30
+        assert elementwise_excess(target, bumped, ids, dtype)[0] > 0
+
+
+def test_a_token_outside_the_stored_values_rounding_is_not_certified():
+    def cert():
+        return [dict(verified=True, candidates=1, residual=1e-9, ties=[], runner_up_residual=1.0),
+                dict(verified=True, candidates=1, residual=1e-9, ties=[], runner_up_residual=5e-9)]
+    tol = torch.tensor([1e-8, 1e-8], dtype=torch.float64)
+    s = certify(cert(), tol, excess=torch.tensor([1e-7, 0.0]), compute=1e-8)
+    first, second = s["certificate"]
+    assert not first["verified"] and "not certified" in first["why"] and first["value_excess"] == pytest.approx(1e-7)
+    assert second["verified"] and second["value_excess"] == 0.0 and "why" not in second
+    assert s["verified"] is False and s["uniquely_verified"] == 0.0  # the second's runner-up is inside: not unique
+    assert first["margin"] == pytest.approx(1.0 / 1e-8) and second["margin"] == pytest.approx(0.5)
+    at_compute = certify(cert(), tol, excess=torch.tensor([1e-8, 1e-8]), compute=1e-8)
+    assert at_compute["verified"] is True  # an excess equal to the computation's rounding is within it

@@ -1,10 +1,14 @@
 """Claims as data, one verdict rule: for every declared claim, synthetic items that make it hold, fail and stay
 undecided; censored step counts are never "equal"; diverged runs do not count; reversing the items' effect flips
 the verdict."""
+import math
+
+import numpy as np
 import pytest
+from scipy import stats
 
 from lmrep.experiments.claims import CLAIMS, METRICS, ClaimSpec
-from lmrep.experiments.verdicts import FAILS, HOLDS, decide, decide_all
+from lmrep.experiments.verdicts import FAILS, HOLDS, decide, decide_all, interval, km, value
 
 BUDGET = 5000
 
@@ -125,3 +129,138 @@ def test_diverged_runs_do_not_decide_and_reversing_the_effect_flips_the_verdict(
     assert decide(spec, good + diverged).verdict == HOLDS  # they would reverse it if they counted
     few = good[: 2 * (spec.min_n - 1)] + [dict(r, health="diverged") for r in good[2 * (spec.min_n - 1):]]
     assert decide(spec, few).verdict.startswith("not decided")
+
+
+# ---- the rule on claims made up here: each boundary, and the numbers a verdict rests on -----------------------------
+
+def spec_of(kind: str, **kw) -> ClaimSpec:
+    b = dict(c="b") if kind in ("paired", "steps") else {}
+    return ClaimSpec("made-up", "x", "a made-up claim", kind, "v", dict(c="a"), b, **{"min_n": 3, **kw})
+
+
+def rows(values, c="a", **more) -> list[dict]:
+    return [{**dict(c=c, prompt=f"p{i}", seed=0, health="ok", v=v), **more} for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("direction,effect,band,level,verdict", [  # numbers exact in binary, so ends are met exactly
+    ("within", 0.0, (0.25, 0.5), 0.25, HOLDS), ("within", 0.0, (0.25, 0.5), 0.5, HOLDS),  # the band's ends are in it
+    ("within", 0.0, (0.25, 0.5), 0.5625, FAILS), ("within", 0.0, (0.25, 0.5), 0.1875, FAILS),
+    ("greater", 0.5, (0, 0), 0.5625, HOLDS), ("greater", 0.5, (0, 0), 0.4375, FAILS),
+    ("greater", 0.5, (0, 0), 0.5, None),  # exactly at the level: not above it, not below it
+    ("less", 0.5, (0, 0), 0.4375, HOLDS), ("less", 0.5, (0, 0), 0.5625, FAILS), ("less", 0.5, (0, 0), 0.5, None)])
+def test_a_level_at_and_beside_its_boundaries(direction, effect, band, level, verdict):
+    """Equal values give a point interval (the mean itself), so the boundaries are met exactly."""
+    d = decide(spec_of("level", direction=direction, effect=effect, band=band), rows([level] * 3))
+    assert d.verdict == (verdict or "not decided (the interval spans the level)")
+    assert d.interval == (pytest.approx(level), pytest.approx(level)) and d.n == 3
+
+
+@pytest.mark.parametrize("direction,effect,diff,verdict", [
+    ("greater", 0.125, 0.125, HOLDS), ("greater", 0.125, 0.0625, FAILS), ("greater", 0.0, 0.0, None),
+    ("greater", 0.0, 0.0625, HOLDS), ("less", 0.0, -0.0625, HOLDS), ("less", 0.0, 0.0625, FAILS),
+    ("less", 0.0, 0.0, None), ("equal", 0.125, 0.125, HOLDS), ("equal", 0.125, -0.125, HOLDS),
+    ("equal", 0.125, 0.1875, FAILS), ("equal", 0.125, -0.1875, FAILS)])
+def test_a_paired_difference_at_and_beside_the_effect(direction, effect, diff, verdict):
+    spec = spec_of("paired", direction=direction, effect=effect)
+    d = decide(spec, rows([0.5 + diff] * 3) + rows([0.5] * 3, c="b"))
+    assert d.verdict == (verdict or "not decided (the interval spans the effect that counts)")
+    assert d.n == 3 and d.interval == (pytest.approx(diff), pytest.approx(diff))
+
+
+def _number(text: str, before: str) -> float:
+    return float(text.split(before, 1)[1].split()[0].strip(",;[]()"))
+
+
+def test_a_paired_verdict_states_the_numbers_it_rests_on():
+    a, b = [0.9, 0.7, 0.8, 0.6, 1.0], [0.1, 0.3, 0.2, 0.2, 0.1]
+    items = rows(a) + rows(b, c="b") + rows([0.0], c="b", health="diverged") + [dict(rows([5.0])[0], prompt="q")]
+    d = decide(spec_of("paired", effect=0.2), items)
+    diffs = [x - y for x, y in zip(a, b)]
+    mean, low, high = interval(diffs)
+    assert d.verdict == HOLDS and d.n == 5 and d.interval == (low, high)  # the unpaired item is in no pair
+    assert low < mean < high and _number(d.measured, "mean a - b") == pytest.approx(mean, rel=1e-2)
+    assert _number(d.measured, "over") == 5 and _number(d.measured, "; a") == pytest.approx(0.8, rel=1e-2)
+    assert _number(d.measured, ", b") == pytest.approx(0.18, rel=1e-2)
+    assert _number(d.measured, "Wilcoxon p =") == pytest.approx(stats.wilcoxon(diffs).pvalue, rel=0.05)
+    assert "a: runs 6 ok; b: runs 5 ok / 1 diverged" in d.measured
+    few = decide(spec_of("paired", effect=0.2, min_n=6), items)
+    assert few.verdict == "not decided (5 pairs, fewer than 6)" and few.n == 5 and few.interval is None
+    assert "Wilcoxon" not in decide(spec_of("paired"), rows([0.5] * 3) + rows([0.5] * 3, c="b")).measured
+
+
+def test_the_interval_is_a_95_percent_bootstrap_interval_of_the_mean():
+    xs = np.random.default_rng(1).normal(2.0, 1.0, 200).tolist()
+    mean, low, high = interval(xs)
+    half = 1.96 * np.std(xs, ddof=1) / np.sqrt(len(xs))  # the normal approximation, which it should be close to
+    assert mean == pytest.approx(np.mean(xs)) and low < mean < high
+    assert high - low == pytest.approx(2 * half, rel=0.15) and (mean - low) == pytest.approx(half, rel=0.25)
+    assert interval([3.0, 3.0]) == (3.0, 3.0, 3.0)
+
+
+def test_items_without_a_finite_value_are_left_out():
+    items = rows([0.6, 0.6, 0.6, float("nan"), None, float("inf")])
+    d = decide(spec_of("level", effect=0.5), items)
+    assert d.verdict == HOLDS and d.n == 3
+    assert value("v", dict(v=2)) == 2.0 and value("v", dict(v=float("-inf"))) is None and value("v", {}) is None
+    assert value("log10_r", dict(r=100.0)) == pytest.approx(2.0)
+
+
+def test_a_level_with_too_few_items_or_too_short_runs_is_not_decided():
+    few = decide(spec_of("level", effect=0.5), rows([0.9, 0.9]))
+    assert few.verdict == "not decided (2 items, fewer than 3)" and few.measured.startswith("mean 0.9 over 2 items")
+    short = decide(spec_of("level", effect=0.5, budget=1000), rows([0.9] * 3, budget=200))
+    assert short.verdict == "not decided (runs of N = 200 steps; the claim is about N = 1000)"
+    assert decide(spec_of("level", effect=0.5, budget=1000), rows([0.9] * 3, steps=1000)).verdict == HOLDS
+    assert decide(spec_of("level"), []).measured == "runs 0 ok"
+
+
+def test_existence_needs_one_item_and_says_how_many():
+    spec = spec_of("existence", tests=(("v", ">", 0.5),))
+    one = decide(spec, rows([0.1, 0.9, 0.2, 0.3]))
+    assert one.verdict == HOLDS and one.measured.startswith("1 of 4 healthy items meet it (rate 0.25)")
+    assert decide(spec, rows([0.1, 0.2, 0.3])).verdict == FAILS
+    assert decide(spec, rows([0.1, 0.2])).verdict == "not decided (none found in 2 items, fewer than 3)"
+    assert decide(spec, rows([0.1, 0.2, 0.3]) + rows([0.9], health="diverged")).verdict == FAILS  # it did not count
+
+
+def test_kaplan_meier_medians_of_steps():
+    done = km([dict(s=s) for s in (0, 1, 2, 3, 4)], "s")  # every run got there: times 1..5
+    assert (done["median"], done["reached"], done["n"], done["seen"]) == (3.0, 5, 5, 5.0)
+    assert done["low"] <= done["median"] <= (done["high"] or math.inf)
+    cut = km([dict(s=0), dict(s=1)] + [dict(s=None, budget=9)] * 3, "s")  # three never did, within 9 steps
+    assert cut["median"] is None and (cut["reached"], cut["n"], cut["seen"]) == (2, 5, 10.0)
+    assert km([], "s") is None
+
+
+@pytest.mark.parametrize("a_steps,direction,effect,verdict", [
+    (99, "greater", 5.0, HOLDS), (99, "greater", 10.0, HOLDS), (99, "greater", 10.5, FAILS),
+    (9, "equal", 0.1, HOLDS), (99, "equal", 0.1, FAILS), (9, "greater", 1.0, None)])
+def test_a_ratio_of_steps_at_and_beside_the_effect(a_steps, direction, effect, verdict):
+    """Every run of a at a_steps + 1, of b at 10: the medians and their intervals are those times exactly."""
+    spec = spec_of("steps", direction=direction, effect=effect)
+    items = [dict(c=c, health="ok", v=s, budget=1000) for c, s in (("a", a_steps), ("b", 9)) for _ in range(3)]
+    d = decide(spec, items)
+    ratio = (a_steps + 1) / 10
+    assert d.verdict == (verdict or "not decided (the ratio's interval spans the effect that counts)")
+    assert d.interval == (pytest.approx(ratio), pytest.approx(ratio)) and d.n == 3
+    assert f"a: median {a_steps} steps [{a_steps}, {a_steps}] (3/3 reached), runs 3 ok" in d.measured
+    assert f"ratio a/b in [{ratio:.3g}, {ratio:.3g}]" in d.measured
+
+
+def test_a_median_of_steps_against_a_level():
+    spec = spec_of("steps_level", effect=100)
+    at = [dict(c="a", health="ok", v=99, budget=1000) for _ in range(3)]
+    assert decide(spec, at).verdict == HOLDS and decide(spec, at).interval == (99, 99)
+    assert decide(spec_of("steps_level", effect=98), at).verdict == FAILS
+    never = [dict(c="a", health="ok", v=None, budget=500) for _ in range(3)]
+    d = decide(spec, never)  # never got there in 500 steps: more than the level
+    assert d.verdict == FAILS and d.interval == (500, math.inf) and "median > 500 steps (0/3 reached)" in d.measured
+    assert decide(spec, at[:2]).verdict == "not decided (2 items, fewer than 3)"
+
+
+def test_every_row_of_decide_all_is_its_claims_decision():
+    spec = next(c for c in CLAIMS if c.kind == "level")
+    items = synthetic(spec, "holds")
+    row = next(r for r in decide_all(spec.experiment, items) if r["key"] == spec.key)
+    d = decide(spec, items)
+    assert row == dict(key=spec.key, page=spec.page, measured=d.measured, verdict=d.verdict, n=d.n)

@@ -65,6 +65,7 @@ def test_topk_bounds(tiny_gpt2):
     dec = Decoder(tiny_gpt2, "l2")
     e = tiny_gpt2.embed(torch.tensor([[1, 2]]))
     assert dec.topk(e, 3).shape == (1, 2, 3)
+    assert torch.equal(dec.topk(e), dec(e)[..., None]) and torch.equal(dec.topk(e, 1), dec.topk(e))  # k = 1: argmax
     for k in (0, tiny_gpt2.vocab_size + 1):
         with pytest.raises(LmrepError):
             dec.topk(e, k)
@@ -116,6 +117,7 @@ def test_the_allowed_mask_and_topk_order(tiny_gpt2):
     mask = allowed_mask(tiny_gpt2, [3, 7, 7, 50256])
     assert mask.shape == (tiny_gpt2.vocab_size,) and mask.dtype == torch.bool
     assert torch.nonzero(mask).flatten().tolist() == [3, 7, 50256]
+    assert not allowed_mask(tiny_gpt2, []).any()  # an empty set allows nothing
     dec, e = Decoder(tiny_gpt2, "l2"), _probe(tiny_gpt2, n=2)
     s = dec.scores(e, allowed=mask)
     assert torch.isinf(s[..., ~mask]).all() and (s[..., ~mask] < 0).all() and torch.isfinite(s[..., mask]).all()
@@ -144,6 +146,9 @@ def test_duplicate_rows_are_found_and_grouped(arch_dirs):
     with torch.no_grad():
         W = lm.model.get_input_embeddings().weight
         W[9] = W[4]
+    lm._memo.clear()
+    assert duplicate_rows(lm).tolist() == [4, 9]  # a pair: both of its tokens
+    with torch.no_grad():
         W[300] = W[4]
     lm._memo.clear()
     groups = duplicate_groups(lm)

@@ -1,0 +1,100 @@
+"""The states reader on files made here, no model needed: quantised states come back as their values with each
+value's rounding bound, noised ones with their noise scale, and nothing that is not a finite floating-point tensor
+of (T, D) is taken for one. A silent slip here would certify a token against the wrong tolerance."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lmrep.errors import LmrepError
+from lmrep.inversion import states
+from lmrep.inversion.degrade import Degraded, Quantisation
+
+
+def _values(T=3, D=8, seed=0) -> torch.Tensor:
+    return torch.randn(T, D, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind,group", [("int8", "channel"), ("int4", "token"), ("fp8_e4m3", "tensor")])
+def test_quantised_states_read_back_as_values_within_their_bounds(tmp_path, kind, group):
+    x = [_values(seed=0), _values(T=2, seed=1)]
+    quant = Quantisation(kind, group)
+    path = states.save(tmp_path / "q.safetensors", states.quantise(x, quant),
+                       dict(quant=kind, quant_group=group, dtype="float32"))
+    got = states.load(path)
+    assert got.keys == ["0", "1"] and got.bounds is not None and len(got.bounds) == 2
+    for true, v, b in zip(x, got.tensors, got.bounds):
+        assert v.dtype == torch.float32 and v.shape == true.shape and b.shape == true.shape
+        assert ((v - true).abs() <= b + 1e-7).all() and (b > 0).all()  # the true value lies within its bound
+        assert not torch.equal(v, true)  # ... and quantising changed it: the bound is needed
+    obs = got.observed(1)
+    assert isinstance(obs, Degraded) and torch.equal(obs.values, got.tensors[1])
+    assert torch.equal(obs.bound, got.bounds[1])
+    assert obs.sigma is None and kind in obs.about and group in obs.about
+    picked = got.select(["1"])
+    assert torch.equal(picked.bounds[0], got.bounds[1]) and torch.equal(picked.tensors[0], got.tensors[1])
+
+
+def test_plain_states_are_observed_as_they_are_and_noised_ones_with_their_scale(tmp_path):
+    x = _values()
+    plain = states.load(states.save(tmp_path / "a.safetensors", [x], {}))
+    assert plain.bounds is None and plain.observed(0) is plain.tensors[0]
+    noised = states.load(states.save(tmp_path / "b.safetensors", [x], dict(noise="0.5")))
+    obs = noised.observed(0)
+    rms = x.double().pow(2).mean(-1).sqrt()
+    assert isinstance(obs, Degraded) and obs.bound is None and "noise 0.5 x RMS" in obs.about
+    assert torch.allclose(obs.sigma, 0.5 * rms / (1 + 0.5 ** 2) ** 0.5)
+    assert states.load(states.save(tmp_path / "c.safetensors", [x], dict(noise="0.0"))).observed(0) is not None
+    assert not isinstance(states.load(tmp_path / "c.safetensors").observed(0), Degraded)
+
+
+@pytest.mark.parametrize("case,meta,message", [
+    ("int-no-quant", {}, "not floating-point and its header's quant is None"),
+    ("unknown-quant", {"quant": "nf4"}, "header's quant is 'nf4'"),
+    ("no-scale", {"quant": "int8"}, "tensor '0' has no scales: store them under '0.scale'"),
+    ("wrong-dtype", {"quant": "int4"}, "tensor '0' is float32 of shape \\(3, 8\\); int4 states are \\(T, D\\) int8"),
+    ("wrong-shape", {"quant": "int8"}, "tensor '0' is int8 of shape \\(2, 3, 8\\); int8 states are \\(T, D\\) int8"),
+    ("fp8-as-int", {"quant": "fp8_e5m2"}, "is int8 of shape \\(3, 8\\); fp8_e5m2 states are \\(T, D\\) float8_e5m2")])
+def test_quantised_files_that_do_not_fit_their_header_are_refused(tmp_path, case, meta, message):
+    q = torch.ones(3, 8, dtype=torch.int8)
+    tensors = {"int-no-quant": {"0": q}, "unknown-quant": {"0": q, "0.scale": torch.ones(())},
+               "no-scale": {"0": q}, "wrong-dtype": {"0": q.float(), "0.scale": torch.ones(())},
+               "wrong-shape": {"0": torch.ones(2, 3, 8, dtype=torch.int8), "0.scale": torch.ones(())},
+               "fp8-as-int": {"0": q, "0.scale": torch.ones(())}}[case]
+    save_file(tensors, str(tmp_path / "s.safetensors"), metadata=meta)
+    with pytest.raises(LmrepError, match=message):
+        states.load(tmp_path / "s.safetensors")
+
+
+def test_scales_without_a_quant_header_and_floats_with_scales_are_not_plain_states(tmp_path):
+    save_file({"0": _values(), "0.scale": torch.ones(())}, str(tmp_path / "s.safetensors"))
+    with pytest.raises(LmrepError, match="header's quant is None"):
+        states.load(tmp_path / "s.safetensors")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_states_are_refused_with_their_count(tmp_path, bad):
+    x = _values()
+    x[0, 1] = x[2, 3] = bad
+    save_file({"7": x}, str(tmp_path / "s.safetensors"))
+    with pytest.raises(LmrepError, match="tensor '7' holds 2 NaN or infinite values: states are finite numbers"):
+        states.load(tmp_path / "s.safetensors")
+
+
+def test_a_header_without_metadata_reads_as_empty_and_keys_as_numbers(tmp_path):
+    save_file({"2": _values(T=1), "11": _values(T=2)}, str(tmp_path / "s.safetensors"))
+    got = states.load(tmp_path / "s.safetensors")
+    assert got.meta == {} and got.keys == ["2", "11"] and [len(t) for t in got.tensors] == [1, 2]
+    save_file({"x": _values(T=1)}, str(tmp_path / "t.safetensors"), metadata={"model": "m", "ids": "[[5]]"})
+    named = states.load(tmp_path / "t.safetensors")
+    assert named.meta == {"model": "m", "ids": "[[5]]"} and named.ids == [[5]] and named.keys == ["x"]
+
+
+def test_a_states_file_that_is_not_a_tensor_file_is_one_line(tmp_path):
+    (tmp_path / "s.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(LmrepError, match="is not a tensor file \\(safetensors or .npy\\)"):
+        states.load(tmp_path / "s.safetensors")
+    (tmp_path / "e.safetensors").write_bytes(b"")
+    with pytest.raises(LmrepError, match="is empty \\(0 bytes\\)"):
+        states.load(tmp_path / "e.safetensors")
