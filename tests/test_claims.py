@@ -158,7 +158,8 @@ def test_a_level_at_and_beside_its_boundaries(direction, effect, band, level, ve
 @pytest.mark.parametrize("direction,effect,diff,verdict", [
     ("greater", 0.125, 0.125, HOLDS), ("greater", 0.125, 0.0625, FAILS), ("greater", 0.0, 0.0, None),
     ("greater", 0.0, 0.0625, HOLDS), ("less", 0.0, -0.0625, HOLDS), ("less", 0.0, 0.0625, FAILS),
-    ("less", 0.0, 0.0, None), ("equal", 0.125, 0.125, HOLDS), ("equal", 0.125, -0.125, HOLDS),
+    ("less", 0.0, 0.0, None), ("less", 0.125, -0.125, HOLDS), ("less", 0.125, -0.0625, FAILS),
+    ("greater", 0.125, 0.0625, FAILS), ("equal", 0.125, 0.125, HOLDS), ("equal", 0.125, -0.125, HOLDS),
     ("equal", 0.125, 0.1875, FAILS), ("equal", 0.125, -0.1875, FAILS)])
 def test_a_paired_difference_at_and_beside_the_effect(direction, effect, diff, verdict):
     spec = spec_of("paired", direction=direction, effect=effect)

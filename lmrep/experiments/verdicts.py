@@ -83,14 +83,16 @@ def interval(xs: list[float]) -> tuple[float, float, float]:
     return mean, mean, mean
 
 
-def _versus(mean: float, low: float, high: float, spec: ClaimSpec, zero: float = 0.0) -> str | None:
-    """holds / does not hold / None from an interval, the claim's direction and its effect (or band)."""
+def _versus(mean: float, low: float, high: float, spec: ClaimSpec, zero: float, threshold: float) -> str | None:
+    """holds / does not hold / None from an interval, the claim's direction and its effect (or band). ``zero``: what
+    the interval must clear; ``threshold``: what the mean must reach, in the claim's direction (a level: both are
+    the level; a paired difference: 0, and the effect on the claim's side of 0)."""
     if spec.direction in ("within", "equal"):
         lo, hi = spec.band if spec.direction == "within" else (-spec.effect, spec.effect)
         return HOLDS if lo <= low and high <= hi else FAILS if high < lo or low > hi else None
     sign = 1 if spec.direction == "greater" else -1
     m, lo, hi = (mean, low, high) if sign > 0 else (-mean, -high, -low)
-    effect, base = sign * spec.effect, sign * zero
+    effect, base = sign * threshold, sign * zero
     if lo > base and m >= effect:
         return HOLDS
     return FAILS if hi < effect else None
@@ -139,7 +141,7 @@ def _paired(spec: ClaimSpec, items: list[dict]) -> Decision:
     same = " and ".join(spec.pair)
     text = (f"mean a - b {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] over {len(d)} pairs (same {same}; "
             f"{means}{_wilcoxon(d)}); {head}")
-    got = _versus(mean, low, high, spec, 0.0)
+    got = _versus(mean, low, high, spec, 0.0, spec.effect if spec.direction == "greater" else -spec.effect)
     return Decision(spec, got or _undecided("the interval spans the effect that counts"), text, len(d), (low, high))
 
 
@@ -162,7 +164,7 @@ def _level(spec: ClaimSpec, items: list[dict]) -> Decision:
         shown = f"mean {_fmt(float(np.mean(xs)))} over {len(xs)} items; " if xs else ""
         return Decision(spec, _undecided(why), f"{shown}{head}", len(xs))
     mean, low, high = interval(xs)
-    got = _versus(mean, low, high, spec, spec.effect)
+    got = _versus(mean, low, high, spec, spec.effect, spec.effect)
     text = f"mean {_fmt(mean)} [{_fmt(low)}, {_fmt(high)}] over {len(xs)} items; {head}"
     return Decision(spec, got or _undecided("the interval spans the level"), text, len(xs), (low, high))
 
