@@ -15,7 +15,21 @@ CHECKED = [(["invert", "x", "--mix", "0.5", "0.5"], "--mix"), (["invert", "x", "
            (["capture", "x", "--out", "{tmp}/s.txt"], ".safetensors"), (["walk", "x", "--quick"], "--quick"),
            (["features", "--no-blur", "--blur-sigma", "1", "1"], "--blur-sigma"),
            (["reconstruct-image", "--compare", "none", "--compare-layers", "1"], "--compare-layers"),
-           (["reproduce", "depth", "--prompts-file", "{tmp}/none.txt"], "prompts file")]
+           (["reproduce", "depth", "--prompts-file", "{tmp}/none.txt"], "prompts file"),
+           (["reproduce", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
+           (["sweep", "{tmp}/none.toml"], "not found"), (["sweep", "{tmp}/bad.toml"], "not valid TOML"),
+           (["sweep", "{tmp}/keys.toml"], "unknown key 'grid.colour'"), (["sweep", "{tmp}/up.toml"], "'../x'"),
+           (["sweep", "{tmp}/exp.toml"], "unknown experiment 'no-such'"),
+           (["report", "{tmp}/none"], "not found"), (["report", "{tmp}"], "not a run folder"),
+           (["invert", "--states", "{tmp}/none.npy", "--layer", "1"], "not found"),
+           (["invert", "--states", "{tmp}/empty.npy", "--layer", "1"], "empty (0 bytes)"),
+           (["invert", "--states", "{tmp}", "--layer", "1"], "is a folder"),
+           (["reconstruct-image", "{tmp}/none.png"], "not found"),
+           (["reconstruct-image", "{tmp}/bad.toml"], "cannot read image")]
+# the files those cases read: each refused by a check that needs no model
+FILES = {"bad.toml": "[grid\n", "keys.toml": '[grid]\ncolour = "red"\n', "empty.npy": "",
+         "up.toml": '[grid]\nname = "../x"\nmodels = ["gpt2"]\nprompts = ["a"]\n',
+         "exp.toml": '[reproduce]\nexperiments = ["no-such"]\n'}
 
 # main() over each argv in one fresh process: its exit code and what it wrote, then the heavy modules loaded
 RUN = """
@@ -71,6 +85,8 @@ def test_help_and_refusals_of_every_command_load_no_heavy_library(tmp_path):
     assert {argv[0] for argv, _ in refusals} == set(COMMANDS)
     choices = sum(argv[-1] == "no-such-choice" for argv, _ in refusals)
     assert choices >= 5 and len(refusals) - len(COMMANDS) - choices >= 5  # bad numbers and choices were found
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
     refusals += [([a.format(tmp=tmp_path) for a in argv], words) for argv, words in CHECKED]
     argvs = helps + [argv for argv, _ in refusals]
     p = subprocess.run([sys.executable, "-c", RUN, json.dumps(argvs), ",".join(HEAVY)], capture_output=True,

@@ -294,7 +294,7 @@ def test_the_documented_example_experiment_is_one_module_and_one_row(pool, tmp_p
     (tmp_path / "mylab" / "round_trip.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "round-trip" not in experiments()
-    monkeypatch.setattr(registry, "MODULES", [*registry.MODULES, "mylab.round_trip"])
+    monkeypatch.setattr(registry, "MODULES", {**registry.MODULES, "round-trip": "mylab.round_trip"})
     run = reproduce(ReproduceConfig("round-trip", quick=True), tmp_path / "run", progress=False, pool=pool)
     items = items_of(run)
     assert len(items) == 2 and {r["prompt"] for r in items} == {PAGE_PROMPT, "The sky is blue."}

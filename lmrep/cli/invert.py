@@ -7,6 +7,7 @@ from ..errors import LmrepError
 from ..inversion.config import InvertConfig
 from ..records.folder import RunDir, dumps
 from ..records.health import counts_text
+from ..records.inputs import check_states_file
 from ..records.stats import fmt, num
 from .args import (add_config, add_layer_args, add_model_args, add_output_args, add_prompt_args, config_from,
                    model_from_args, read_prompts)
@@ -34,6 +35,7 @@ def run(args) -> int:
     if args.states:
         if args.text or args.prompts_file:
             raise LmrepError("give prompts or --states FILE, not both")
+        check_states_file(args.states)  # a missing or empty file: one line before torch loads
     else:
         if args.layer == "auto":
             raise LmrepError("--layer auto finds the layer of observed states: use it with --states FILE")

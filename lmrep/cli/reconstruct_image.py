@@ -7,7 +7,7 @@ import json
 from ..records.checks import at_least
 from ..records.folder import RunDir
 from ..vision.config import KNOWN_VITS, RECONSTRUCT_FULL, RECONSTRUCT_QUICK, ReconstructConfig
-from ..vision.samples import available, expand
+from ..vision.samples import available, check_images, expand
 from .args import add_config, add_out_arg, config_from, refuse_unused, value_type
 from .features import add_hybrid_args, hybrid_from_args
 
@@ -45,9 +45,9 @@ def run(args) -> int:
     cfg = config_from(ReconstructConfig, args, steps=args.steps or preset["steps"])
     if args.compare == "none":
         refuse_unused(args, {"compare_layers": "with --compare none"})
-    from ..vision.subjects import check_images, hybrid_subject, reconstruct_run, vit_subject  # after those checks
     names = expand(args.images or preset["images"])  # a set's name stands for its images
-    check_images(names)
+    check_images(names)  # a missing or unreadable image: one line before torch loads
+    from ..vision.subjects import hybrid_subject, reconstruct_run, vit_subject  # after those checks
     hybrid = hybrid_from_args(args)
     subjects = [hybrid_subject(hybrid, args.model, size, args.layers, args.quick)]
     if args.compare != "none":

@@ -27,9 +27,9 @@ def run(args) -> int:
     """Rebuild each run folder (every one checked first) and, if asked, a combined report."""
     from ..experiments import combine, rebuild_any, reporter  # here: reading the arguments needs no torch
     from ..experiments.site import write_site
-    from ..inversion.report import convert
     dirs = [RunDir(d) for d in args.run_dirs]
     if args.convert:
+        from ..inversion.report import convert
         for d in dirs:
             print(f"converted {d.path}: {convert(d)} item(s) in items.jsonl")
     for d in dirs:

@@ -47,6 +47,8 @@ def run(args) -> int:
     """List the experiments, or run one (or all) and print where the report is."""
     if args.list or not args.name:
         return list_experiments(args.list)
+    from ..experiments.registry import known
+    known(args.name)  # an unknown name is one line before any experiment (or torch) is imported
     cfg = config_of(args)
     from ..engine import ItemsFailed  # here, after the checks that need no torch
     from ..experiments import check, experiments, get, make_executor, reproduce, reproduce_all

@@ -7,31 +7,33 @@
     draw(run_dir, summary, items)        the figures
     markdown(config, items, summary)     the report's sections after its header
 
-and one row of ``MODULES`` (the page's experiments, which 'all' runs) or ``AUDITS`` (lmrep's own, run by name only).
-``Experiment.write_report`` puts them together the same way for every experiment, from the run folder's JSON alone,
-so ``lmrep report`` can rebuild a report without a model.
+and one row of ``MODULES`` (the page's experiments, which 'all' runs) or ``AUDITS`` (lmrep's own, run by name only):
+its name and its module, so that a name is checked before any experiment, or torch, is imported. ``Experiment.write_report`` puts them together the same way for every experiment, from the
+run folder's JSON alone, so ``lmrep report`` can rebuild a report without a model.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import LmrepError
-from ..models.load import check_loadable, resolve_device
 from ..records.folder import RunDir
-from . import grid
 from .config import ReproduceConfig
 from ..engine import Job
 from ..engine import ItemLog
-from .pool import ModelPool
 from .reporting import header, load_run
 
-# one row per experiment, in the order the report presents them (depth's figure is the headline): a module of
-# this package by its name, or any importable module by its dotted path
-MODULES = ["depth", "sentence_reconstruction", "threshold", "nonsense", "token_mapping", "walks",
-           "vision_reconstruction", "vision_features"]
+if TYPE_CHECKING:
+    from .pool import ModelPool
+
+# one row per experiment, in the order the report presents them (depth's figure is the headline): its name (the
+# module's NAME) and its module, one of this package by its name or any importable module by its dotted path
+MODULES = {"depth": "depth", "sentence-reconstruction": "sentence_reconstruction", "threshold": "threshold",
+           "nonsense": "nonsense", "token-mapping": "token_mapping", "walks": "walks",
+           "vision-reconstruction": "vision_reconstruction", "vision-features": "vision_features"}
 # experiments of lmrep's own, not of the page: run by name, never by 'all' (which is the page's experiments)
-AUDITS = ["leakage"]
+AUDITS = {"leakage": "leakage"}
 
 
 @dataclass(frozen=True)
@@ -69,24 +71,44 @@ class Experiment:
         return text
 
 
+def _load(name: str, mod: str) -> Experiment:
+    exp = Experiment(importlib.import_module(mod if "." in mod else f"{__package__}.{mod}"))
+    if exp.name != name:
+        raise LmrepError(f"the experiments' table names module '{mod}' '{name}', but its NAME is '{exp.name}': "
+                         "make the row's name the module's NAME")
+    return exp
+
+
 def experiments(audits: bool = False) -> dict[str, Experiment]:
     """The page's experiments (what 'all' runs), by name, in the order the combined report presents them; with
     ``audits``, lmrep's own experiments after them."""
-    rows = [*MODULES, *AUDITS] if audits else MODULES
-    exps = [Experiment(importlib.import_module(mod if "." in mod else f"{__package__}.{mod}")) for mod in rows]
-    return {e.name: e for e in exps}
+    rows = {**MODULES, **AUDITS} if audits else MODULES
+    return {name: _load(name, mod) for name, mod in rows.items()}
+
+
+def _row(name: str) -> str:
+    rows = {**MODULES, **AUDITS}
+    if name not in rows:
+        raise LmrepError(f"unknown experiment '{name}': choose one of {', '.join(rows)} (see lmrep reproduce "
+                         "--list)")
+    return rows[name]
+
+
+def known(name: str, alone: bool = True) -> None:
+    """Refuse an experiment name that no row names (nor 'all', where ``alone``), importing no experiment (nor
+    torch)."""
+    if not (alone and name == "all"):
+        _row(name)
 
 
 def get(name: str) -> Experiment:
-    """The experiment called ``name``, or an error listing the known ones."""
-    known = experiments(audits=True)
-    if name not in known:
-        raise LmrepError(f"unknown experiment '{name}': choose one of {', '.join(known)} (see lmrep reproduce --list)")
-    return known[name]
+    """The experiment called ``name``, or an error listing the known ones; only its own module is imported."""
+    return _load(name, _row(name))
 
 
 def planned(name: str) -> Experiment:
     """The experiment or grid a run folder's config names (the grid is planned like an experiment)."""
+    from . import grid
     if name == grid.NAME:
         return Experiment(grid)
     return get(name)
@@ -95,6 +117,7 @@ def planned(name: str) -> Experiment:
 def check(cfg: ReproduceConfig, exps: list[Experiment]) -> None:
     """Every argument of a run, checked before its folder is touched or any model is loaded: the device, the
     models (cheaply: see models.load.check_loadable) and options that no experiment of the run would use."""
+    from ..models.load import check_loadable, resolve_device
     resolve_device(cfg.device)
     known = experiments(audits=True)
     if cfg.extra_models and not any(getattr(e.module, "EXTRA_MODELS", False) for e in exps):

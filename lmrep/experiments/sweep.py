@@ -4,29 +4,29 @@ The spec (TOML) has ``[grid]`` tables (or ``[[grid]]`` for several) of models x 
 invert options, and ``[reproduce]`` tables naming the page's experiments with their settings. Every table becomes
 a run folder under the sweep's folder; every item of every run is one task's output, so a cluster runs them all at
 once. The whole spec is checked before anything runs: an unknown key, model, method, experiment or value is one
-line (LmrepError).
+line (LmrepError). What the checks read that needs no weights (the file, its keys, names, the files it names) is
+checked before torch is imported; models, layers and the device after.
 """
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LmrepError
 from ..inversion.config import InvertConfig
 from ..inversion.registry import method_names
 from ..models.names import HEADS
-from ..models import load as models
-from ..models.shape import n_blocks
 from ..records.checks import SEED_MAX, SEEDS_MAX, from_mapping, label, seed_value, seeds_count
 from ..records.inputs import SpecFolder, shown, single_name
 from ..records.folder import RunDir, config_hash
-from . import grid
-from .executors import make_executor
-from .registry import experiments, get, planned
-from .reproduce import run_and_report
+from .registry import MODULES as EXPERIMENTS, known, planned
 from .config import DEFAULT_SETTING, ReproduceConfig, read_prompt_file
-from .pool import ModelPool
+
+if TYPE_CHECKING:
+    from .grid import GridConfig
+    from .pool import ModelPool
 
 TOP = ("out", "device", "grid", "reproduce")
 GRID = ("name", "models", "layers", "head", "methods", "prompts", "prompts_file", "seeds")
@@ -59,10 +59,6 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if "grid" not in spec and "reproduce" not in spec:
         raise LmrepError(f"{path}: nothing to run: add a [grid] or a [reproduce] table (see docs/sweep.md)")
     dev = device or _typed(spec.get("device", "cpu"), str, path, "device")
-    try:
-        models.resolve_device(dev)  # a device this machine has, checked here on the driver before any work
-    except LmrepError as e:
-        raise LmrepError(f"{path}: {e}") from None
     base = SpecFolder(path, allow)
     runs: list[tuple[str, object]] = []
     for j, table in enumerate(_tables(spec, "grid", path)):
@@ -77,6 +73,11 @@ def load_spec(path: str | Path, out: str | None = None, device: str | None = Non
     if len(set(names)) != len(names):
         raise LmrepError(f"{path}: two runs would share a folder name ({', '.join(names)}): give each [[grid]] a "
                          "name, or each [[reproduce]] its own experiments or setting")
+    from ..models.load import resolve_device
+    try:
+        resolve_device(dev)  # a device this machine has, checked here on the driver before any work
+    except LmrepError as e:
+        raise LmrepError(f"{path}: {e}") from None
     runs = [(n, _grid_config(*c, dev, path) if isinstance(c, tuple) else c) for n, c in runs]
     # like every run folder, the default one is named by what it holds
     named = base.out(spec["out"]) if "out" in spec and not out else None
@@ -127,13 +128,16 @@ def _seeds(value, path: Path, where: str) -> list[int]:
 
 def _check_spec_model(name: str, untrained: bool, path: Path) -> None:
     """A model the sweep can load (models.check_loadable: cheap, no weights read), the spec named in the error."""
+    from ..models.load import check_loadable
     try:
-        models.check_loadable(name, untrained)
+        check_loadable(name, untrained)
     except LmrepError as e:
         raise LmrepError(f"{path}: {e}") from None
 
 
-def _grid_config(table: dict, base: SpecFolder, device: str, path: Path) -> grid.GridConfig:
+def _grid_config(table: dict, base: SpecFolder, device: str, path: Path) -> GridConfig:
+    from ..models.shape import n_blocks
+    from .grid import GridConfig
     methods = table.get("methods", ["gd"])
     for m in methods:
         if m not in method_names():
@@ -155,8 +159,8 @@ def _grid_config(table: dict, base: SpecFolder, device: str, path: Path) -> grid
         models.append(dict(name=name, untrained=untrained))
     if not models:
         raise LmrepError(f"{path}: the grid has no models: add grid.models")
-    cfg = grid.GridConfig([], list(prompts), list(methods), head, _seeds(table.get("seeds", 1), path, "grid."),
-                          options, device)
+    cfg = GridConfig([], list(prompts), list(methods), head, _seeds(table.get("seeds", 1), path, "grid."),
+                     options, device)
     for variant in cfg.variants():  # every option value is checked by the check the invert command uses
         for method in methods:
             try:
@@ -182,9 +186,9 @@ def _reproduce_configs(table: dict, device: str, base: SpecFolder, path: Path):
     ``prompts_file``."""
     names = table.get("experiments", ["all"])
     names = [names] if isinstance(names, str) else names
-    names = list(experiments()) if names == ["all"] else names
+    names = list(EXPERIMENTS) if names == ["all"] else names
     for n in names:
-        get(n)  # an unknown experiment: one line naming the known ones
+        known(n if isinstance(n, str) else repr(n), alone=False)  # an unknown experiment: one line naming the known ones
     fields = {k: v for k, v in table.items() if k not in ("experiments", "prompts_file", "prompts")}
     if "model" in fields:
         fields["model"] = base.model(fields["model"], "reproduce.model")
@@ -193,6 +197,7 @@ def _reproduce_configs(table: dict, device: str, base: SpecFolder, path: Path):
     except LmrepError as e:
         raise LmrepError(f"{path}: reproduce: {e}") from None
     _check_spec_model(cfg.model, False, path)
+    from ..models.shape import n_blocks
     if cfg.layers and max(cfg.layers) > n_blocks(cfg.model):
         raise LmrepError(f"{path}: reproduce: layers must be blocks 0..{n_blocks(cfg.model)} of {cfg.model}, got "
                          f"{list(cfg.layers)}")
@@ -212,6 +217,9 @@ def sweep_jobs(sweep: Sweep, planner: ModelPool, new: bool = False) -> tuple[Run
 def run_sweep(sweep: Sweep, executor: str = "local", workers: int | None = None, address: str | None = None,
               progress: bool = True, pool: ModelPool | None = None, new: bool = False) -> RunDir:
     """Run every run of the sweep together (resuming what finished before) and write each report."""
+    from .executors import make_executor
+    from .pool import ModelPool
+    from .reproduce import run_and_report
     top, dirs, jobs = sweep_jobs(sweep, pool or ModelPool("cpu"), new)
     run_and_report(jobs, make_executor(executor, sweep.device, workers, address, pool=pool), list(dirs.values()),
                    top / "report.md", progress, "sweep")

@@ -33,7 +33,7 @@ from ..errors import LmrepError
 from ..models.layers import LayerModel
 from ..models.load import weights_hash
 from ..records.folder import write_atomic
-from ..records.inputs import shown
+from ..records.inputs import check_states_file, shown
 from .degrade import FP8_DTYPES, Degraded, Quantisation, check_scale, dequantise, noise_sigma
 from .formats import INTS, QUANTS, STORED
 
@@ -149,10 +149,7 @@ def save(path: str | Path, tensors: list[torch.Tensor] | dict[str, torch.Tensor]
 def load(path: str | Path) -> States:
     """A states file (safetensors, or .npy of (T, D) or (N, T, D)); one line for a missing, unreadable or non-tensor
     file, and for tensors that are not floating-point (T, D) or (N, T, D)."""
-    path = Path(path)
-    if path.is_dir() or not path.is_file():
-        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
-        raise LmrepError(f"states file {shown(str(path))} {what}: give a .safetensors or .npy file")
+    path = check_states_file(path)
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -103,6 +103,18 @@ def device_problem(name) -> str | None:
     return None if isinstance(name, str) and DEVICE.fullmatch(name) else "cpu, cuda, cuda:N or auto"
 
 
+def check_states_file(path: str | Path) -> Path:
+    """A states file's path, once it is a non-empty regular file (one line if it is missing, a folder, a FIFO or
+    another non-file, or empty); what it holds is read with torch (inversion.states.load)."""
+    path = Path(path)
+    if path.is_dir() or not path.is_file():
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
+        raise LmrepError(f"states file {shown(str(path))} {what}: give a .safetensors or .npy file")
+    if path.stat().st_size == 0:
+        raise LmrepError(f"states file {shown(str(path))} is empty (0 bytes): give a .safetensors or .npy file")
+    return path
+
+
 def md_code(text) -> str:
     """``text`` as a Markdown code span, shown literally whatever it holds (HTML, emphasis, backticks): fenced by
     more backticks than its longest run of them, on one line."""

@@ -7,38 +7,18 @@ scikit-image's wheel (no scikit-image import, no download).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import LmrepError
-from .samples import CENTRE, GENERATED, SAMPLES, SETS, available, sample_folder
+from .samples import GENERATED, open_image
 
 
 def load_image(spec: str, size: int) -> torch.Tensor:
     """A sample name (see ``available()``) or a path to an image file -> (1, 3, size, size) in [0, 1]."""
     if spec == GENERATED:
         return synthetic(size)
-    if spec in SETS:
-        raise LmrepError(f"'{spec}' is a set of {len(SETS[spec])} images: expand it first (images.expand)")
-    square = CENTRE
-    if spec in SAMPLES:
-        folder = sample_folder()
-        path = folder / SAMPLES[spec].file if folder is not None else None
-        if path is None or not path.is_file():
-            raise LmrepError(f"sample image '{spec}' needs scikit-image (pip install scikit-image); "
-                             f"'{GENERATED}' or a file path work without it")
-        square = SAMPLES[spec].square
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise LmrepError(f"image '{spec}' not found: give a file path or one of {', '.join(available())}")
-    try:
-        img = Image.open(path).convert("RGB")
-    except OSError as e:
-        raise LmrepError(f"cannot read image '{spec}': {e}") from None
+    img, square = open_image(spec)
     w, h = img.size
     x, y, share = square
     s = max(1, round(share * min(w, h)))

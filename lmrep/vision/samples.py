@@ -1,11 +1,13 @@
 """The sample images by name: scikit-image's bundled files (read straight from its wheel: no scikit-image import,
 no download), named sets of them, and a generated test card. Torch-free, so that `lmrep reconstruct-image --help`
-lists them before torch loads; images.py loads them."""
+lists them and a missing or unreadable image is refused before torch loads; images.py makes them tensors."""
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import LmrepError
 
 CENTRE = (0.5, 0.5, 1.0)
 
@@ -66,3 +68,35 @@ def available() -> list[str]:
 def expand(names: list[str]) -> list[str]:
     """Image arguments with every set's name replaced by its images, in order, each image once."""
     return list(dict.fromkeys(m for n in names for m in SETS.get(n, (n,))))
+
+
+def open_image(spec: str):
+    """The PIL image (RGB) of a sample name or an image file other than the generated test card, and the square of
+    it to take; one line for a set's name, a sample that needs scikit-image, a missing file or one that is not an
+    image."""
+    from PIL import Image
+    if spec in SETS:
+        raise LmrepError(f"'{spec}' is a set of {len(SETS[spec])} images: expand it first (samples.expand)")
+    square = CENTRE
+    if spec in SAMPLES:
+        folder = sample_folder()
+        path = folder / SAMPLES[spec].file if folder is not None else None
+        if path is None or not path.is_file():
+            raise LmrepError(f"sample image '{spec}' needs scikit-image (pip install scikit-image); "
+                             f"'{GENERATED}' or a file path work without it")
+        square = SAMPLES[spec].square
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise LmrepError(f"image '{spec}' not found: give a file path or one of {', '.join(available())}")
+    try:
+        return Image.open(path).convert("RGB"), square
+    except OSError as e:
+        raise LmrepError(f"cannot read image '{spec}': {e}") from None
+
+
+def check_images(names: list[str]) -> None:
+    """Every image (file, sample or set name) is checked before any work starts."""
+    for name in expand(names):
+        if name != GENERATED:
+            open_image(name)

@@ -8,7 +8,6 @@ from ..errors import LmrepError
 from ..models.layers import resolve_layer
 from ..records.folder import RunDir
 from .hybrid import Hybrid
-from .images import load_image
 from .config import ReconstructConfig
 from .reconstruct import Subject, reconstruct_all
 from .vit import load_vit, vit_layer_model
@@ -29,12 +28,6 @@ def side(size: int, patch: int) -> int:
     if size < patch:
         raise LmrepError(f"image size {size} is smaller than the patch size {patch}: use --image-size {patch} or more")
     return (size // patch) * patch
-
-
-def check_images(names: list[str]) -> None:
-    """Every image (file or sample name) is checked before any work starts."""
-    for name in names:
-        load_image(name, 8)
 
 
 def hybrid_subject(hybrid: Hybrid, model: str, size: int, given: list[str] | None, quick: bool) -> Subject:
