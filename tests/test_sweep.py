@@ -173,13 +173,15 @@ def test_ray_gives_the_same_items_with_a_worker_killed(documented, tmp_path):
         # the documented spec: its workers build GPT-2 for seconds after the task started, time to kill one there
         top, dirs, jobs = sweep_jobs(load_spec(TINY, tmp_path / "ray"), ModelPool("cpu"))
         killed, stop = [], threading.Event()
+        ex = RayExecutor()
 
-        def killer():  # the first task's worker, while it loads its model: Ray must run the task again
+        def killer():  # the first task's worker, once its attempt started, while it builds GPT-2: Ray runs it again
+            while not stop.is_set() and not ray.get(ex.attempts.started.remote()):
+                time.sleep(0.1)
             while not stop.is_set() and not killed:
                 for pid in Path("/proc").iterdir():
                     try:
                         if pid.name.isdigit() and (pid / "cmdline").read_bytes().startswith(b"ray::lmrep_task"):
-                            time.sleep(1)
                             os.kill(int(pid.name), signal.SIGKILL)
                             killed.append(int(pid.name))
                             break
@@ -189,8 +191,7 @@ def test_ray_gives_the_same_items_with_a_worker_killed(documented, tmp_path):
         thread = threading.Thread(target=killer, daemon=True)
         thread.start()
         retried = []
-        outcome = execute(jobs, RayExecutor(), progress=False, on_event=lambda ev: ev.kind == "retry" and
-                          retried.append(ev))
+        outcome = execute(jobs, ex, progress=False, on_event=lambda ev: ev.kind == "retry" and retried.append(ev))
         stop.set()
         assert outcome.ok and killed and retried
         assert items(dirs["grid"].path) == documented

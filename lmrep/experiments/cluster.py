@@ -21,10 +21,10 @@ _POOLS: dict = {}  # per Ray worker process, by device: the models it loaded, ke
 def lmrep_task(task: Task, tid: int, attempts, device: str, threads: int) -> tuple[int, list]:
     """What a Ray worker runs (its process is titled ``ray::lmrep_task`` meanwhile): one task, all its records."""
     import ray
+    attempt = ray.get(attempts.start.remote(tid))  # first: a worker that dies while importing counts as an attempt
     import torch
 
     from .pool import ModelPool
-    attempt = ray.get(attempts.start.remote(tid))
     torch.set_num_threads(threads)
     pool = _POOLS.setdefault(device, ModelPool(device))
     return attempt, list(task.run(pool))
@@ -39,6 +39,10 @@ class _Attempts:
     def start(self, tid: int) -> int:
         self.n[tid] = self.n.get(tid, 0) + 1
         return self.n[tid]
+
+    def started(self) -> int:
+        """How many attempts have started, over all tasks."""
+        return sum(self.n.values())
 
 
 class RayExecutor:

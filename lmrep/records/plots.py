@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from .folder import write_atomic
@@ -22,9 +23,9 @@ def loss_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for i, (label, ys) in enumerate(curves.items()):
         color = f"C{i % 10}"
-        ax.plot(range(len(ys)), ys, color=color, lw=1.4, label=short(label))
-        if thresholds and label in thresholds and thresholds[label] is not None:
-            ax.axhline(thresholds[label], color=color, ls="--", lw=0.8)
+        ax.plot(range(len(ys)), [value(y) for y in ys], color=color, lw=1.4, label=short(label))
+        if thresholds and label in thresholds and math.isfinite(value(thresholds[label])):
+            ax.axhline(value(thresholds[label]), color=color, ls="--", lw=0.8)
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -41,9 +42,17 @@ def short(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+PLOTTABLE = 1e100  # beyond this a value is a run that blew up: a gap, not an axis matplotlib cannot tick
+
+
 def value(x) -> float:
-    """A number to plot: None becomes NaN (a gap in the line)."""
-    return float("nan") if x is None else float(x)
+    """A number to plot: None, a non-number, a non-finite value or one beyond ``PLOTTABLE`` becomes NaN (a gap in
+    the line); the records keep the number itself."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+    return x if math.isfinite(x) and abs(x) <= PLOTTABLE else float("nan")
 
 
 def stat_mean(stat: dict | None) -> float:
