@@ -142,6 +142,14 @@ def test_a_field_only_one_config_has_is_named_and_short_values_are_shown_whole(t
                             "a fresh folder beside it, or another --out")
 
 
+def test_a_nested_field_whose_name_holds_a_dot_shows_its_values(tmp_path):
+    out = tmp_path / "run"
+    RunDir.create("invert", {"layers": {"blocks.1": 3}}, out)
+    with pytest.raises(LmrepError) as e:
+        RunDir.create("invert", {"layers": {"blocks.1": 4}}, out)
+    assert "(layers.blocks.1: 3 there, 4 now)" in str(e.value)
+
+
 def test_a_run_folder_is_made_with_its_parents_and_lists_its_files_only(tmp_path):
     from lmrep.records.folder import config_hash
     run = RunDir.create("walk", dict(model=tmp_path / "m", steps=1), tmp_path / "a" / "b" / "run")

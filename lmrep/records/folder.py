@@ -83,14 +83,14 @@ class Records:
 
 # ---- the folder -------------------------------------------------------------------------------------------------
 
-def _differences(old, new, prefix: str = "") -> list[str]:
-    """Dotted names of the fields where two configs differ."""
+def _differences(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted name, old value, new value) of each field where two configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in dict.fromkeys([*old, *new]):
             out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
         return out
-    return [] if old == new else [prefix.rstrip(".")]
+    return [] if old == new else [(prefix[:-1], old, new)]
 
 
 def _show(x) -> str:
@@ -153,7 +153,7 @@ class RunDir:
         diff = _differences(stored, wanted)
         if not diff:
             return None
-        shown = "; ".join(f"{d}: {_show(_get(stored, d))} there, {_show(_get(wanted, d))} now" for d in diff[:3])
+        shown = "; ".join(f"{d}: {_show(a)} there, {_show(b)} now" for d, a, b in diff[:3])
         more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
         return f"'{path}' holds a run with another configuration ({shown}{more})"
 
@@ -205,10 +205,4 @@ class RunDir:
     def add_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
         """Add tensors to a safetensors file of the run (rewritten whole), keeping what it held."""
         self.save_tensors(name, {**self.load_tensors(name), **tensors})
-
-
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
 
