@@ -203,3 +203,20 @@ def test_a_field_that_was_a_group_and_is_now_a_value_is_named(tmp_path):
     with pytest.raises(LmrepError) as e:  # 33 characters with its quotes: cut to 31 and an ellipsis
         RunDir.create("invert", dict(opt=dict(lr=0.5), note="z" * 31), out)
     assert f'note: "{"y" * 30}… there, "{"z" * 30}… now' in str(e.value)
+
+
+def test_cached_tensors_are_built_once_and_read_back_as_built(tmp_path):
+    import torch
+
+    from lmrep.records.files import cached_tensors
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"a": torch.arange(6.0).reshape(2, 3), "s": torch.tensor(1.5, dtype=torch.float64)}
+    path = tmp_path / "sub" / "t.safetensors"
+    first, cached = cached_tensors(path, build)
+    again, cached_again = cached_tensors(path, build)
+    assert calls == [1] and (cached, cached_again) == (False, True)
+    assert torch.equal(again["a"], first["a"]) and again["s"].dtype == torch.float64
+    assert [p.name for p in path.parent.iterdir()] == ["t.safetensors"]  # no temporary file left beside it

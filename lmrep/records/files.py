@@ -10,6 +10,7 @@ from pathlib import Path
 from .checks import read_text
 from ..errors import LmrepError
 
+
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write a whole file or nothing: a temporary file beside it, then a rename (readable by all, like any file
     the process creates)."""
@@ -26,6 +27,19 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cached_tensors(path: str | Path, build) -> tuple[dict, bool]:
+    """Tensors kept in a safetensors file: read when the file is there, else built (``build() -> {name: tensor}``)
+    and written whole or not at all; and whether they were read."""
+    from safetensors.torch import load_file, save
+    path = Path(path)
+    if path.exists():
+        return load_file(path), True
+    tensors = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+    return tensors, False
 
 
 def read_json(path: str | Path, what: str = "file"):

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from ...models.layers import LayerModel
 from ...models.load import cache_dir, weights_hash
+from ...records.files import cached_tensors
 from .guess import LinearMap, output_features, ridge
 
 CONTEXTS = 128  # random prefixes, and below the tokens after each: 4,096 pairs (1,024 were too few: see docs)
@@ -41,19 +41,17 @@ def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = P
     path = cache_dir() / "exact" / name
 
     def make() -> Calibration:
-        if path.exists():
-            t = {k: v.to(device=lm.device, dtype=lm.dtype) for k, v in load_file(path).items()}
-            return Calibration(LinearMap(t["first.A"], t["first.mu"], t["first.x_mu"]),
-                               LinearMap(t["later.A"], t["later.mu"], t["later.x_mu"]), t["secant.map"],
-                               float(t["seconds"]), cached=True)
-        cal = _fit(target, contexts, per_context, seed)
-        tensors = {f"{k}.{n}": getattr(getattr(cal, k), n) for k in ("first", "later") for n in ("A", "mu", "x_mu")}
-        tensors.update({"secant.map": cal.secant, "seconds": torch.tensor(cal.seconds, dtype=torch.float64)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(path)  # whole or absent
-        return cal
+        def build() -> dict:
+            cal = _fit(target, contexts, per_context, seed)
+            tensors = {f"{k}.{n}": getattr(getattr(cal, k), n) for k in ("first", "later")
+                       for n in ("A", "mu", "x_mu")}
+            seconds = torch.tensor(cal.seconds, dtype=torch.float64)
+            return dict(tensors, **{"secant.map": cal.secant, "seconds": seconds})
+        saved, cached = cached_tensors(path, build)
+        t = {k: v.to(device=lm.device, dtype=lm.dtype) for k, v in saved.items()}
+        return Calibration(LinearMap(t["first.A"], t["first.mu"], t["first.x_mu"]),
+                           LinearMap(t["later.A"], t["later.mu"], t["later.x_mu"]), t["secant.map"],
+                           float(saved["seconds"]), cached=cached)
     return lm.memo(("exact-calibration", target.name, contexts, per_context, seed), make)
 
 

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from ...models.layers import LayerModel
 from ...models.load import cache_dir, weights_hash
+from ...records.files import cached_tensors
 from .guess import RIDGE, LinearMap, output_features
 from .proposal import Proposal
 
@@ -137,18 +137,13 @@ def probe(target: LayerModel, seed: int = 0, sequences: int | None = None, lengt
     path = cache_dir() / "exact" / name
 
     def make() -> Probe:
-        if path.exists():
-            saved = load_file(path)
-            stats = [RidgeStats({k: saved[f"{part}.{k}"].to(lm.device) for k in STATS}) for part in ("first", "later")]
-            return Probe(*stats, seconds=float(saved["seconds"]), cached=True)
-        made = _fit(target, seed, sequences, length, singles)
-        tensors = {f"{part}.{k}": v for part in ("first", "later") for k, v in getattr(made, part).s.items()}
-        tensors["seconds"] = torch.tensor(made.seconds, dtype=torch.float64)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(path)  # whole or absent
-        return made
+        def build() -> dict:
+            made = _fit(target, seed, sequences, length, singles)
+            tensors = {f"{part}.{k}": v for part in ("first", "later") for k, v in getattr(made, part).s.items()}
+            return dict(tensors, seconds=torch.tensor(made.seconds, dtype=torch.float64))
+        saved, cached = cached_tensors(path, build)
+        stats = [RidgeStats({k: saved[f"{part}.{k}"].to(lm.device) for k in STATS}) for part in ("first", "later")]
+        return Probe(*stats, seconds=float(saved["seconds"]), cached=cached)
     return lm.memo(("exact-probe", target.name, sequences, length, singles, seed), make)
 
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ...models.layers import LayerModel
 from ...models.load import cache_dir, weights_hash  # noqa: F401  (weights_hash: also importable from here)
+from ...records.files import cached_tensors
 from .kvcache import Prefix
 from .guess import output_features
 
@@ -75,11 +75,7 @@ def vocab_table(target: LayerModel, contexts: int = 0, seed: int = 0, batch: int
     lm = target.lm
     path = cache_dir() / "tables" / f"{weights_hash(lm)}-{target.name}-c{contexts}-s{seed}.safetensors"
 
-    def build() -> VocabTable:
-        if path.exists():
-            saved = load_file(path)
-            features = saved["features"].to(device=lm.device, dtype=lm.dtype)
-            return VocabTable(features, (features * features).sum(-1), float(saved["seconds"]), cached=True)
+    def compute() -> dict:
         t0, feat = time.perf_counter(), output_features(target)
         W, gen = lm.embedding_matrix.detach(), torch.Generator().manual_seed(seed)
         prefixes = [Prefix(target)]
@@ -95,11 +91,10 @@ def vocab_table(target: LayerModel, contexts: int = 0, seed: int = 0, batch: int
             if table is None:
                 table = torch.zeros(lm.vocab_size, rows.shape[1], dtype=rows.dtype, device=rows.device)
             table[i:i + len(rows)] += rows
-        seconds = time.perf_counter() - t0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"features": table.cpu().contiguous(), "seconds": torch.tensor(seconds, dtype=torch.float64)},
-                  str(tmp))
-        tmp.replace(path)  # whole or absent: an interrupted write leaves no half table
-        return VocabTable(table, (table * table).sum(-1), seconds, cached=False)
+        return {"features": table, "seconds": torch.tensor(time.perf_counter() - t0, dtype=torch.float64)}
+
+    def build() -> VocabTable:
+        saved, cached = cached_tensors(path, compute)  # whole or absent: an interrupted write leaves no half table
+        features = saved["features"].to(device=lm.device, dtype=lm.dtype)
+        return VocabTable(features, (features * features).sum(-1), float(saved["seconds"]), cached=cached)
     return lm.memo(("exact-vocab-table", target.name, contexts, seed), build)
