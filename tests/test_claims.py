@@ -265,3 +265,80 @@ def test_every_row_of_decide_all_is_its_claims_decision():
     row = next(r for r in decide_all(spec.experiment, items) if r["key"] == spec.key)
     d = decide(spec, items)
     assert row == dict(key=spec.key, page=spec.page, measured=d.measured, verdict=d.verdict, n=d.n)
+
+
+# ---- every return of the rule carries its claim, its count and the numbers it rests on --------------------------
+
+def _steps_rows(c: str, times: list[int | None], budget: int = 1000) -> list[dict]:
+    return [dict(c=c, prompt=f"p{i}", seed=0, health="ok", v=t, budget=budget) for i, t in enumerate(times)]
+
+
+EXISTS = dict(tests=(("v", ">", 0.5),))
+RETURNS = [  # (kind, spec fields, items, verdict's start, n): each return statement of each kind
+    ("paired", {}, rows([0.75] * 3) + rows([0.5] * 3, c="b"), HOLDS, 3),
+    ("paired", {}, rows([0.75] * 2) + rows([0.5] * 2, c="b"), "not decided (2 pairs", 2),
+    ("paired", dict(effect=0.125), rows([0.1, 0.9, 0.8]) + rows([0.5] * 3, c="b"), "not decided (the interval", 3),
+    ("level", dict(effect=0.5), rows([0.75] * 3), HOLDS, 3),
+    ("level", dict(effect=0.5), rows([0.75] * 2), "not decided (2 items", 2),
+    ("existence", EXISTS, rows([0.1, 0.9, 0.2]), HOLDS, 3),
+    ("existence", EXISTS, rows([0.1, 0.2, 0.3]), FAILS, 3),
+    ("existence", EXISTS, rows([0.1, 0.2]), "not decided (none found in 2", 2),
+    ("steps", dict(effect=2.0), _steps_rows("a", [99] * 3) + _steps_rows("b", [9] * 3), HOLDS, 3),
+    ("steps", dict(effect=2.0), _steps_rows("a", [99] * 3), "not decided (0 items", 0),
+    ("steps", dict(effect=2.0), _steps_rows("a", [None] * 3) + _steps_rows("b", [None] * 3),
+     "not decided (every side censored", 3),
+    ("steps_level", dict(effect=100), _steps_rows("a", [9] * 3), HOLDS, 3),
+    ("steps_level", dict(effect=100), [], "not decided (0 items", 0),
+    ("steps_level", dict(effect=100), _steps_rows("a", [9] * 2), "not decided (2 items", 2),
+    ("steps_level", dict(effect=100), _steps_rows("a", [0, 50, 200, 400, 800]), "not decided (the median's", 5)]
+
+
+@pytest.mark.parametrize("kind,kw,items,verdict,n", RETURNS, ids=lambda x: x if isinstance(x, str) else "")
+def test_every_decision_carries_its_claim_its_count_and_what_it_rests_on(kind, kw, items, verdict, n):
+    spec = spec_of(kind, **kw)
+    d = decide(spec, items)
+    assert d.verdict.startswith(verdict) and d.spec is spec
+    assert type(d.n) is int and d.n == n
+    assert isinstance(d.measured, str) and "runs" in d.measured
+    assert "XX" not in d.measured + d.verdict  # no placeholder text where a number or a word belongs
+
+
+def test_an_equal_ratio_of_steps_holds_on_its_band_and_fails_beside_it():
+    """effect 1: the band is [1/2, 2]; b's runs all at time 8, so a's median time over 8 is the ratio exactly."""
+    spec = spec_of("steps", direction="equal", effect=1.0)
+    for a_time, verdict in ((16, HOLDS), (4, HOLDS), (17, FAILS), (3, FAILS), (8, HOLDS)):
+        d = decide(spec, _steps_rows("a", [a_time - 1] * 3) + _steps_rows("b", [7] * 3))
+        assert d.verdict == verdict and d.interval == (a_time / 8, a_time / 8), a_time
+    wide = decide(spec, _steps_rows("a", [0, 1, 7, 30, 60] * 2) + _steps_rows("b", [7] * 10))
+    assert wide.verdict == "not decided (the ratio's interval spans the effect that counts)"
+
+
+def test_a_ratio_of_steps_is_bounded_by_the_medians_intervals():
+    a_rows, b_rows = _steps_rows("a", [3, 5, 9, 14, 20, 25, 30, 41, 50]), _steps_rows("b", [1, 2, 2, 3, 4, 5, 6, 8, 9])
+    ka, kb = km(a_rows, "v"), km(b_rows, "v")
+    assert None not in (ka["low"], ka["high"], kb["low"], kb["high"]) and ka["low"] != ka["seen"]
+    d = decide(spec_of("steps", effect=1.5), a_rows + b_rows)
+    assert d.interval == (pytest.approx(ka["low"] / kb["high"]), pytest.approx(ka["high"] / kb["low"]))
+    p = stats.logrank(ka["data"], kb["data"]).pvalue
+    assert 0 < p < 0.05 and _number(d.measured, "log-rank p =") == pytest.approx(p, rel=0.05)
+    assert d.verdict == (HOLDS if ka["low"] / kb["high"] >= 1.5 else "not decided (the ratio's interval spans "
+                                                                    "the effect that counts)")
+
+
+def test_kaplan_meier_at_exactly_half_and_runs_without_a_budget():
+    assert km([dict(s=0), dict(s=1)], "s")["median"] == 1.0  # the survival is 0.5 after the first time: that one
+    cut = km([dict(s=None, steps=9), dict(s=4)], "s")  # no budget: censored at the run's own steps
+    assert cut["seen"] == 10.0 and cut["data"].num_censored() == 1 and len(cut["data"]) == 2
+
+
+def test_paired_items_pair_by_the_declared_fields_whatever_their_types():
+    items = rows([0.75, 0.75, float("nan")]) + rows([0.5, 0.5, 0.5], c="b")
+    items += [dict(c=c, prompt="p0", seed=None, health="ok", v=v) for c, v in (("a", 0.75), ("b", 0.5))]
+    d = decide(spec_of("paired", effect=0.125), items)  # (p0, 0) and (p0, None) are two pairs; p2's a is not finite
+    assert d.verdict == HOLDS and d.n == 3 and "same prompt and seed" in d.measured
+    assert decide(spec_of("paired"), rows([0.5]) + rows([0.25], c="x")).measured.startswith("0 pairs (no pair)")
+
+
+def test_the_interval_is_repeatable_and_not_a_point_when_values_differ():
+    mean, low, high = interval([0.0, 1.0, 0.0, 1.0, 1.0])
+    assert low < mean < high and interval([0.0, 1.0, 0.0, 1.0, 1.0]) == (mean, low, high)

@@ -118,3 +118,20 @@ def test_float_states_carry_their_storage_rounding_as_their_bound(dtype):
     assert bool(((held.values - x).abs() <= held.bound).all())
     assert float(((held.values - x).abs() / held.bound).max()) > 0.25  # the bound is half an ulp, not slack
     assert float(stored(x).bound.abs().max()) == 0.0  # float32: only the computation's rounding is left
+
+
+def test_a_cut_bounds_the_work_only_where_something_fits_within_it(arch_models):
+    """Candidates in vocabulary order, a cut of 2: where neither of tokens 0 and 1 fits, the search goes on through
+    the rest of the vocabulary, so the set holds the true token instead of coming out empty."""
+    lm = arch_models("llama")
+    name = "blocks.1.attn.hook_kv"
+    ids, h = _outputs(lm, name)
+    y, bound = dequantise(*Quantisation("int8", "channel").quantise(h), "int8")
+    cfg = InvertConfig(method="exact", max_candidates=2, ranking="vocab")
+    rec = next(invert_outputs(layer_model(lm, name), [Degraded(y, bound=bound, about="int8")], cfg))
+    cert = rec["certificate"]
+    assert rec["recovered_ids"] == ids and all(truth in c["ambiguity"] for truth, c in zip(ids, cert))
+    assert any(t >= 2 for t in ids)
+    for truth, c in zip(ids, cert):
+        fits_in_cut = any(t < 2 for t in c["ambiguity"])
+        assert c["candidates"] == (2 if fits_in_cut else lm.vocab_size), (truth, c["candidates"])

@@ -13,6 +13,7 @@ exactly.
 
 A position's set is over the ``cut`` candidates the ranking puts first (the whole vocabulary when it is smaller):
 checking all of |V| costs |V| / 512 forward passes per position, so the profiles bound it and the report says so.
+A position where nothing inside the cut fits is searched through the rest of the vocabulary (search.py).
 """
 from __future__ import annotations
 

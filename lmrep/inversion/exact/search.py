@@ -48,7 +48,9 @@ def search(target: LayerModel, outputs: torch.Tensor, cfg: ExactConfig, toleranc
     (``seconds``, ``forward_calls``, ``rows``, ``setup_seconds`` waited for setup, ...). ``match``: how a
     candidate's outputs (n, D) compare with the row at t, ``match(out, t) -> (n,)`` residuals against ``tolerance``
     (default: certificate.residuals). ``exhaustive``: verify the whole vocabulary at every position, so that each
-    position's ties are every token that fits (its ambiguity set), not only those met before the first."""
+    position's ties are every token that fits (its ambiguity set), not only those met before the first; a cap
+    then bounds the work where something fits within it, and a position where nothing does goes on through the rest
+    of the vocabulary (an empty set means no token fits at all)."""
     if not isinstance(target, LayerModel):
         raise LmrepError("the exact method needs a layer of a causal language model (lmrep.layer_model)")
     lm = target.lm
@@ -96,6 +98,8 @@ class _Search:
         # every token is verified anyway when the whole vocabulary is: no small first batches then
         whole = self.exhaustive and cap == lm.vocab_size
         for size in itertools.repeat(largest) if whole else batch_sizes(largest):
+            if self.exhaustive and hit is None and n_tried >= cap:
+                cap = lm.vocab_size  # nothing in the cut fits: the rest of the vocabulary, so no set is empty unlooked
             size = min(size, cap - n_tried)
             if size <= 0:
                 break
