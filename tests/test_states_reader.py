@@ -98,3 +98,78 @@ def test_a_states_file_that_is_not_a_tensor_file_is_one_line(tmp_path):
     (tmp_path / "e.safetensors").write_bytes(b"")
     with pytest.raises(LmrepError, match="is empty \\(0 bytes\\)"):
         states.load(tmp_path / "e.safetensors")
+
+
+# ---- what capture writes, and what the reader makes of every field ----------------------------------------------
+
+def test_a_quantised_capture_writes_its_values_scales_and_header(tiny_gpt2, tmp_path):
+    from lmrep import layer_model
+    O = layer_model(tiny_gpt2, 1)
+    ids = [tiny_gpt2.encode("The sky is blue."), tiny_gpt2.encode("Hello")]
+    quant = Quantisation("int8", "channel")
+    got = states.capture_file(tmp_path / "q.safetensors", O, ids, quant=quant)
+    assert got[0].dtype == torch.float32 and len(got) == 2  # the states as captured, before quantisation
+    back = states.load(tmp_path / "q.safetensors")
+    assert back.keys == ["0", "1"] and back.ids == ids
+    assert (back.meta["quant"], back.meta["quant_group"], back.meta["dtype"]) == ("int8", "channel", "float32")
+    assert not torch.equal(got[0], back.tensors[0])  # rounded to int8 steps (the one-token prompt's are exact)
+    assert all(((x - y).abs() <= bound).all() for x, y, bound in zip(got, back.tensors, back.bounds))
+    obs = back.observed(1)
+    assert isinstance(obs, Degraded) and obs.about == "int8 (scale per channel)" and obs.values is back.tensors[1]
+    plain = states.load(states.capture_file(tmp_path / "p.safetensors", O, ids, keep_ids=False) and
+                        tmp_path / "p.safetensors")
+    assert plain.ids is None and "quant" not in plain.meta and plain.bounds is None
+    assert all(torch.equal(a, b) for a, b in zip(plain.tensors, got))  # float32, no noise: the states themselves
+
+
+def test_a_noised_capture_draws_each_prompts_own_noise_under_the_seed(tiny_gpt2, tmp_path):
+    from lmrep import layer_model
+    O = layer_model(tiny_gpt2, 1)
+    ids = [tiny_gpt2.encode("The sky is blue.")]
+    clean = states.capture(O, ids)[0]
+    a = states.capture_file(tmp_path / "a.safetensors", O, ids, noise=0.5, seed=3)[0]
+    b = states.capture_file(tmp_path / "b.safetensors", O, ids, noise=0.5, seed=3)[0]
+    c = states.capture_file(tmp_path / "c.safetensors", O, ids, noise=0.5, seed=4)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, clean)
+    rel = ((a - clean).pow(2).mean(-1) / clean.pow(2).mean(-1)).sqrt()  # noise RMS over the state's, per position
+    assert ((rel > 0.3) & (rel < 0.7)).all()
+    back = states.load(tmp_path / "a.safetensors")
+    obs = back.observed(0)
+    assert back.meta["noise"] == "0.5" and isinstance(obs, Degraded) and obs.values is back.tensors[0]
+    assert obs.about == "noise 0.5 x RMS"
+
+
+def test_a_quantised_and_noised_file_says_both_and_a_header_without_a_group_says_so(tmp_path):
+    q, scale = Quantisation("int8", "tensor").quantise(_values())
+    states.save(tmp_path / "q.safetensors", {"0": q, "0.scale": scale}, dict(quant="int8", noise="0.25"))
+    obs = states.load(tmp_path / "q.safetensors").observed(0)
+    assert obs.about == "int8 (scale per ?), noise 0.25 x RMS" and obs.bound is not None
+
+
+def test_ids_may_be_zero_and_wrong_types_are_refused_in_words(tmp_path):
+    states.save(tmp_path / "s.safetensors", [torch.zeros(3, 4)], {"ids": "[[0, 1, 0]]"})
+    assert states.load(tmp_path / "s.safetensors").ids == [[0, 1, 0]]
+    save_file({"0": torch.zeros(3, 4, dtype=torch.int32)}, str(tmp_path / "i.safetensors"))
+    with pytest.raises(LmrepError, match="not floating-point"):
+        states.load(tmp_path / "i.safetensors")
+    with pytest.raises(LmrepError, match=r"tensor 'x' holds int64 values: give floating-point states$"):
+        states._split(tmp_path, {"x": torch.zeros(2, 3, dtype=torch.int64)})
+
+
+def test_a_file_from_other_weights_names_its_model_and_weights(tiny_gpt2):
+    s = states.States(["0"], [torch.zeros(2, 64)], dict(model="some-model", fingerprint="abc123"))
+    with pytest.raises(LmrepError, match=r"captured from 'some-model' \(weights 'abc123'\), not from "):
+        states.check_made_by(s, tiny_gpt2, "s")
+    s = states.States(["0"], [torch.zeros(2, 64)], dict(fingerprint="abc123"))
+    with pytest.raises(LmrepError, match=r"captured from 'another model' \(weights"):
+        states.check_made_by(s, tiny_gpt2, "s")
+
+
+def test_keys_sort_numbers_first_then_names_and_selection_keeps_the_digest():
+    assert sorted(["b", "10", "", "2", "a"], key=states._order) == ["2", "10", "", "a", "b"]
+    s = states.States([str(i) for i in range(9)], [torch.zeros(1, 2)] * 9, digest="d1")
+    assert s.select(["8"]).digest == "d1"
+    with pytest.raises(LmrepError, match=r"'7', \.\.\.$"):
+        s.select(["x"])
+    with pytest.raises(LmrepError, match=r"'6', '7'$"):
+        states.States([str(i) for i in range(8)], [torch.zeros(1, 2)] * 8).select(["x"])
