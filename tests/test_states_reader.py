@@ -173,3 +173,52 @@ def test_keys_sort_numbers_first_then_names_and_selection_keeps_the_digest():
         s.select(["x"])
     with pytest.raises(LmrepError, match=r"'6', '7'$"):
         states.States([str(i) for i in range(8)], [torch.zeros(1, 2)] * 8).select(["x"])
+
+
+def test_every_refusal_names_the_file(tmp_path):
+    """One line that names the file it is about, whichever reader refused it."""
+    import numpy as np
+    cases = {}
+    p = tmp_path / "nan.safetensors"
+    save_file({"0": torch.tensor([[1.0, float("nan")]])}, str(p))
+    cases[p] = "NaN or infinite"
+    p = tmp_path / "ids.safetensors"
+    states.save(p, [torch.zeros(2, 3)], {"ids": "[[1]]"})
+    cases[p] = "token ids do not match"
+    p = tmp_path / "ints.npy"
+    np.save(p, np.zeros((2, 3), dtype=np.int32))
+    cases[p] = "holds int32 values"
+    p = tmp_path / "shape.npy"
+    np.save(p, np.zeros((2, 3, 4, 5), dtype=np.float32))
+    cases[p] = "has shape"
+    p = tmp_path / "scale.safetensors"
+    q, scale = Quantisation("int8", "channel").quantise(_values())
+    save_file({"0": q, "0.scale": torch.ones(5)}, str(p), metadata=dict(quant="int8"))
+    cases[p] = "tensor '0'"
+    p = tmp_path / "quant.safetensors"
+    save_file({"0": q}, str(p), metadata=dict(quant="nf4"))
+    cases[p] = "one of int8, int4, fp8_e4m3, fp8_e5m2 in the header"
+    p = tmp_path / "text.safetensors"
+    p.write_text("not a tensor file at all, just some words")
+    cases[p] = "is not a tensor file"
+    for path, words in cases.items():
+        with pytest.raises(LmrepError) as e:
+            states.load(path)
+        assert f"'{path}'" in str(e.value) and words in str(e.value) and "\n" not in str(e.value), path
+
+
+def test_npy_is_known_by_its_name_or_by_its_magic(tmp_path):
+    import numpy as np
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "a.npy", x)
+    (tmp_path / "states.bin").write_bytes((tmp_path / "a.npy").read_bytes())  # numpy's magic, another name
+    got = states.load(tmp_path / "states.bin")
+    assert got.keys == ["0"] and torch.equal(got.tensors[0], torch.from_numpy(x)) and got.bounds is None
+    assert states.load(tmp_path / "a.npy").observed(0) is not None
+    (tmp_path / "b.npy").write_bytes(b"PK\x03\x04 a zip, not an array")  # the name says .npy: read as one
+    with pytest.raises(LmrepError, match="not a readable .npy array"):
+        states.load(tmp_path / "b.npy")
+    np.savez(tmp_path / "c.npz", a=x)
+    (tmp_path / "c.npy").write_bytes((tmp_path / "c.npz").read_bytes())  # an archive under an array's name
+    with pytest.raises(LmrepError, match=r"is an \.npz archive, not one array"):
+        states.load(tmp_path / "c.npy")
