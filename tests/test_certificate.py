@@ -181,3 +181,26 @@ def test_a_token_outside_the_stored_values_rounding_is_not_certified():
     assert first["margin"] == pytest.approx(1.0 / 1e-8) and second["margin"] == pytest.approx(0.5)
     at_compute = certify(cert(), tol, excess=torch.tensor([1e-8, 1e-8]), compute=1e-8)
     assert at_compute["verified"] is True  # an excess equal to the computation's rounding is within it
+
+
+def test_each_position_carries_its_tolerance_margin_and_uniqueness_at_the_boundary():
+    cert = [dict(verified=True, candidates=1, residual=0.0, ties=[], runner_up_residual=None),  # nothing else tried
+            dict(verified=True, candidates=2, residual=0.0, ties=[], runner_up_residual=2e-8),  # exactly at it
+            dict(verified=True, candidates=2, residual=0.0, ties=[], runner_up_residual=3e-8)]
+    tol = torch.tensor([1e-8, 2e-8, 2e-8], dtype=torch.float64)
+    s = certify(cert, tol, excess=torch.tensor([0.0, 0.0, 1e-30]))  # the computation's rounding: 0 by default
+    a, b, c = s["certificate"]
+    assert [x["tolerance"] for x in (a, b, c)] == [1e-8, 2e-8, 2e-8]
+    assert a["margin"] is None and not a["unique"]  # no runner-up verified: nothing says it is alone
+    assert b["margin"] == pytest.approx(1.0) and not b["unique"]  # a runner-up at the tolerance would match too
+    assert b["verified"] and not c["verified"]  # an excess above 0 with no computation's rounding given
+
+
+def test_the_tolerance_of_states_at_the_models_precision_says_where_it_comes_from(tiny_gpt2):
+    from lmrep.inversion.exact import ExactConfig
+    target = layer_model(tiny_gpt2, 1, "none")
+    tol, why, _ = tolerances(target, torch.randn(3, 64), ExactConfig())
+    assert tol.dtype == torch.float64 and why["tolerance_from"] == "float32 states: the computation's rounding"
+    _, why, _ = tolerances(target, torch.randn(3, 64).to(torch.float16).float(), ExactConfig())
+    assert why["tolerance_from"] == ("float16 states: half an ulp of each position's magnitude + the computation's "
+                                     "rounding")
