@@ -314,3 +314,18 @@ def test_a_new_ranking_is_a_row_in_each_table(tiny_llama, monkeypatch):
     from lmrep.cli import build_parser
     args = build_parser().parse_args(["invert", "x", "--method", "exact", "--ranking", "reverse"])
     assert args.ranking == "reverse"
+
+
+def test_a_long_prefix_at_depth_takes_batches_its_cache_copies_fit(tiny_llama):
+    """Each candidate row gets its own copy of the prefix's keys and values: the rows of one pass are bounded so
+    that the copies stay within a budget, and the search still finds every token with smaller batches."""
+    from lmrep.inversion.exact.kvcache import Prefix
+    O = layer_model(tiny_llama, 2)
+    ids = tiny_llama.encode("The sky is blue and the grass is green.")
+    p = Prefix.of(O, ids)
+    k, v = p.kv[0]
+    per_row = 2 * sum(k[0].numel() for k, _ in p.kv) * k.element_size() * (len(ids) + 1) // len(ids)
+    assert p.rows_within(10 * per_row) == 10 and p.rows_within(per_row - 1) == 1
+    assert Prefix(O).rows_within(123) == 123  # no prefix yet: nothing to copy
+    out, cache = p.step(tiny_llama.embed(torch.tensor([ids[:3]]))[0])  # 3 rows: what the budget counts is copied
+    assert sum(layer.keys.numel() + layer.values.numel() for layer in cache.layers[:2]) * 4 == 3 * per_row

@@ -33,6 +33,13 @@ class Prefix:
             return DynamicCache()
         return DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in self.kv])
 
+    def rows_within(self, budget: int) -> int:
+        """How many candidate rows one ``step`` may take so that their copies of the cache (the prefix and the new
+        position, keys and values of every block) stay within ``budget`` bytes (at least 1)."""
+        per_row = sum((k[0].numel() + v[0].numel()) * k.element_size() for k, v in self.kv)
+        per_row = per_row * (self.length + 1) // max(self.length, 1)
+        return max(1, budget // per_row) if per_row else budget
+
     def step(self, embeds: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
         """Candidate token embeddings (B, d) at position ``length`` -> layer outputs (B, D) and the cache of
         prefix + candidate for every row (pass it to ``extend``). Differentiable in ``embeds``."""
