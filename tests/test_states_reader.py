@@ -222,3 +222,15 @@ def test_npy_is_known_by_its_name_or_by_its_magic(tmp_path):
     (tmp_path / "c.npy").write_bytes((tmp_path / "c.npz").read_bytes())  # an archive under an array's name
     with pytest.raises(LmrepError, match=r"is an \.npz archive, not one array"):
         states.load(tmp_path / "c.npy")
+
+
+def test_a_batch_of_one_token_prompts_is_states_and_headers_say_the_stored_dtype(tiny_gpt2, tmp_path):
+    from lmrep import layer_model
+    save_file({"b": torch.ones(2, 1, 4)}, str(tmp_path / "b.safetensors"))
+    got = states.load(tmp_path / "b.safetensors")
+    assert got.keys == ["b.0", "b.1"] and [tuple(t.shape) for t in got.tensors] == [(1, 4), (1, 4)]
+    O, ids = layer_model(tiny_gpt2, 1), [tiny_gpt2.encode("The sky")]
+    states.capture_file(tmp_path / "h.safetensors", O, ids, dtype=torch.float16)
+    assert states.load(tmp_path / "h.safetensors").meta["dtype"] == "float16"
+    states.capture_file(tmp_path / "q.safetensors", O, ids, dtype=torch.float16, quant=Quantisation("int8", "token"))
+    assert states.load(tmp_path / "q.safetensors").meta["dtype"] == "float32"  # what the reader dequantises to
