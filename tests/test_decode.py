@@ -138,6 +138,13 @@ def test_unknown_decoder_names_the_choices():
         check_decoder("nearest")
 
 
+def test_the_default_decoder_is_the_pages_pinv(tiny_gpt2):
+    d = Decoder(tiny_gpt2)
+    assert d.name == "pinv" and d.A.shape == (64, 64) and d.A.dtype == torch.float64
+    with pytest.raises(LmrepError, match=r"topk must be between 1 and the vocabulary size \d+, got 0"):
+        d.topk(torch.zeros(1, 64), k=0)
+
+
 def test_duplicate_rows_are_found_and_grouped(arch_dirs):
     from lmrep import load_model
     from lmrep.objective.decode import duplicate_groups
