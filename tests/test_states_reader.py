@@ -234,3 +234,23 @@ def test_a_batch_of_one_token_prompts_is_states_and_headers_say_the_stored_dtype
     assert states.load(tmp_path / "h.safetensors").meta["dtype"] == "float16"
     states.capture_file(tmp_path / "q.safetensors", O, ids, dtype=torch.float16, quant=Quantisation("int8", "token"))
     assert states.load(tmp_path / "q.safetensors").meta["dtype"] == "float32"  # what the reader dequantises to
+
+
+class _Opens:
+    """An object whose unpickling opens (creates) a file: what a hostile .npy of objects could run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_npy_of_pickled_objects_is_refused_unopened(tmp_path):
+    import numpy as np
+    marker = tmp_path / "ran"
+    np.save(tmp_path / "objects.npy", np.array([_Opens(marker)], dtype=object), allow_pickle=True)
+    assert not marker.exists()
+    with pytest.raises(LmrepError, match="not a readable .npy array"):
+        states.load(tmp_path / "objects.npy")
+    assert not marker.exists()  # nothing in the file was run
