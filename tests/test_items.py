@@ -214,7 +214,7 @@ def test_cached_tensors_are_built_once_and_read_back_as_built(tmp_path):
     def build():
         calls.append(1)
         return {"a": torch.arange(6.0).reshape(2, 3), "s": torch.tensor(1.5, dtype=torch.float64)}
-    path = tmp_path / "sub" / "t.safetensors"
+    path = tmp_path / "cache" / "model" / "t.safetensors"  # folders made as needed, two levels of them
     first, cached = cached_tensors(path, build)
     again, cached_again = cached_tensors(path, build)
     assert calls == [1] and (cached, cached_again) == (False, True)
