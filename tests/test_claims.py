@@ -342,3 +342,39 @@ def test_paired_items_pair_by_the_declared_fields_whatever_their_types():
 def test_the_interval_is_repeatable_and_not_a_point_when_values_differ():
     mean, low, high = interval([0.0, 1.0, 0.0, 1.0, 1.0])
     assert low < mean < high and interval([0.0, 1.0, 0.0, 1.0, 1.0]) == (mean, low, high)
+
+
+def test_an_interval_across_one_end_of_a_band_is_not_decided():
+    within = decide(spec_of("level", direction="within", band=(0.25, 0.5)), rows([0.2, 0.3, 0.6, 0.45, 0.55]))
+    assert within.interval[0] < 0.5 < within.interval[1]
+    assert within.verdict == "not decided (the interval spans the level)"
+    equal = decide(spec_of("paired", direction="equal", effect=0.125),
+                   rows([0.5, 0.7, 0.55, 0.75, 0.6]) + rows([0.5] * 5, c="b"))
+    assert equal.interval[0] < 0.125 < equal.interval[1]
+    assert equal.verdict == "not decided (the interval spans the effect that counts)"
+
+
+def test_a_ratio_of_steps_across_the_lower_end_of_its_band_is_not_decided():
+    """effect 1: the band [1/2, 2]; a's median time a little above b's and its interval reaching below half of it."""
+    a_rows = _steps_rows("a", [0, 1, 2, 3, 8, 9, 10, 11, 12, 30])
+    d = decide(spec_of("steps", direction="equal", effect=1.0), a_rows + _steps_rows("b", [7] * 10))
+    lo, hi = d.interval
+    assert lo < 0.5 < hi < 2, d.interval
+    assert d.verdict == "not decided (the ratio's interval spans the effect that counts)"
+
+
+def test_a_ratio_of_steps_above_an_effect_below_two_holds():
+    d = decide(spec_of("steps", effect=1.5), _steps_rows("a", [17] * 3) + _steps_rows("b", [9] * 3))
+    assert d.interval == (1.8, 1.8) and d.verdict == HOLDS
+
+
+def test_a_steps_claim_on_runs_shorter_than_its_budget_is_not_decided():
+    items = _steps_rows("a", [99] * 3, budget=200) + _steps_rows("b", [9] * 3, budget=200)
+    d = decide(spec_of("steps", effect=2.0, budget=1000), items)
+    assert d.verdict == "not decided (runs of N = 200 steps; the claim is about N = 1000)" and d.n == 3
+    level = decide(spec_of("steps_level", effect=100, budget=1000), _steps_rows("a", [9] * 3, budget=200))
+    assert level.verdict == "not decided (runs of N = 200 steps; the claim is about N = 1000)"
+
+
+def test_a_median_of_steps_exactly_at_its_level_holds():
+    assert decide(spec_of("steps_level", effect=99), _steps_rows("a", [99] * 3)).verdict == HOLDS
