@@ -341,7 +341,9 @@ def test_paired_items_pair_by_the_declared_fields_whatever_their_types():
 
 def test_the_interval_is_repeatable_and_not_a_point_when_values_differ():
     mean, low, high = interval([0.0, 1.0, 0.0, 1.0, 1.0])
-    assert low < mean < high and interval([0.0, 1.0, 0.0, 1.0, 1.0]) == (mean, low, high)
+    assert low < mean < high
+    xs = [0.13, 0.71, 0.32, 0.94, 0.45, 0.2, 0.66]  # values whose resampled means are rarely tied
+    assert interval(xs) == interval(xs)
 
 
 def test_an_interval_across_one_end_of_a_band_is_not_decided():
