@@ -170,15 +170,14 @@ def load(path: str | Path) -> States:
 
 def _npy(path: Path, data: bytes):
     import zipfile
-
     import numpy as np
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise LmrepError(f"states file '{path}' is not a readable .npy array ({str(e)[:80]})") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive (a zip of arrays)
-        raise LmrepError(f"states file '{path}' is an .npz archive, not one array: save each as .npy, or all of "
-                         "them in one safetensors file")
+        raise LmrepError(f"states file '{path}' is an .npz archive, not one array: save each as .npy, or all in one "
+                         "safetensors file")
     if not np.issubdtype(arr.dtype, np.floating):
         raise LmrepError(f"states file '{path}' holds {arr.dtype} values: give floating-point states")
     t = torch.from_numpy(np.ascontiguousarray(arr))
