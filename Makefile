@@ -41,7 +41,7 @@ test: $(STAMP)
 	else $(PYTEST); fi
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not ray and not fuzz"
+	$(BIN)/python -m pytest -m "not slow and not ray and not fuzz" -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/invert.py

@@ -24,6 +24,7 @@ def _ids(lm, text=LONG):
     return torch.tensor([lm.encode(text)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_truncation_equals_hidden_states_at_every_depth(arch, arch_models):
     lm = arch_models(arch)
@@ -75,6 +76,7 @@ def test_decoders_map_rows_and_layer_zero_back_to_ids(arch, arch_models):
         assert torch.allclose(h0 - lm.embed(prompt), pos, atol=1e-6) and pos.abs().max() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_exact_inversion_at_first_middle_last_layer(arch, arch_models):
     lm = arch_models(arch)

@@ -12,6 +12,7 @@ REQUIRED = {"model", "layer", "method", "prompt", "target_ids", "recovered_ids",
             "exact_match", "output_distance", "threshold", "within_threshold", "steps", "seconds"}
 
 
+@pytest.mark.slow
 def test_invert_end_to_end(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["invert", "The sky is blue.", "Hello world", "--model", str(tiny_gpt2_dir), "--layer", "2",
@@ -53,6 +54,7 @@ def test_models_command(capsys):
         assert len([line for line in lines if row.match(line)]) == 1, r
 
 
+@pytest.mark.slow
 def test_prompts_file(tiny_gpt2_dir, tmp_path, capsys):
     f = tmp_path / "p.txt"
     f.write_text("# a comment\nThe sky is blue.\n\nHello world\n")
@@ -61,6 +63,7 @@ def test_prompts_file(tiny_gpt2_dir, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch):
     import lmrep.inversion.gd as gd
     real = gd._run_batch
@@ -101,6 +104,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a)[:40] for a, _ in BAD])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_gpt2_dir, tmp_path, capsys):
     argv = argv + ["--model", str(tiny_gpt2_dir), "--out", str(tmp_path / "r"), "--steps", "2"] \
@@ -128,6 +132,7 @@ def test_model_errors(argv, message, capsys):
     assert len(err.splitlines()) == 1 and message in err
 
 
+@pytest.mark.slow
 def test_no_traceback_from_a_real_process(tiny_gpt2_dir, tmp_path):
     p = subprocess.run([sys.executable, "-m", "lmrep", "invert", "hi", "--layer", "99", "--model", str(tiny_gpt2_dir),
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)

@@ -62,6 +62,7 @@ def test_every_ambiguity_set_holds_the_true_token(kind, group, arch_models):
     assert rec["certified_positions"] == sum(c["unique"] for c in cert) <= len(ids)
 
 
+@pytest.mark.slow
 def test_noisier_states_give_larger_sets_and_noise_is_tested_by_its_scale(arch_models):
     lm = arch_models("llama")
     name = "blocks.0.attn.hook_k[0]"  # one head of keys: little to go on, so noisy states become ambiguous

@@ -43,6 +43,7 @@ def _check_recovered(rec):
 
 @pytest.mark.parametrize("layer,head", [(1, "none"), (2, "none"), (3, "none"), (3, "norm"), (3, "logits"),
                                         (2, "logits_nonorm"), (0, "none")])
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny_gpt2", "tiny_llama"])
 def test_tiny_models_recover_exactly_at_every_kind_of_layer(model, layer, head, request):
     lm = request.getfixturevalue(model)
@@ -173,6 +174,7 @@ def test_duplicate_rows_are_reported_as_ties(smol):
     assert rec is None or rec["token_accuracy_with_ties"] == 1.0
 
 
+@pytest.mark.slow
 def test_float64_and_brute_force(tiny_llama_dir):
     from lmrep import load_model
     lm = load_model(str(tiny_llama_dir), dtype="float64")
@@ -184,6 +186,7 @@ def test_float64_and_brute_force(tiny_llama_dir):
     assert brute["candidates_per_token"] > rec["candidates_per_token"]
 
 
+@pytest.mark.slow
 def test_first_token_table(tiny_gpt2):
     (rec,) = _exact(tiny_gpt2, [PROMPTS[1]], 3, first_token="table")
     _check_recovered(rec)
@@ -225,6 +228,7 @@ DESCENDS = {"guided": True, "probe": True, "fused": True, "table": True, "secant
             "vocab": False}  # ranking -> takes gradient steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ranking", sorted(RANKINGS))
 def test_rankings_recover_and_count_their_costs(tiny_llama, ranking):
     (rec,) = _exact(tiny_llama, [PROMPTS[1]], 3, ranking=ranking)
@@ -248,6 +252,7 @@ def test_rankings_recover_and_count_their_costs(tiny_llama, ranking):
     assert res["gradient_steps"] % DESCENT_STEPS == 0 and res["gradient_steps"] <= DESCENT_MAX_STEPS * len(ids)
 
 
+@pytest.mark.slow
 def test_exact_from_the_command_line(tiny_gpt2_dir, tmp_path, capsys):
     from lmrep.cli import main
     assert main(["invert", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "2", "--method", "exact",
@@ -300,6 +305,7 @@ def test_the_ranking_table_is_the_only_place_a_ranking_is_named():
     assert list(flag.choices) == list(RANKINGS)
 
 
+@pytest.mark.slow
 def test_a_new_ranking_is_a_row_in_each_table(tiny_llama, monkeypatch):
     """A ranking added to the table and its factories alone is accepted by the config and the CLI and used by the
     search."""

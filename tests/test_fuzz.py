@@ -152,6 +152,7 @@ def _states(kind, spec, tiny_gpt2_dir, capsys, monkeypatch):
         _check(argv, root, [root / "out"], capsys, monkeypatch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("many", [False, pytest.param(True, marks=pytest.mark.fuzz)], ids=["quick", "many"])
 def test_any_states_file_keeps_the_contract(many, tiny_gpt2_dir, capsys, monkeypatch):
     given(s=states)(_examples(many)(lambda s: _states(*s, tiny_gpt2_dir, capsys, monkeypatch)))()
@@ -221,6 +222,7 @@ def _report(edits, run, capsys, monkeypatch):
         assert lost(old, new) is None, (edits, code, old, new)  # a summary never holds less than it did
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("many", [False, pytest.param(True, marks=pytest.mark.fuzz)], ids=["quick", "many"])
 def test_any_report_folder_keeps_the_contract(many, invert_run, capsys, monkeypatch):
     keys = st.sampled_from(["index", "prompt", "token_accuracy", "exact_match", "model", "loss_curve", "layer_name"])

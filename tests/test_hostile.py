@@ -102,6 +102,7 @@ def test_refused_while_reading_the_arguments(tmp_path, capsys, monkeypatch, argv
     assert list(tmp_path.iterdir()) == []  # nothing written, not even runs/
 
 
+@pytest.mark.slow
 def test_krylov_beyond_the_inputs_dimension_is_refused_before_config_json(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "run"
     _refused(["walk", "hi", "--model", tiny_gpt2_dir, "--layer", "1", "--method", "jacobian", "--directions", "8",
@@ -117,6 +118,7 @@ def test_a_cuda_device_this_machine_lacks_is_one_line():
         resolve_device(f"cuda:{torch.cuda.device_count() + 3}")
 
 
+@pytest.mark.slow
 def test_an_uncached_hub_model_while_offline_is_one_line_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}  # no offline mode: the hub is asked
     p = subprocess.run([sys.executable, "-m", "lmrep", "invert", "hi", "--model", "no-org/no-such-model-26",
@@ -173,6 +175,7 @@ def test_a_states_file_that_holds_no_states_is_one_line(tmp_path, capsys, kind, 
 
 # ---- report folders -----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_records_that_hold_less_than_the_summary_are_refused_and_nothing_is_rewritten(tiny_gpt2_dir, tmp_path,
                                                                                      capsys):
     run = tmp_path / "run"
@@ -188,6 +191,7 @@ def test_records_that_hold_less_than_the_summary_are_refused_and_nothing_is_rewr
     assert after.pop("items.jsonl") != before.pop("items.jsonl") and after == before
 
 
+@pytest.mark.slow
 def test_a_folder_name_goes_into_combined_markdown_as_text(tiny_gpt2_dir, tmp_path, capsys):
     from lmrep.records.inputs import md_code
     run = tmp_path / "<b>x</b> `y`"

@@ -45,6 +45,7 @@ def test_cache_layers_equal_the_models_own_cache(arch, arch_models):
     assert torch.equal(one, full[:, -one.shape[1]:]) and one.shape[1] * H == full.shape[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3"])
 def test_exact_search_recovers_the_prompt_from_keys_alone(arch, arch_models):
     lm = arch_models(arch)

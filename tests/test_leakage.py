@@ -76,6 +76,7 @@ def test_the_audit_is_an_experiment_run_by_name_not_by_all():
     assert len(ReproduceConfig("leakage").resolved().prompts) >= 20  # the evaluation set
 
 
+@pytest.mark.slow
 def test_the_audit_covers_every_source_and_exposure_with_rates_in_range(audit):
     run, items = audit
     groups = leakage.exposures(leakage.QUICK)
@@ -111,6 +112,7 @@ def test_honest_sets_always_hold_the_true_token_and_heavy_noise_blurs_them(audit
             assert r["certified"] == 0 and r["recovery"] <= 0.5
 
 
+@pytest.mark.slow
 def test_the_report_says_where_each_layer_stops_and_rebuilds_from_its_files(audit):
     run, items = audit
     summary = json.loads((run / "summary.json").read_text())

@@ -31,11 +31,13 @@ def invert_run(tiny_gpt2_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_rebuilds_an_invert_run(invert_run, capsys):
     rebuilds_the_same(invert_run, capsys)
     assert (invert_run / "loss.png").exists()
 
 
+@pytest.mark.slow
 def test_report_rebuilds_a_walk_run(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "walk"
     assert main(["walk", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "2", "--steps", "2",
@@ -106,6 +108,7 @@ def _old_invert_folder(run, dst):
     return folder, items
 
 
+@pytest.mark.slow
 def test_an_old_invert_folder_is_refused_then_converted(invert_run, tiny_gpt2_dir, tmp_path, capsys):
     folder, items = _old_invert_folder(invert_run, tmp_path / "old")
     capsys.readouterr()
@@ -147,6 +150,7 @@ def test_summary_json_is_json(invert_run):
     assert json.loads((invert_run / "summary.json").read_text())["prompts"] == 2
 
 
+@pytest.mark.slow
 def test_the_committed_results_are_what_lmrep_report_builds_from_their_json(tmp_path, capsys):
     """docs/results.md and results/cpu's summaries and reports come from the committed items alone: rebuilt in a
     copy (same folder layout), every file is byte for byte what is committed."""

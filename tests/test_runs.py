@@ -165,6 +165,7 @@ def _lines(path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_invert_rerun_keeps_and_skips_finished_prompts(tiny_gpt2_dir, tmp_path, monkeypatch, capsys):
     import lmrep.inversion.report as inv
     out = tmp_path / "run"
@@ -193,6 +194,7 @@ def test_invert_rerun_keeps_and_skips_finished_prompts(tiny_gpt2_dir, tmp_path, 
     assert "3 of 3 prompt(s) already finished" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_walk_rerun_keeps_and_skips_finished_walks(tiny_gpt2_dir, tmp_path, monkeypatch):
     import lmrep.walks.report as wr
     out = tmp_path / "walk"
@@ -217,6 +219,7 @@ def test_walk_rerun_keeps_and_skips_finished_walks(tiny_gpt2_dir, tmp_path, monk
     assert all(torch.equal(tensors[k], again[k]) for k in tensors if not k.startswith(lost["id"]))
 
 
+@pytest.mark.slow
 def test_invert_into_a_folder_of_another_config(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["invert", "one", "--model", str(tiny_gpt2_dir), "--out", str(out)]

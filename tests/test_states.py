@@ -59,6 +59,7 @@ def test_bf16_states_at_layer_1_are_recovered_with_the_bf16_tolerance(smol, tmp_
     assert observed_dtype(torch.randn(4, 8)) == torch.float32
 
 
+@pytest.mark.slow
 def test_a_wide_tolerance_reports_ties_instead_of_guessing(tiny_llama):
     O = layer_model(tiny_llama, 2)
     ids = tiny_llama.encode("The sky is blue.")
@@ -86,6 +87,7 @@ def test_layer_auto_finds_every_layer_and_head_of_tiny_models(arch, arch_models)
         assert (found.target.spec.depth, found.target.spec.head) == (layer, head), (layer, head, found.text())
 
 
+@pytest.mark.slow
 def test_layer_auto_says_when_no_layer_matches(tiny_gpt2):
     with pytest.raises(LmrepError, match="no layer of .* matches"):
         locate(tiny_gpt2, torch.randn(64, generator=torch.Generator().manual_seed(0)))
@@ -127,6 +129,7 @@ def _cli(capsys, *argv):
     return code, out.out, out.err.strip()
 
 
+@pytest.mark.slow
 def test_cli_capture_then_invert_with_resume(tiny_gpt2_dir, tmp_path, capsys):
     f = tmp_path / "s.safetensors"
     assert _cli(capsys, "capture", "The sky is blue.", "Hello world", "--model", tiny_gpt2_dir, "--layer", 2,
@@ -148,6 +151,7 @@ def test_cli_capture_then_invert_with_resume(tiny_gpt2_dir, tmp_path, capsys):
     assert code == 2 and "another configuration" in err and len(err.strip().splitlines()) == 1  # the refusal alone
 
 
+@pytest.mark.slow
 def test_states_that_transformers_computed_invert_too(tiny_gpt2, tmp_path, capsys):
     ids = [tiny_gpt2.encode(p) for p in ("The sky is blue.", "A cat sat here.")]
     T = min(map(len, ids))
@@ -181,6 +185,7 @@ def _bad(tmp_path):
     ("fingerprint", "was captured from"), ("shape", "outputs width 50257"), ("key", "key '5' is not in"),
     ("text", "is not a tensor file"), ("ints", "floating-point"), ("both", "not both"),
     ("auto-head", "finds the head too"), ("auto-prompts", "use it with --states")])
+@pytest.mark.slow
 def test_bad_states_are_one_line_and_exit_2(case, message, captured, tiny_gpt2_dir, tiny_llama_dir, tmp_path,
                                            capsys):
     text, ints = _bad(tmp_path)

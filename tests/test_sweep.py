@@ -123,6 +123,7 @@ def documented(planner, tmp_path_factory) -> dict[str, dict]:
     return _inline(TINY, planner, tmp_path_factory.mktemp("documented"))
 
 
+@pytest.mark.slow
 def test_the_documented_tiny_sweep_runs(documented):
     assert all(r["model"] == "gpt2" and 0 < r["loss_best"] <= r["loss_start"] for r in documented.values())
 

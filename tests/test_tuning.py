@@ -3,6 +3,8 @@ loss (a diverged run counts as infinite) and the evaluation runs with it, under 
 import math
 from types import SimpleNamespace
 
+import pytest
+
 from lmrep.experiments.config import PAGE_PROMPT, SETTINGS, SKY_PROMPT, read_prompt_file
 from lmrep.experiments.inversion import TargetSpec, invert_tasks
 from lmrep.experiments.pool import ModelPool
@@ -25,6 +27,7 @@ def test_median_best_counts_a_diverged_run_as_infinite():
     assert median_best([]) == math.inf
 
 
+@pytest.mark.slow
 def test_tuning_chooses_the_lowest_median_best_loss_then_runs_the_plan_with_it(tiny_gpt2_dir):
     spec = TargetSpec(str(tiny_gpt2_dir), depth=1, head="none")
     prompts = ["The sky is blue.", "Hi there."]

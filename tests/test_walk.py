@@ -153,6 +153,7 @@ def test_bad_values_are_one_line_errors(tiny_gpt2):
         make_target(tiny_gpt2, toy="fcnet")
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_and_r_recomputed_from_saved_embeddings(tiny_gpt2_dir, tmp_path, capsys):
     from safetensors.torch import load_file
 

@@ -50,6 +50,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_one_leaves_no
     assert json.loads((out / "config.json").read_text())["steps"] == 1
 
 
+@pytest.mark.slow
 def test_with_wait_a_second_writer_goes_on_once_the_first_is_done(tmp_path, monkeypatch):
     out = tmp_path / "run"
     p = _holder(out, seconds=1.5)
@@ -73,6 +74,7 @@ def _invert(model, out, *extra):
                   "--out", out, "--json", *extra)
 
 
+@pytest.mark.slow
 def test_two_inverts_at_once_on_one_folder_never_duplicate_a_record(tmp_path, tiny_gpt2_dir):
     out = tmp_path / "run"
     runs = [_invert(tiny_gpt2_dir, out) for _ in range(2)]
@@ -89,6 +91,7 @@ def test_two_inverts_at_once_on_one_folder_never_duplicate_a_record(tmp_path, ti
     assert len(read_jsonl(out / "items.jsonl")) == 2
 
 
+@pytest.mark.slow
 def test_a_sigkilled_invert_leaves_a_folder_that_resumes(tmp_path, tiny_gpt2_dir):
     out = tmp_path / "run"
     p = _invert(tiny_gpt2_dir, out, "--batch-size", "1")
