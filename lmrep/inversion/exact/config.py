@@ -43,7 +43,9 @@ class ExactConfig:
                                          f"on a CPU, {GPU_BATCH} on a GPU)", optional(at_least(1)), group=EXACT,
                                          when=EXACT_ONLY)
     max_candidates: int | None = option(None, "a cap on candidates verified at one position; a position that hits "
-                                        "it is reported unverified (default: none, the whole vocabulary)",
+                                        "it is reported unverified (default: none, the whole vocabulary; for "
+                                        "quantised or noisy states it bounds each ambiguity set, and a position "
+                                        "where nothing within it fits goes on through the vocabulary)",
                                         optional(at_least(1)), group=EXACT, when=EXACT_ONLY)
     ranking: str = option(DEFAULT, "which candidates to verify first: " + _ranking_help(), one_of(lambda: RANKINGS),
                           group=EXACT, when=EXACT_ONLY)
