@@ -29,8 +29,8 @@ EVAL = Path(__file__).resolve().parent.parent / "lmrep" / "data" / "eval.txt"
 
 
 def english_ids(lm, T: int) -> list[int]:
-    lines = [s.strip() for s in EVAL.read_text().splitlines() if s.strip() and not s.startswith("#")]
-    ids = lm.encode(" ".join(lines))
+    from lmrep.experiments.config import read_prompt_file
+    ids = lm.encode(" ".join(read_prompt_file(EVAL)))
     while len(ids) < T:
         ids = ids + ids
     return ids[:T]

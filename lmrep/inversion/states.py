@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -169,7 +170,6 @@ def load(path: str | Path) -> States:
 
 
 def _npy(path: Path, data: bytes):
-    import zipfile
     import numpy as np
     try:
         arr = np.load(io.BytesIO(data), allow_pickle=False)

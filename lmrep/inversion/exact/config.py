@@ -29,6 +29,9 @@ SAME = "search"  # --first-token: position 0 uses --ranking's own rule
 EXACT = "exact method (docs/exact.md)"
 EXACT_ONLY = When("method", ("exact",))
 CPU_BATCH, GPU_BATCH = 64, 1024  # default candidate batch: on a GPU a pass of a thousand rows costs about one of one
+# what one pass's copies of the prefix cache may take (each candidate row gets its own keys and values of every
+# block: rows x blocks x 2 x width x (t + 1) values), so that a long prompt at depth takes smaller batches
+CPU_CACHE_BYTES, GPU_CACHE_BYTES = 2**30, 4 * 2**30
 
 
 def _ranking_help() -> str:
@@ -65,6 +68,10 @@ class ExactConfig:
         """Candidates per forward pass at most: the user's, or one sized for the device (a torch.device or its
         name)."""
         return self.candidate_batch or (CPU_BATCH if str(device).split(":")[0] == "cpu" else GPU_BATCH)
+
+    def cache_bytes(self, device) -> int:
+        """What the candidate rows of one pass may take in copies of the prefix cache, sized for the device."""
+        return CPU_CACHE_BYTES if str(device).split(":")[0] == "cpu" else GPU_CACHE_BYTES
 
     def cap(self, vocab_size: int) -> int:
         """Candidates verified at one position at most: the user's cap, or the whole vocabulary."""

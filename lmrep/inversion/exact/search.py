@@ -21,15 +21,12 @@ from ...objective.decode import duplicate_groups
 from ...errors import LmrepError
 from ...models.layers import LayerModel
 from .certificate import entry, residuals
-
-EXHAUSTIVE_BATCH = 512  # candidates per pass once the whole vocabulary is to be verified
-# what one pass's copies of the prefix cache may take (each candidate row gets its own keys and values of every
-# block: rows x blocks x 2 x width x (t + 1) values), so that a long prompt at depth takes smaller batches
-CACHE_BYTES_CPU, CACHE_BYTES_GPU = 2**30, 4 * 2**30
 from .config import ExactConfig
 from .guess import output_features
 from .kvcache import Prefix
 from .rank import FACTORIES, Expectation, Position, Setup
+
+EXHAUSTIVE_BATCH = 512  # candidates per pass once the whole vocabulary is to be verified
 
 
 def batch_sizes(largest: int):
@@ -97,8 +94,8 @@ class _Search:
         order = FACTORIES[cfg.ranking_at(t)](pos)
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         cap, n_tried, seen_ids, seen_res, hit = cfg.cap(lm.vocab_size), 0, [], [], None
-        largest = min(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0), self.prefix.rows_within(
-            CACHE_BYTES_CPU if lm.device.type == "cpu" else CACHE_BYTES_GPU))
+        largest = min(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0),
+                      self.prefix.rows_within(cfg.cache_bytes(lm.device)))
         # every token is verified anyway when the whole vocabulary is: no small first batches then
         whole = self.exhaustive and cap == lm.vocab_size
         for size in itertools.repeat(largest) if whole else batch_sizes(largest):
