@@ -77,6 +77,23 @@ def forward_seconds(O, ids: list[int], repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+@torch.no_grad()
+def scan_seconds(lm, repeats: int = 5) -> float:
+    """Median time of one scan of the vocabulary: every row's distance to a point, then the nearest 64 (what a
+    ranking that scores every token does at least once per position)."""
+    W = lm.embedding_matrix.detach()
+    sqnorm = (W * W).sum(-1)
+    x = torch.randn(W.shape[1], device=W.device, dtype=W.dtype)
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        (sqnorm - 2 * (W @ x)).topk(64, largest=False)
+        if W.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[1:])
+
+
 def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dict]:
     """Invert every prompt alone (so seconds are per prompt; setup waited for is kept apart)."""
     recs = []
@@ -179,6 +196,10 @@ def main() -> None:
         for layer in layers:
             O, done = layer_model(lm, layer), {}
             fwd = {tuple(ids): forward_seconds(O, ids) for _, ids in prompts}
+            scan, one = scan_seconds(lm), statistics.median(fwd.values())
+            print(f"{name} L{layer}: one scan of the vocabulary ({lm.vocab_size:,} rows) takes {scan * 1e3:.1f} ms, "
+                  f"{scan / one:.1f} forward passes of a prompt here ({one * 1e3:.1f} ms): a ranking that scores "
+                  "every token costs at least that per token", flush=True)
             for label in methods:
                 forget_refinements(lm)
                 recs = run_method(O, label, subset if label == "sipit" else prompts, args.steps, args.sipit_steps)

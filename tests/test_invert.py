@@ -1,8 +1,13 @@
 """The seed's gradient-descent inversion: the loss goes down, exact recovery where the page says it is possible,
 batching changes nothing, and NaN stops a prompt without losing its best result."""
+import logging
+import math
+
 import pytest
+import torch
 
 from lmrep import InvertConfig, LmrepError, invert, layer_model
+from lmrep.inversion.gd import optimize
 
 
 def _run(lm, prompts, layer=1, head="none", **cfg):
@@ -53,7 +58,7 @@ def test_default_model_run_is_consistent(smol):
         assert len(r["topk_texts"]) == 3 and r["steps"] == 40 and r["seconds"] > 0
 
 
-def test_nan_stops_the_prompt_and_keeps_its_best(tiny_gpt2, capsys):
+def test_nan_stops_the_prompt_and_keeps_its_best(tiny_gpt2, caplog):
     O = layer_model(tiny_gpt2, 1)
     calls = {"n": 0}
     forward = O.forward
@@ -64,11 +69,41 @@ def test_nan_stops_the_prompt_and_keeps_its_best(tiny_gpt2, capsys):
         return out * float("nan") if calls["n"] > 12 else out  # 2 calls set up the target and m
 
     O.forward = poisoned
-    (rec,) = list(invert(O, ["The sky is blue."], InvertConfig(steps=50), progress=False))
-    assert rec["stopped"] and "step" in rec["stopped"]
-    assert rec["steps"] < 50 and rec["output_distance"] is not None
+    with caplog.at_level(logging.WARNING, logger="lmrep.inversion.gd"):
+        (rec,) = list(invert(O, ["The sky is blue."], InvertConfig(steps=50), progress=False))
+    assert rec["stopped"] == "loss became nan at step 10; stopped this prompt and kept its best so far"
+    assert rec["steps"] == 10 and rec["output_distance"] is not None and rec["health"] == "diverged"
+    assert len(rec["loss_curve"]) == 11 and math.isnan(rec["loss_curve"][10])
+    assert all(math.isfinite(x) for x in rec["loss_curve"][:10])
     assert rec["final_loss"] == pytest.approx(min(x for x in rec["loss_curve"] if x == x))
-    assert "stopped this prompt" in capsys.readouterr().err
+    assert "stopped this prompt" in caplog.text
+
+
+def test_a_broken_gradient_stops_its_prompt_alone(tiny_gpt2):
+    """A gradient that turns non-finite (with a finite loss) stops that prompt at that step, keeps its best, and
+    leaves the other prompts of the batch on the trajectory they have alone."""
+    O = layer_model(tiny_gpt2, 1)
+    outputs = [O(tiny_gpt2.embed(torch.tensor([tiny_gpt2.encode(p)])))[0].detach()
+               for p in ["The sky is blue.", "Paris is the capital of France."]]
+    calls = {"n": 0}
+
+    def poison(e):  # from the 8th step on, prompt 0's gradient is NaN; its loss stays finite
+        calls["n"] += 1
+        if calls["n"] <= 8:
+            return e
+        y = e * 1
+        y.register_hook(lambda g: torch.cat([torch.full_like(g[:1], float("nan")), g[1:]]))
+        return y
+
+    cfg = InvertConfig(steps=20, batch_size=2, lr=0.05)
+    broken, other = list(optimize(O, outputs, cfg, progress=False, transform=poison))
+    (alone,) = list(optimize(O, outputs[1:], cfg, progress=False))
+    assert broken["stopped"].startswith("gradient became non-finite at step 8;") and broken["steps"] == 20
+    assert all(math.isfinite(x) for x in broken["loss_curve"][:9]) and all(math.isnan(x) for x in
+                                                                               broken["loss_curve"][9:])
+    assert broken["final_loss"] == pytest.approx(min(broken["loss_curve"][:9]))
+    assert other["stopped"] is None and other["health"] != "diverged"
+    assert other["loss_curve"] == pytest.approx(alone["loss_curve"], rel=1e-4)
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0), dict(lr=-1.0), dict(optimizer="lbfgs"),

@@ -6,6 +6,7 @@ embedding, so the batch is the same computation as one prompt at a time, just fe
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -93,7 +94,6 @@ def _run_batch(target: Target, decoder: Decoder, batch: list[torch.Tensor], cfg:
     yield from run.records()
 
 
-LOSS_STOP, GRAD_STOP = 1, 2  # why a prompt stopped early: its loss, or its gradient, became non-finite
 POSTFIX_EVERY = 50  # steps between updates of the progress bar's best loss (an update waits for the device)
 
 
@@ -101,9 +101,12 @@ POSTFIX_EVERY = 50  # steps between updates of the progress bar's best loss (an 
 class _Batch:
     """One padded batch of observed outputs optimised together, and what is tracked for each of them.
 
-    Everything tracked per step stays a tensor on the model's device (best loss and embedding, the loss curve,
-    eq. 4's first crossing, why a sequence stopped), so a step never waits for the device and costs no Python per
-    sequence: the batch runs at the speed of the model's forward and backward. Values become Python at the end.
+    What is tracked per step stays a tensor on the model's device, and as little of it as a step needs: which
+    prompts are alive, the loss curve (and the L1 curve, when the loss is another), the best loss and its
+    embedding, and the step a gradient became non-finite. The best step, eq. 4's first crossing, the L1 distance at
+    the best step and why a prompt stopped are read off the curves at the end. A stopped prompt's gradient is
+    zeroed from then on, and it reports its best. So a step never waits for the device but once and
+    costs no Python per sequence: the batch runs at the speed of the model's forward and backward.
     """
     target: Target
     decoder: Decoder
@@ -120,6 +123,7 @@ class _Batch:
         self.lengths = [len(h) for h in self.batch]
         T, D = max(self.lengths), self.batch[0].shape[1]
         self.mask = pad([[1] * L for L in self.lengths], device=dev)[1]  # (B, T)
+        self.weights = self.mask.to(lm.dtype)  # (B, T): the loss's mask, in the outputs' dtype once
         # no padding (one sequence, or sequences of one length): the model needs only its causal mask, cheaper
         self.run_mask = None if min(self.lengths) == max(self.lengths) else self.mask
         self.out_true = torch.zeros(B, T, D, device=dev, dtype=lm.dtype)  # (B, T, D), zero on padding
@@ -137,14 +141,12 @@ class _Batch:
             self.m = torch.full((B,), float("nan"), device=dev)  # eq. 4's m needs the true input
         self.e = initial_embedding(cfg, like, gens, self.lengths, self.e_true).requires_grad_(True)
         self.alive = torch.ones(B, dtype=torch.bool, device=dev)
-        self.best = torch.full((B,), float("inf"), device=dev, dtype=torch.float64)
-        self.best_l1 = self.best.clone()
+        kept = torch.promote_types(lm.dtype, torch.float32)  # curves keep float64 losses whole
+        self.best = torch.full((B,), float("inf"), device=dev, dtype=kept)
         self.best_e = self.e.detach().clone()
-        self.curve = torch.full((cfg.steps + 1, B), float("nan"), device=dev)  # (N + 1, B) loss per step
-        self.first_within = torch.full((B,), -1, dtype=torch.long, device=dev)  # (B,) first step with m_g < m
-        self.stop_step = torch.full((B,), -1, dtype=torch.long, device=dev)  # (B,) step it stopped at
-        self.stop_why = torch.zeros(B, dtype=torch.long, device=dev)  # (B,) LOSS_STOP / GRAD_STOP
-        self.stop_value = torch.zeros(B, device=dev)  # (B,) the non-finite loss it stopped on
+        self.curve = torch.full((cfg.steps + 1, B), float("nan"), device=dev, dtype=kept)  # (N + 1, B) per step
+        self.l1_curve = self.curve if cfg.loss == "l1" else self.curve.clone()  # eq. 4's distance per step
+        self.grad_stop = torch.full((B,), -1, dtype=torch.long, device=dev)  # (B,) step its gradient broke
         self.snaps = [[] for _ in range(B)]
         self.steps = 0
 
@@ -161,14 +163,16 @@ class _Batch:
                 break
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * factor(cfg.schedule, n, cfg.steps)
-            opt.zero_grad(set_to_none=False)
+            opt.zero_grad()
             torch.where(self.alive, loss, 0).sum().backward()  # a stopped prompt's loss gets no gradient
-            alive = self.alive[:, None, None]  # (B, 1, 1)
             with torch.no_grad():
-                self._stop(self.alive & ~torch.isfinite(self.e.grad).flatten(1).all(1), n, GRAD_STOP)
-                self.e.grad.copy_(torch.where(alive, self.e.grad, 0))
+                grad = self.e.grad
+                # a float64 sum is non-finite exactly when an element is (float32 values cannot overflow it)
+                broke = self.alive & ~torch.isfinite(grad.sum((1, 2), dtype=torch.float64))  # (B,)
+                self.grad_stop = torch.where(broke, n, self.grad_stop)
+                self.alive = self.alive & ~broke
+                grad.masked_fill_(~self.alive[:, None, None], 0)  # a stopped prompt stays put but for momentum
                 opt.step()
-                self.e.copy_(torch.where(alive, self.e, self.best_e))  # stopped prompts stay at their best
             bar.update(1)
             if not bar.disable and n % POSTFIX_EVERY == 0:
                 bar.set_postfix(loss=f"{self.best.min().item():.3g}")
@@ -176,43 +180,60 @@ class _Batch:
         bar.update(cfg.steps - n)
 
     def _track(self, n: int) -> torch.Tensor:
-        """The loss at step n (B,), with best-so-far, the curve and eq. 4's first crossing updated on the device."""
+        """The loss at step n (B,), with the curves, best-so-far and who is alive updated on the device."""
         out = self.target(self.transform(self.e), self.run_mask)  # (B, T, D)
-        loss = distance(out, self.out_true, self.mask, self.cfg.loss)  # (B,)
+        loss = distance(out, self.out_true, self.weights, self.cfg.loss)  # (B,)
         with torch.no_grad():
             value = loss.detach()
-            l1 = value if self.cfg.loss == "l1" else distance(out, self.out_true, self.mask, "l1")
-            self._stop(self.alive & ~torch.isfinite(value), n, LOSS_STOP, value)
-            improved = self.alive & (value.double() < self.best)  # (B,)
-            self.best = torch.where(improved, value.double(), self.best)
-            self.best_l1 = torch.where(improved, l1.double(), self.best_l1)
+            self.curve[n] = value  # as it came: stops() masks what follows a stop
+            if self.l1_curve is not self.curve:
+                self.l1_curve[n] = distance(out, self.out_true, self.weights, "l1")
+            self.alive = self.alive & (value.abs() < math.inf)  # a non-finite loss stops its prompt here
+            improved = self.alive & (value < self.best)  # (B,)
+            self.best = torch.where(improved, value, self.best)
             self.best_e = torch.where(improved[:, None, None], self.e, self.best_e)  # (B, T, d)
-            self.curve[n] = torch.where(self.alive, value, float("nan"))
-            self.first_within = torch.where((self.first_within < 0) & self.alive & (l1 < self.m), n,
-                                            self.first_within)
         return loss
 
-    def _stop(self, which: torch.Tensor, n: int, why: int, value: torch.Tensor | None = None) -> None:
-        """Stop the prompts in ``which`` (B,) at step n, remembering why (no wait for the device)."""
-        self.stop_step = torch.where(which, n, self.stop_step)
-        self.stop_why = torch.where(which, why, self.stop_why)
-        if value is not None:
-            self.stop_value = torch.where(which, value, self.stop_value)
-        self.alive = self.alive & ~which
+    def stops(self) -> list[tuple[int, str] | None]:
+        """Why each prompt stopped early: (step, what happened), or None where it ran every step. A loss that became
+        non-finite is in the curve at its step; a gradient that did is in ``grad_stop``; whichever came first."""
+        out = []
+        for values, broke in zip(self.curve[: self.steps + 1].T.tolist(), self.grad_stop.tolist()):
+            seen = values if broke < 0 else values[: broke + 1]
+            bad = next((n for n, x in enumerate(seen) if not math.isfinite(x)), None)
+            out.append((bad, f"loss became {values[bad]}") if bad is not None else
+                       (broke, "gradient became non-finite") if broke >= 0 else None)
+        return out
+
+    def curves(self, curve: torch.Tensor) -> list[list[float]]:
+        """Per prompt, ``curve``'s values up to the last step run, NaN from the step after its stop (and at a
+        non-finite loss's own step)."""
+        rows = curve[: self.steps + 1].T.tolist()  # (B, n + 1)
+        for row, stop in zip(rows, self.stops()):
+            if stop is not None:
+                row[stop[0] + 1:] = [math.nan] * (len(row) - stop[0] - 1)
+            row[:] = [x if math.isfinite(x) else math.nan for x in row]
+        return rows
 
     def notes(self) -> list[str | None]:
         """Why each prompt stopped early, in words (None: it ran every step)."""
-        out = []
-        for step, why, value in zip(self.stop_step.tolist(), self.stop_why.tolist(), self.stop_value.tolist()):
-            if step < 0:
-                out.append(None)
-                continue
-            what = f"loss became {value}" if why == LOSS_STOP else "gradient became non-finite"
-            out.append(f"{what} at step {step}; stopped this prompt and kept its best so far")
-        return out
+        return [None if s is None else f"{s[1]} at step {s[0]}; stopped this prompt and kept its best so far"
+                for s in self.stops()]
+
+    def crossings(self) -> tuple[list[float], list[int | None]]:
+        """Per prompt: the L1 distance at its best step (the first of lowest loss; inf if no loss was finite) and
+        the first step whose L1 distance was below eq. 4's m (None: never)."""
+        loss, l1 = self.curves(self.curve), self.curves(self.l1_curve)  # (B, n + 1) each
+        at_best = []
+        for row, row_l1 in zip(loss, l1):
+            finite = [(x, n) for n, x in enumerate(row) if math.isfinite(x)]
+            at_best.append(row_l1[min(finite)[1]] if finite else math.inf)
+        firsts = [next((n for n, x in enumerate(row) if x < m), None) for row, m in zip(l1, self.m.tolist())]
+        return at_best, firsts
 
     def _snapshot(self, step: int) -> None:
-        got_all = self.decoder(self.e.detach(), allowed=None).tolist()  # (B, T)
+        e = torch.where(self.alive[:, None, None], self.e.detach(), self.best_e)  # a stopped prompt: its best
+        got_all = self.decoder(e, allowed=None).tolist()  # (B, T)
         for b, L in enumerate(self.lengths):
             got = got_all[b][:L]
             snap = dict(step=step, text=self.target.lm.decode(got))
@@ -237,9 +258,9 @@ class _Batch:
                 ranks = {name: rank_of(s, self.ids) for name, s in scores.items()}  # (B, T) each
             del scores
         seconds = (time.perf_counter() - self.t0) / len(self.batch)
-        notes, curves = self.notes(), self.curve[: self.steps + 1].T.tolist()  # (B, n + 1)
-        firsts = [None if f < 0 else f for f in self.first_within.tolist()]
-        best, best_l1, m = self.best.tolist(), self.best_l1.tolist(), self.m.tolist()
+        notes, curves = self.notes(), self.curves(self.curve)  # curves: (B, n + 1), NaN where it had stopped
+        best_l1, firsts = self.crossings()
+        best, m = self.best.tolist(), self.m.tolist()
         for b, L in enumerate(self.lengths):
             topk_ids = final[b, :L].tolist()
             if notes[b]:
