@@ -152,21 +152,25 @@ def test_summary_json_is_json(invert_run):
 
 @pytest.mark.slow
 def test_the_committed_results_are_what_lmrep_report_builds_from_their_json(tmp_path, capsys):
-    """docs/results.md and results/cpu's summaries and reports come from the committed items alone: rebuilt in a
-    copy (same folder layout), every file is byte for byte what is committed."""
+    """docs/results.md and the summaries and reports of the runs it is built from (results/cpu, the cut profile;
+    results/decisive/threshold, the decisive run's finished part) come from the committed items alone: rebuilt in
+    a copy (same folder layout), every file is byte for byte what is committed."""
     import shutil
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
+    runs = [Path("results") / "cpu", Path("results") / "decisive" / "threshold"]
     shutil.copytree(root / "results", tmp_path / "results")
     (tmp_path / "docs").mkdir()
-    for p in (tmp_path / "results" / "cpu").rglob("*"):
-        if p.name in ("summary.json", "report.md") or p.suffix == ".png":
-            p.unlink()
+    for run in runs:
+        for p in (tmp_path / run).rglob("*"):
+            if p.name in ("summary.json", "report.md") or p.suffix == ".png":
+                p.unlink()
     out = tmp_path / "docs" / "results.md"
-    assert main(["report", str(tmp_path / "results" / "cpu"), "--combined", str(out)]) == 0
+    assert main(["report", *(str(tmp_path / run) for run in runs), "--combined", str(out)]) == 0
     assert out.read_text() == (root / "docs" / "results.md").read_text()
-    for p in (root / "results" / "cpu").rglob("*"):
-        if p.name in ("summary.json", "report.md"):
-            assert (tmp_path / p.relative_to(root)).read_text() == p.read_text(), p
-    assert "| depth | original |" in out.read_text()
+    for run in runs:
+        for p in (root / run).rglob("*"):
+            if p.name in ("summary.json", "report.md"):
+                assert (tmp_path / p.relative_to(root)).read_text() == p.read_text(), p
+    assert "| depth | original |" in out.read_text() and "`decisive/threshold` |" in out.read_text()
 

@@ -201,6 +201,24 @@ def test_combined_report_names_every_experiment(quick_run, tmp_path):
     assert all(f"| {n} | original |" in table for n in NAMES) and "depth.png](" in table
 
 
+def test_two_runs_of_one_experiment_are_told_apart_in_the_combined_report(quick_run, tmp_path):
+    """Each claim row names the folder it comes from, and where two runs share an experiment, the list of runs and
+    each run's section say which is which (a profile cut to fit beside the decisive run, say)."""
+    run, depth = quick_run("threshold"), quick_run("depth")
+    for parent in ("small", "large"):
+        shutil.copytree(run.path, tmp_path / parent / "threshold")
+    text = combine([RunDir(tmp_path / p / "threshold") for p in ("small", "large")] + [depth], tmp_path / "report.md")
+    assert "Runs in this report: `small/threshold`, `large/threshold`, `depth`." in text
+    assert re.search(r"^## .*: `small/threshold`$", text, re.M) and re.search(r"^## .*: `large/threshold`$", text, re.M)
+    table = text.split("## Every claim of the page in one table")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| threshold |")]
+    assert rows and len(rows) % 2 == 0
+    assert [r.endswith("| `small/threshold` |") for r in rows] == [True] * (len(rows) // 2) + [False] * (len(rows) // 2)
+    assert all(r.endswith("| `large/threshold` |") for r in rows[len(rows) // 2:])
+    depth_rows = [line for line in table.splitlines() if line.startswith("| depth |")]
+    assert depth_rows and all(r.endswith(f"| `{depth.path.parent.name}/{depth.path.name}` |") for r in depth_rows)
+
+
 def test_steps_and_layers_apply_where_they_mean_something(pool):
     from lmrep.errors import LmrepError
     from lmrep.experiments import check, get

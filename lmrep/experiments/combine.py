@@ -21,20 +21,24 @@ def combine(run_dirs: list[RunDir], path) -> str:
     command that writes no report.md gets a section of its config, summary and figures)."""
     base = Path(path).resolve().parent
     run_dirs = [sub for d in run_dirs for sub in runs_in(d)]
+    labels = _labels(run_dirs)
     parts = ["# Reproducing the page's language results\n",
-             "Runs in this report: " + ", ".join(md_code(_title(d)) for d in run_dirs) + ".\n"]
+             "Runs in this report: " + ", ".join(md_code(label) for label in labels) + ".\n"]
     texts, claims = [], []
-    for d in run_dirs:
+    for d, label in zip(run_dirs, labels):
         text = (d / "report.md").read_text() if (d / "report.md").exists() else _section(d)
         rel = Path(os.path.relpath(d.path.resolve(), base))
         text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({md_link((rel / m.group(1)).as_posix())})", text)
+        if label != _title(d):  # two runs of one experiment: each section says which
+            text = re.sub(r"^(#+ .*)$", lambda m: f"{m.group(1)}: {md_code(label)}", text, count=1, flags=re.M)
         texts.append(_demote(text))
-        claims += _claim_rows(d, text)
+        claims += [row + [md_code(f"{d.path.parent.name}/{d.path.name}")] for row in _claim_rows(d, text)]
     if claims:
         parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
-                     "does not hold / not decided); each row's figure is its experiment's headline figure.\n\n"
-                     + markdown_table(["experiment", "setting", "the page says", "measured", "verdict", "figure"],
-                                      claims))
+                     "does not hold / not decided); each row's figure is its experiment's headline figure, and its "
+                     "run the folder it comes from.\n\n"
+                     + markdown_table(["experiment", "setting", "the page says", "measured", "verdict", "figure",
+                                       "run"], claims))
     parts += texts
     combined = "\n".join(parts)
     write_atomic(path, combined)
@@ -57,6 +61,13 @@ def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
 def _title(run_dir: RunDir) -> str:
     cfg = run_dir.config()
     return cfg["experiment"] if cfg.get("experiment") else f"{cfg['command']} {run_dir.path.name}"
+
+
+def _labels(run_dirs: list[RunDir]) -> list[str]:
+    """What names each run in the report: its title, or where two runs share one, its folder and the folder's
+    parent (``cpu/threshold``, ``decisive/threshold``)."""
+    titles = [_title(d) for d in run_dirs]
+    return [t if titles.count(t) == 1 else f"{d.path.parent.name}/{d.path.name}" for d, t in zip(run_dirs, titles)]
 
 
 def _section(run_dir: RunDir) -> str:
