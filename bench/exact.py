@@ -210,7 +210,7 @@ def main() -> None:
                     sel = [r for r in recs if kind in ("all", r["kind"])]
                     if sel:
                         rows.append(dict(model=name, trained=not untrained, layer=layer, method=label, kind=kind,
-                                         **summarize(sel, fwd)))
+                                         scan_forward_equivalents=scan / one, **summarize(sel, fwd)))
                         print_row(rows[-1])
                 if label == "sipit" and "exact" in done:  # the same prompts, side by side
                     same = {tuple(r["target_ids"]) for r in recs}
