@@ -112,3 +112,13 @@ def test_a_broken_gradient_stops_its_prompt_alone(tiny_gpt2):
 def test_bad_config(bad, tiny_gpt2):
     with pytest.raises(LmrepError):
         _run(tiny_gpt2, ["hi"], **bad)
+
+
+def test_a_loss_other_than_l1_still_reports_eq4_in_l1(gpt2_untrained):
+    """The L1 distance (eq. 4's) is tracked beside an l2 loss: the record's output distance is the L1 at the best
+    l2 step, never below the l2 value there, and eq. 4's first crossing agrees with whether it was met."""
+    (rec,) = _run(gpt2_untrained, ["The sky is blue."], layer=1, steps=60, loss="l2", lr=0.05)
+    assert rec["output_distance"] > 1.5 * rec["final_loss"] > 0
+    assert rec["final_loss"] == pytest.approx(min(rec["loss_curve"]), rel=1e-5)
+    assert not rec["within_threshold"] or rec["first_within_step"] is not None
+    assert rec["first_within_step"] is None or 0 <= rec["first_within_step"] <= 60
