@@ -174,3 +174,14 @@ def test_the_committed_results_are_what_lmrep_report_builds_from_their_json(tmp_
                 assert (tmp_path / p.relative_to(root)).read_text() == p.read_text(), p
     assert "| depth | original |" in out.read_text() and "`decisive/threshold` |" in out.read_text()
 
+
+
+def test_a_report_calls_a_cut_run_cut():
+    """The profile line says what ran: quick, full, or full cut by the options that shrink it."""
+    from lmrep.experiments.reporting import profile_label
+    assert profile_label(dict(quick=True, steps=200, seeds=1)) == "quick"
+    assert profile_label(dict(quick=False, steps=0, seeds=3, layers=[])) == "full"
+    assert profile_label(dict(quick=False, steps=0, seeds=5, layers=[])) == "full"
+    assert profile_label(dict(quick=False, steps=200, seeds=2, layers=[1, 30])) == \
+        "full, cut to N = 200, seeds 2, layers [1, 30]"
+    assert profile_label(dict(quick=False, steps=0, seeds=1, layers=[])) == "full, cut to seeds 1"

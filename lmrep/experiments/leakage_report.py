@@ -12,7 +12,7 @@ from ..inversion.exposure import ATTACKERS
 from ..records.folder import RunDir
 from ..records.plots import pyplot, save_figure
 from ..records.stats import fmt, mean_sem
-from .reporting import Claim, figure, markdown_table, quote
+from .reporting import Claim, figure, markdown_table, profile_label, quote
 
 FIGURE = "leakage.png"
 SOURCE_NAMES = {"hidden": "hidden state", "k": "keys", "v": "values"}
@@ -165,7 +165,7 @@ def header(config: dict, items: list[dict]) -> str:
     models = ", ".join(dict.fromkeys(f"{r['model']} ({'trained' if r['trained'] else 'untrained'})" for r in items))
     return "\n".join([
         "# Leakage audit: what stored, quantised, noisy or obfuscated states give back", "",
-        f"- experiment: `{config['experiment']}`; profile: {'quick' if config.get('quick') else 'full'}; "
+        f"- experiment: `{config['experiment']}`; profile: {profile_label(config)}; "
         f"{len(items)} item(s); device {config.get('device')}",
         f"- models: {models}; layers {', '.join(map(str, sorted({r['layer'] for r in items})))} (blocks run)",
         f"- English prompts: {len(kinds['text'])} ({', '.join(quote(p) for p in kinds['text'][:3])}"

@@ -20,6 +20,19 @@ class Claim:
     verdict: str  # "holds", "does not hold", or "not decided (why)"; see ``verdicts``
 
 
+FULL_SEEDS = 3  # the full profile's seeds (ReproduceConfig: 0 means the profile's)
+
+
+def profile_label(config: dict) -> str:
+    """The profile a run's config asked for, in words: quick, full, or full cut by the options that shrink it
+    (steps below the setting's own N, fewer seeds, a subset of layers), so a report never calls a cut run full."""
+    if config.get("quick"):
+        return "quick"
+    cuts = [f"{name} {config[key]}" for key, name in (("steps", "N ="), ("seeds", "seeds"), ("layers", "layers"))
+            if config.get(key) and not (key == "seeds" and config[key] >= FULL_SEEDS)]
+    return "full" if not cuts else "full, cut to " + ", ".join(cuts)
+
+
 def header(title: str, config: dict, items: list[dict]) -> str:
     """Title, then the setting, profile, prompts and seeds the items cover."""
     setting = SETTINGS[config["setting"]]
@@ -28,7 +41,7 @@ def header(title: str, config: dict, items: list[dict]) -> str:
         f"# {title}", "",
         f"- experiment: `{config['experiment']}`",
         f"- setting: **{setting.name}** ({setting.about})",
-        f"- profile: {'quick' if config.get('quick') else 'full'}; {len(prompts)} prompt(s) x {len(seeds)} seed(s) "
+        f"- profile: {profile_label(config)}; {len(prompts)} prompt(s) x {len(seeds)} seed(s) "
         f"per condition at most; {len(items)} item(s); device {config.get('device')}",
         *([f"- steps: N = {config['steps']} for every gradient-descent run (not the setting's own N)"]
           if config.get("steps") else []),

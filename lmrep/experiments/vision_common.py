@@ -1,7 +1,7 @@
 """What the two vision experiments share: the depths a profile runs, and the report's header and sections."""
 from __future__ import annotations
 
-from .reporting import claims_of, claims_table, figure, markdown_table
+from .reporting import claims_of, claims_table, figure, markdown_table, profile_label
 
 
 def depths_for(n: int, fractions: tuple[float, ...], given: tuple[int, ...] = (), stem: bool = True) -> list[int]:
@@ -22,7 +22,7 @@ def vision_header(title: str, config: dict, items: list[dict], lines: list[str])
     return "\n".join([
         f"# {title}", "",
         f"- experiment: `{config['experiment']}`",
-        f"- profile: {'quick' if config.get('quick') else 'full'}; {len(items)} item(s); device {config.get('device')}",
+        f"- profile: {profile_label(config)}; {len(items)} item(s); device {config.get('device')}",
         *lines, ""])
 
 
