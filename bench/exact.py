@@ -82,7 +82,7 @@ def scan_seconds(lm, repeats: int = 5) -> float:
     """Median time of one scan of the vocabulary: every row's distance to a point, then the nearest 64 (what a
     ranking that scores every token does at least once per position)."""
     W = lm.embedding_matrix.detach()
-    sqnorm = (W * W).sum(-1)
+    sqnorm = lm.memo("sqnorm", lambda: (W * W).sum(-1))  # the search's own, computed once per model
     x = torch.randn(W.shape[1], device=W.device, dtype=W.dtype)
     times = []
     for _ in range(repeats + 1):

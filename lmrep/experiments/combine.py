@@ -32,7 +32,7 @@ def combine(run_dirs: list[RunDir], path) -> str:
         if label != _title(d):  # two runs of one experiment: each section says which
             text = re.sub(r"^(#+ .*)$", lambda m: f"{m.group(1)}: {md_code(label)}", text, count=1, flags=re.M)
         texts.append(_demote(text))
-        claims += [row + [md_code(f"{d.path.parent.name}/{d.path.name}")] for row in _claim_rows(d, text)]
+        claims += [row + [md_code(_folder(d))] for row in _claim_rows(d, text)]
     if claims:
         parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
                      "does not hold / not decided); each row's figure is its experiment's headline figure, and its "
@@ -67,7 +67,12 @@ def _labels(run_dirs: list[RunDir]) -> list[str]:
     """What names each run in the report: its title, or where two runs share one, its folder and the folder's
     parent (``cpu/threshold``, ``decisive/threshold``)."""
     titles = [_title(d) for d in run_dirs]
-    return [t if titles.count(t) == 1 else f"{d.path.parent.name}/{d.path.name}" for d, t in zip(run_dirs, titles)]
+    return [t if titles.count(t) == 1 else _folder(d) for d, t in zip(run_dirs, titles)]
+
+
+def _folder(run_dir: RunDir) -> str:
+    """A run's folder with its parent's name: what tells runs of one experiment apart."""
+    return f"{run_dir.path.parent.name}/{run_dir.path.name}"
 
 
 def _section(run_dir: RunDir) -> str:

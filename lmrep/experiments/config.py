@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import LmrepError
 from ..records.checks import read_lines
 from ..inversion.config import InvertConfig
 from ..models.names import DEFAULT_MODEL
@@ -87,6 +86,9 @@ def _text(v) -> str | None:
     return None if isinstance(v, str) and v.strip() else "non-empty text"
 
 
+QUICK_SEEDS, FULL_SEEDS = 1, 3  # seeds per condition when a run gives none (reporting.profile_label reads them)
+
+
 @dataclass
 class ReproduceConfig:
     """One run of one experiment; its dict (after ``resolved``) names and hashes the run folder. Every field
@@ -114,7 +116,7 @@ class ReproduceConfig:
 
     def resolved(self) -> "ReproduceConfig":
         """Fill the profile's defaults; the result is what the run folder records."""
-        seeds = self.seeds or (1 if self.quick else 3)
+        seeds = self.seeds or (QUICK_SEEDS if self.quick else FULL_SEEDS)
         prompts = tuple(self.prompts) or default_prompts(self.quick, self.experiment)
         return ReproduceConfig(self.experiment, self.quick, self.setting, prompts, seeds, self.device, self.model,
                                tuple(self.extra_models), self.steps, tuple(sorted(set(self.layers))))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..records.folder import RunDir
-from .config import SETTINGS
+from .config import FULL_SEEDS, SETTINGS
 from ..engine import ItemLog
 
 
@@ -18,9 +18,6 @@ class Claim:
     page: str  # what the page says, in its words where short
     measured: str  # what this run measured, with its uncertainty
     verdict: str  # "holds", "does not hold", or "not decided (why)"; see ``verdicts``
-
-
-FULL_SEEDS = 3  # the full profile's seeds (ReproduceConfig: 0 means the profile's)
 
 
 def profile_label(config: dict) -> str:

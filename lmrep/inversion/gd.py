@@ -103,8 +103,8 @@ class _Batch:
 
     What is tracked per step stays a tensor on the model's device, and as little of it as a step needs: which
     prompts are alive, the loss curve (and the L1 curve, when the loss is another), the best loss and its
-    embedding, and the step a gradient became non-finite. The best step, eq. 4's first crossing, the L1 distance at
-    the best step and why a prompt stopped are read off the curves at the end. A stopped prompt's gradient is
+    embedding, and the step a gradient became non-finite. Why a prompt stopped, the best step (the curve's health),
+    the L1 distance there and eq. 4's first crossing are read off the curves at the end. A stopped prompt's gradient is
     zeroed from then on, and it reports its best. So a step never waits for the device but once and
     costs no Python per sequence: the batch runs at the speed of the model's forward and backward.
     """
@@ -205,31 +205,15 @@ class _Batch:
                        (broke, "gradient became non-finite") if broke >= 0 else None)
         return out
 
-    def curves(self, curve: torch.Tensor) -> list[list[float]]:
-        """Per prompt, ``curve``'s values up to the last step run, NaN from the step after its stop (and at a
-        non-finite loss's own step)."""
+    def masked(self, curve: torch.Tensor, stops: list[tuple[int, str] | None]) -> list[list[float]]:
+        """Per prompt, ``curve``'s values up to the last step run, NaN from the step after its stop (``stops``) and
+        at a non-finite loss's own step."""
         rows = curve[: self.steps + 1].T.tolist()  # (B, n + 1)
-        for row, stop in zip(rows, self.stops()):
+        for row, stop in zip(rows, stops):
             if stop is not None:
                 row[stop[0] + 1:] = [math.nan] * (len(row) - stop[0] - 1)
             row[:] = [x if math.isfinite(x) else math.nan for x in row]
         return rows
-
-    def notes(self) -> list[str | None]:
-        """Why each prompt stopped early, in words (None: it ran every step)."""
-        return [None if s is None else f"{s[1]} at step {s[0]}; stopped this prompt and kept its best so far"
-                for s in self.stops()]
-
-    def crossings(self) -> tuple[list[float], list[int | None]]:
-        """Per prompt: the L1 distance at its best step (the first of lowest loss; inf if no loss was finite) and
-        the first step whose L1 distance was below eq. 4's m (None: never)."""
-        loss, l1 = self.curves(self.curve), self.curves(self.l1_curve)  # (B, n + 1) each
-        at_best = []
-        for row, row_l1 in zip(loss, l1):
-            finite = [(x, n) for n, x in enumerate(row) if math.isfinite(x)]
-            at_best.append(row_l1[min(finite)[1]] if finite else math.inf)
-        firsts = [next((n for n, x in enumerate(row) if x < m), None) for row, m in zip(l1, self.m.tolist())]
-        return at_best, firsts
 
     def _snapshot(self, step: int) -> None:
         e = torch.where(self.alive[:, None, None], self.e.detach(), self.best_e)  # a stopped prompt: its best
@@ -258,23 +242,28 @@ class _Batch:
                 ranks = {name: rank_of(s, self.ids) for name, s in scores.items()}  # (B, T) each
             del scores
         seconds = (time.perf_counter() - self.t0) / len(self.batch)
-        notes, curves = self.notes(), self.curves(self.curve)  # curves: (B, n + 1), NaN where it had stopped
-        best_l1, firsts = self.crossings()
-        best, m = self.best.tolist(), self.m.tolist()
+        stops = self.stops()
+        curves = self.masked(self.curve, stops)  # (B, n + 1), NaN where it had stopped
+        l1 = curves if self.l1_curve is self.curve else self.masked(self.l1_curve, stops)  # eq. 4's distance
+        m = self.m.tolist()
         for b, L in enumerate(self.lengths):
             topk_ids = final[b, :L].tolist()
-            if notes[b]:
-                log.warning(f"{lm.decode(rec_ids[b])!r} (recovered): {notes[b]}")
+            note = None if stops[b] is None else \
+                f"{stops[b][1]} at step {stops[b][0]}; stopped this prompt and kept its best so far"
+            if note:
+                log.warning(f"{lm.decode(rec_ids[b])!r} (recovered): {note}")
+            health = curve_health(curves[b], cfg.diverge_factor)
+            best_l1 = math.inf if health["best_step"] is None else l1[b][health["best_step"]]
             truth = {}
             if known:
-                truth = dict(threshold=m[b], within_threshold=bool(best_l1[b] < m[b]), first_within_step=firsts[b],
+                first = next((n for n, x in enumerate(l1[b]) if x < m[b]), None)  # eq. 4 first met
+                truth = dict(threshold=m[b], within_threshold=bool(best_l1 < m[b]), first_within_step=first,
                              tokens_within_threshold=bool(tok_dist[b] < m[b]),
                              embedding_cosine=cos[b, :L].mean().item(),
                              true_in_topk=sum(int(t in row) for t, row in zip(self.truth[b], topk_ids)) / L,
                              true_rank={name: r[b, :L].tolist() for name, r in ranks.items()})
             yield recovered(
-                self.target, cfg, rec_ids[b], output_distance=best_l1[b], token_output_distance=tok_dist[b].item(),
-                final_loss=best[b], steps=self.steps, seconds=seconds,
+                self.target, cfg, rec_ids[b], output_distance=best_l1, token_output_distance=tok_dist[b].item(),
+                final_loss=self.best[b].item(), steps=self.steps, seconds=seconds,
                 topk_texts=[lm.decode([row[j] for row in topk_ids]) for j in range(cfg.topk)] if cfg.topk > 1 else None,
-                snapshots=self.snaps[b], loss_curve=curves[b], stopped=notes[b],
-                **curve_health(curves[b], cfg.diverge_factor), **truth)
+                snapshots=self.snaps[b], loss_curve=curves[b], stopped=note, **health, **truth)
