@@ -18,6 +18,8 @@ def fields(name: str, v: float | None) -> dict:
     if name.startswith("top"):
         k = round(min(1.0, max(0.0, v)) * 10)
         return {"true_rank": {"pinv": [1] * k + [1000] * (10 - k)}}
+    if name.endswith("_at_change"):  # read only where the walk reached another token
+        return {"first_change": 1, **fields(name.removesuffix("_at_change"), v)}
     if name.startswith("log10_"):
         return {name.removeprefix("log10_"): 10.0 ** v}
     if name == "ppl_gap":

@@ -28,7 +28,7 @@ from lmrep.inversion import METHODS
 from lmrep.records.stats import mean_sem
 from lmrep.records.folder import RunDir
 
-NAMES = ("sentence-reconstruction", "threshold", "nonsense", "token-mapping", "depth")
+NAMES = ("sentence-reconstruction", "threshold", "nonsense", "token-mapping", "depth", "walks")
 
 
 def _small_untrained_gpt2(seed: int):
@@ -321,3 +321,25 @@ def test_the_documented_example_experiment_is_one_module_and_one_row(pool, tmp_p
         assert r["accuracy"] == 1.0 and len(lm.encode(r["prompt"])) > 1
     report = (run / "report.md").read_text()
     assert "# Round trip" in report and "every W_E row decodes to its own id" in report and "| holds |" in report
+
+
+def test_walks(quick_run):
+    """Every stage of the walks experiment writes its items; the walk until a token changes is set in units of
+    each model's embedding scale, stops at its change (or is censored at its cap), and the report says so."""
+    run = quick_run("walks")
+    rows = items_of(run)
+    assert {"tune", "compare", "long", "clamped", "change"} <= {r["kind"] for r in rows}
+    change = [r for r in rows if r["kind"] == "change"]
+    assert len(change) == 2 * 3  # the quick profile's 2 prompts x 1 seed, per subject
+    for r in change:
+        assert r["until_change"] and r["noise"] > 0
+        n = r["first_change"]
+        assert r["steps_walked"] == (n if n is not None else r["steps"])
+        assert (r["snapshots"][-1]["changed"] > 0) == (n is not None)
+    gpt2 = {r["noise"] for r in change if r["subject"] != "smollm2"}
+    assert len(gpt2) == 1 and gpt2 != {r["noise"] for r in change if r["subject"] == "smollm2"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert {x["subject"] for x in summary["change"]} == {"gpt2-untrained", "mlp-mimic", "smollm2"}
+    assert all(x["changed"] == sum(r["first_change"] is not None for r in change if r["subject"] == x["subject"])
+               for x in summary["change"])
+    assert "## Walking until a token changes" in (run / "report.md").read_text()

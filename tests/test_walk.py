@@ -125,6 +125,32 @@ def test_a_batch_walks_like_its_walks_alone(tiny_gpt2):
         assert alone.record["r"] == pytest.approx(res.record["r"], rel=1e-4)
 
 
+def test_a_walk_until_a_token_changes_stops_there_and_alone(tiny_gpt2):
+    """Each walk stops at the first round whose decode differs from its start's, stays where it changed while the
+    others go on, and gives the same walk in a batch as alone; a walk too small to change anything is censored."""
+    target = layer_model(tiny_gpt2, 2)
+    rms = tiny_gpt2.embedding_matrix.pow(2).mean().sqrt().item()
+    prompts = [PROMPT, "A much longer prompt than the first one"]
+    cfg = WalkConfig(method="clamped", steps=40, inner_steps=1, lr=1e-3, noise=2 * rms, until_change=True)
+    together = list(walk(target, prompts, cfg, seeds=(0, 1)))
+    rounds = [res.record["first_change"] for res in together]
+    assert all(n is not None and 1 <= n < 40 for n in rounds), rounds
+    assert len(set(rounds)) > 1  # they stop apart, so the batch really holds the stopped ones back
+    for res, p in zip(together, prompts * 2):
+        rec = res.record
+        n = rec["first_change"]
+        assert rec["steps_walked"] == n == rec["trajectory"][-1]["step"] == rec["snapshots"][-1]["step"]
+        assert rec["snapshots"][-1]["changed"] >= 1 and all(s["changed"] == 0 for s in rec["snapshots"][:-1])
+        assert rec["r_random"] is not None and rec["r"] == rec["trajectory"][-1]["r"]
+    for i, p in enumerate(prompts):
+        (alone,) = walk(target, [p], cfg, seeds=(0,))
+        assert alone.record["first_change"] == together[i].record["first_change"]
+        assert torch.allclose(alone.end, together[i].end, atol=1e-6)
+    (tiny,) = walk(target, [PROMPT], WalkConfig(method="clamped", steps=3, inner_steps=1, lr=1e-3, noise=1e-9,
+                                                until_change=True))
+    assert tiny.record["first_change"] is None and tiny.record["steps_walked"] == 3
+
+
 def test_jacobian_walk_runs_on_the_mlp_mimic_and_beats_a_random_move(tiny_gpt2):
     target = make_target(tiny_gpt2, toy="mlp")
     (res,) = walk(target, [PROMPT], WalkConfig(method="jacobian", steps=3, directions=4, krylov=3))

@@ -66,6 +66,9 @@ def print_walks(records: list[dict], run_dir: RunDir) -> None:
             print(f"  step {s['step']:>4}  {s['text']!r}  ({s['changed']} token(s) changed)")
         for j, text in enumerate(r["snapshots"][-1]["topk_texts"][1:] if r["snapshots"] else []):
             print(f"  top-{j + 2:<3}   {text!r}")
+        if r.get("until_change"):
+            print(f"  first token changed at step {r['first_change']}" if r["first_change"] is not None else
+                  f"  no token changed within {r['steps']} steps")
         print(f"  input moved {num(r['input_distance'])} (L1), output moved {num(r['output_distance'])} (L1): "
               f"r = {num(r['r'])}; a random move of the same size: r = {num(r['r_random'])}")
     print(f"\nrun folder: {run_dir.path}  ({', '.join(run_dir.files())})")

@@ -61,13 +61,23 @@ def _reached(key: str):
     return lambda r: float(r.get(key) is not None)
 
 
+def _at_change(name: str):
+    """A metric read only where the walk reached another token (``first_change``); None elsewhere."""
+    inner = _log10(name)
+
+    def at(r: dict) -> float | None:
+        return None if r.get("first_change") is None else inner(r)
+    return at
+
+
 def _orthogonality(r: dict) -> float | None:
     d = r.get("diagnostics") or []
     return max((x["orthogonality"] for x in d if "orthogonality" in x), default=None)
 
 
 METRICS = {"top1_pinv": _top(1), "top2_pinv": _top(2), "top5_pinv": _top(5), "log10_r": _log10("r"),
-           "log10_r_over_random": _log10("r_over_random"), "log10_front_back": _log10("front_back"),
+           "log10_r_over_random": _log10("r_over_random"),
+           "log10_r_over_random_at_change": _at_change("r_over_random"), "log10_front_back": _log10("front_back"),
            "ppl_gap": _ppl_gap, "orthogonality": _orthogonality,
            "reached_m": _reached("steps_to_m"), "reached_m_strict": _reached("steps_to_m_strict")}
 OPS = {"==": operator.eq, "<": operator.lt, ">": operator.gt, ">=": operator.ge, "<=": operator.le}
@@ -160,6 +170,14 @@ _WALKS = [
     *[ClaimSpec(f"r-random-{s}", "walks", f"(not on the page) The clamped walk (10 inner steps) moves further "
                 f"per output change than a random move of the same size ({s}; log10 r / r_random)", "level",
                 "log10_r_over_random", dict(kind="clamped", subject=s, inner_steps=10), effect=0.0)
+      for s in ("gpt2-untrained", "smollm2")],
+    *[ClaimSpec(f"walk-change-{s}", "walks", f"A clamped walk reaches different input tokens (\"choose N, eta, "
+                f"epsilon such that e_N corresponds to different input tokens\"; {s}, noise 1x the embeddings' RMS "
+                "per round, 10 inner steps)", "existence", "first_change", dict(kind="change", subject=s),
+                tests=(("first_change", ">=", 1),)) for s in ("gpt2-untrained", "smollm2")],
+    *[ClaimSpec(f"change-r-random-{s}", "walks", f"The walk reaches those tokens while the output stays put: at "
+                f"the round a token changes, r is above a random move's of the same size ({s}; log10 r / r_random)",
+                "level", "log10_r_over_random_at_change", dict(kind="change", subject=s), effect=0.0)
       for s in ("gpt2-untrained", "smollm2")],
     ClaimSpec("mlp-r3", "walks", "An MLP rarely gives r > 3 (clamped walk, 10 inner steps)", "level", "r",
               dict(kind="clamped", subject="mlp-mimic", inner_steps=10), direction="less", effect=3.0),

@@ -4,12 +4,14 @@ the Jacobian walk against the page's tangent walk at equal output change.
 Subjects: 12 untrained GPT-2 blocks without head (the page's "12-block transformer"), the page's MLP mimic over the
 same embeddings, and 12 blocks of the trained default model. Per subject the clamped walk's learning rate is first
 tuned on a small grid (the page tunes eta, epsilon and N; the grid and its results are recorded), then held fixed
-while the inner steps vary. Every walk is one JSON line in items.jsonl (resumable); the report is built from them.
+while the inner steps vary; then the clamped walk goes on until a decoded token changes (the page: "choose N, eta,
+epsilon such that e_N corresponds to different input tokens"), its noise a multiple of the embeddings' scale, and r
+at that round is set against a random move of the same size. Every walk is one JSON line in items.jsonl (resumable); the report is built from them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from ..objective.targets import make_target
@@ -63,6 +65,9 @@ class Profile:
     long_steps: int  # a long Jacobian walk on the trained model (first prompts, seed 0), decoded as it goes
     long_step_size: float
     long_prompts: int
+    change_rounds: int  # the walk until a token changes: the rounds' cap (a walk that never changed is censored)
+    change_inner: int
+    change_noise: float  # its noise per round, in units of the embedding matrix's RMS entry (models differ ~7x)
 
 
 def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
@@ -71,30 +76,35 @@ def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
     if quick:
         return Profile(prompts[:2], tuple(range(seeds or 1)), depth=2, rounds=2, inner=(1, 5), lr_grid=(2e-5,),
                        tune_prompts=1, tune_inner=1, compare_steps=2, compare_prompts=2, directions=2, krylov=2,
-                       batch_size=8, long_steps=2, long_step_size=0.05, long_prompts=1)
+                       batch_size=8, long_steps=2, long_step_size=0.05, long_prompts=1, change_rounds=10,
+                       change_inner=1, change_noise=1.0)
     return Profile(prompts[:10], tuple(range(seeds or 3)), depth=12, rounds=2, inner=(1, 10, 50),
                    lr_grid=(2e-10, 2e-9, 2e-8, 2e-7, 2e-6, 2e-5), tune_prompts=2, tune_inner=10, compare_steps=6,
                    compare_prompts=4, directions=4, krylov=3, batch_size=30, long_steps=12, long_step_size=0.05,
-                   long_prompts=2)
+                   long_prompts=2, change_rounds=100, change_inner=10, change_noise=1.0)
 
 
 def solve_walks(pool: ModelPool, units: list[tuple[str, int]], subject: Subject, depth: int, trained_model: str,
-                kind: str, tag: str, cfg: WalkConfig):
-    """One task: walk every (prompt, seed) under cfg, batched; one item each."""
+                kind: str, tag: str, cfg: WalkConfig, noise_rms: float | None = None):
+    """One task: walk every (prompt, seed) under cfg, batched; one item each. ``noise_rms``: set the clamped
+    walk's noise to this multiple of the embedding matrix's RMS entry."""
     target = make_target(pool.model(subject.model or trained_model, untrained=subject.untrained), depth,
                          toy=subject.toy)
+    if noise_rms is not None:
+        rms = target.lm.embedding_matrix.detach().double().pow(2).mean().sqrt().item()
+        cfg = replace(cfg, noise=noise_rms * rms)
     items = [(target.lm.encode(p), seed) for p, seed in units]
     for res in walk_items(target, items, cfg):
         yield dict(kind=kind, subject=subject.key, subject_label=subject.label(depth), tag=tag, **res.record)
 
 
 def _tasks(prof: Profile, trained_model: str, s: Subject, kind: str, tag: str, cfg: WalkConfig,
-           prompts: tuple[str, ...], seeds: tuple[int, ...]) -> list[Task]:
+           prompts: tuple[str, ...], seeds: tuple[int, ...], noise_rms: float | None = None) -> list[Task]:
     """The walks of one condition: every (prompt, seed), cfg.batch_size per task."""
     units = [(p, seed) for seed in seeds for p in prompts]
     keys = [item_id(kind, s.key, tag, seed, p) for p, seed in units]
     size = cfg.batch_size
-    return [Task(solve_walks, (s, prof.depth, trained_model, kind, tag, cfg), tuple(keys[i:i + size]),
+    return [Task(solve_walks, (s, prof.depth, trained_model, kind, tag, cfg, noise_rms), tuple(keys[i:i + size]),
                  tuple(units[i:i + size]), affinity=s.model or trained_model) for i in range(0, len(units), size)]
 
 
@@ -136,6 +146,11 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
             second += _tasks(prof, cfg.model, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
                              WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
                              prof.seeds)
+        until = WalkConfig(method="clamped", inner_steps=prof.change_inner, lr=lr, until_change=True,
+                           **dict(base, steps=prof.change_rounds))
+        second += _tasks(prof, cfg.model, s, "change", f"until a token changes: inner={prof.change_inner} "
+                         f"rounds<={prof.change_rounds} lr={lr:g} noise={prof.change_noise:g} rms", until,
+                         prof.prompts, prof.seeds, prof.change_noise)
     yield second
 
 

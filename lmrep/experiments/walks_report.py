@@ -10,7 +10,7 @@ from ..walks import input_at_output
 from ..walks.figures import compare_figure, sweep_figure
 from .figures import who
 from .reporting import Claim, claims_of, claims_table, figure, quote, markdown_table
-from .verdicts import decide_all
+from .verdicts import decide_all, km
 
 PAGE_R = {"1 inner step: ~10": 10.0, "50 inner steps: ~100": 100.0}
 TRANSFORMERS = ("gpt2-untrained", "smollm2")
@@ -73,8 +73,28 @@ def summarize(records: list[dict]) -> dict:
             gains.append(dict(subject=s, label=labels[s], gain=mean_sem(ratios), gain_median=_median(ratios),
                               gain_geo=math.exp(statistics.fmean(math.log(x) for x in ratios)), n=len(ratios),
                               gain_l2=mean_sem(ratios_l2), gain_l2_median=_median(ratios_l2)))
-    return dict(tuning=tuning, sweep=sweep, compare=compare, gain=gains, decoded=_decoded(records),
-                claims=decide_all("walks", records))
+    return dict(tuning=tuning, sweep=sweep, compare=compare, gain=gains, change=_change(records, labels),
+                decoded=_decoded(records), claims=decide_all("walks", records))
+
+
+def _change(records: list[dict], labels: dict[str, str]) -> list[dict]:
+    """Per subject, the walks until a token changes: how many changed within the cap, the rounds it took (censored
+    Kaplan-Meier median), and r against a random move's at that round; the first walk's text before and after."""
+    out = []
+    for s in labels:
+        rs = _by(records, kind="change", subject=s)
+        if not rs:
+            continue
+        hit = [r for r in rs if r.get("first_change") is not None]
+        first = rs[0]["snapshots"]
+        out.append(dict(subject=s, label=labels[s], n=len(rs), changed=len(hit), cap=rs[0]["steps"],
+                        inner=rs[0]["inner_steps"], lr=rs[0]["lr"], noise=rs[0]["noise"],
+                        rounds=_km_rounds(rs), r=mean_sem(r["r"] for r in hit),
+                        r_random=mean_sem(r.get("r_random") for r in hit),
+                        r_over_random=mean_sem(r.get("r_over_random") for r in hit),
+                        output_relative=mean_sem(r.get("output_relative") for r in hit),
+                        before=first[0]["text"], after=first[-1]["text"], prompt=rs[0]["prompt"]))
+    return out
 
 
 def _gains(pairs: list[tuple[dict, dict]], norm: str) -> list[float]:
@@ -155,7 +175,45 @@ def sections(prompts, seeds, rounds: int, compare_steps: int, items: list[dict],
     if not items:
         return parts + ["No finished items yet.\n"]
     parts.append(claims_table(claims(summary)))
-    return parts + _sweep_section(summary) + _compare_section(summary) + _decoded_section(summary)
+    return (parts + _sweep_section(summary) + _change_section(summary) + _compare_section(summary)
+            + _decoded_section(summary))
+
+
+def _km_rounds(rs: list[dict]) -> dict:
+    """Rounds until the first change: the Kaplan-Meier median and its 95% interval's ends (None: not reached
+    within the cap)."""
+    k = km(rs, "first_change")  # counts from 1 (0-based steps + 1); rounds are already 1-based
+    return {m: None if k[m] is None else k[m] - 1 for m in ("median", "low", "high")}
+
+
+def _change_section(summary: dict) -> list[str]:
+    rows = summary.get("change") or []
+    if not rows:
+        return []
+    out = ["## Walking until a token changes (clamped walk)\n",
+           "The page chooses N, eta and epsilon \"such that e_N corresponds to different input tokens\". Each walk "
+           "here goes round after round until its pinv decode differs from the start's at some position, or the "
+           "cap; the noise per round is a multiple of the embedding matrix's RMS entry (so it means the same on "
+           "every model), lr as tuned above. r, the random move's r and the output change are read at the round "
+           "of the change (walks that changed); rounds: Kaplan-Meier median with its 95% interval, walks that "
+           "never changed counted as censored at the cap.\n"]
+    out.append(markdown_table(
+        ["subject", "noise / round", "inner", "lr", "changed within the cap", "rounds to the change (median, 95% "
+         "interval)", "r at the change", "r of a random move", "r / random", "output change (relative)"],
+        [[x["label"], f"{x['noise']:.3g}", x["inner"], f"{x['lr']:g}", f"{x['changed']} of {x['n']} (cap "
+          f"{x['cap']})", _rounds(x["rounds"], x["cap"]), fmt(x["r"], 3), fmt(x["r_random"], 3),
+          fmt(x["r_over_random"], 3), fmt(x["output_relative"], 3)] for x in rows]))
+    out.append("First walk of each subject, its decode at the start and where it first changed:\n")
+    out.append("\n".join(f"    {x['label']}: {quote(x['before'])} -> {quote(x['after'])}" for x in rows) + "\n")
+    return out
+
+
+def _rounds(k: dict, cap: int) -> str:
+    """A censored median in words: 'more than cap' where it was never reached."""
+    if k["median"] is None:
+        return f"more than {cap}"
+    high = f"more than {cap}" if k["high"] is None else f"{k['high']:g}"
+    return f"{k['median']:g} ({k['low']:g} to {high})"
 
 
 def _sweep_section(summary: dict) -> list[str]:

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 
 from ..errors import LmrepError
 from ..objective.names import DECODERS
-from ..records.checks import (When, at_least, check_fields, each, non_negative, one_of, option, optional, positive,
-                              seed_value)
+from ..records.checks import (When, at_least, boolean, check_fields, each, non_negative, one_of, option, optional,
+                              positive, seed_value)
 from .registry import move_names
 
 CONVENTIONS = ("text", "scripts")
@@ -42,6 +42,9 @@ class WalkConfig:
     topk: int = option(5, "decoded alternatives per snapshot (the page prints top-5)", at_least(1), group=WALK)
     snapshots: tuple[int, ...] = option((), "steps at which to decode (default: 0, N/4, N/2, 3N/4, N)",
                                         each(at_least(0)), group=WALK)
+    until_change: bool = option(False, "stop each walk at the first step where a decoded token differs from the "
+                                "start's decode (steps is then the cap; records first_change, or none: more than "
+                                "steps)", boolean, group=WALK)
     batch_size: int = option(16, "walks run together (each is its own computation)", at_least(1), group=WALK)
     seed: int = option(0, "noise, split indices and starting directions", seed_value, cli=False)
 

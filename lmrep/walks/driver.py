@@ -56,23 +56,38 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
     diags, shots = [[] for _ in range(B)], [[] for _ in range(B)]
     bar = tqdm(total=cfg.steps, disable=not progress, desc=f"{cfg.method} walk {target.name}", unit="step",
                file=sys.stderr, leave=False)
+    alive, first_change = torch.ones(B, dtype=torch.bool, device=e0.device), [None] * B
     try:
         _snapshot(state, decoder, items, shots, 0)  # always: the reference for 'changed'
+        start = decoder(e0) if cfg.until_change else None  # (B, T)
         for n in range(1, cfg.steps + 1):
+            held, now = state.e, alive.tolist()
             for b, d in enumerate(take(state, n)):
-                diags[b].append(dict(step=n, **d))
+                if now[b]:
+                    diags[b].append(dict(step=n, **d))
+            state.e = torch.where(alive[:, None, None], state.e, held)  # a stopped walk stays where it changed
             with torch.no_grad():
                 out = state.output(state.e)
             d_in, d_out = l1(state.e - e0, mask), l1(out - out0, mask)
             e_in, e_out = l2(state.e - e0, mask), l2(out - out0, mask)  # the same in L2, for cross-checks
             r = ratio(e0, state.e, out0, out, mask)
-            for b in range(B):
+            for b in (b for b in range(B) if now[b]):
                 traj[b].append(dict(step=n, input_l1=d_in[b].item(), output_l1=d_out[b].item(), r=r[b].item(),
                                     input_l2=e_in[b].item(), output_l2=e_out[b].item()))
-            if n in snaps:
-                _snapshot(state, decoder, items, shots, n)
+            changed = set()
+            if cfg.until_change:
+                diff = ((decoder(state.e) != start) & mask.bool()).any(1) & alive  # (B,)
+                changed = set(diff.nonzero().flatten().tolist())
+                for b in changed:
+                    first_change[b] = n
+                alive &= ~diff
+            shoot = [b for b in range(B) if now[b] and (n in snaps or b in changed)]  # scheduled, and each change
+            if shoot:
+                _snapshot(state, decoder, items, shots, n, shoot)
             bar.update(1)
             bar.set_postfix(r=f"{r.nanmean().item():.3g}")
+            if not alive.any():
+                break
     finally:
         bar.close()
     r_random, out_norm = _random_ratio(state, l1(state.e - e0, mask)), l1(out0, mask)
@@ -85,19 +100,22 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
                    output_relative=last["output_l1"] / out_norm[b].item() if out_norm[b] > 0 else None,
                    r_random=r_random[b].item(),
                    r_over_random=last["r"] / r_random[b].item() if last["r"] and r_random[b] > 0 else None,
-                   final_text=shots[b][-1]["text"] if shots[b] else None, trajectory=traj[b],
+                   final_text=shots[b][-1]["text"] if shots[b] else None, steps_walked=last["step"],
+                   first_change=first_change[b], trajectory=traj[b],
                    diagnostics=diags[b], snapshots=shots[b], seconds=seconds)
         yield WalkResult(rec, e0[b, :L].detach().clone(), state.e[b, :L].detach().clone())
 
 
 def _snapshot(state: WalkState, decoder: Decoder, items: list[tuple[list[int], int]], shots: list[list[dict]],
-              n: int) -> None:
-    """Decode every walk at step n. ``changed``: positions that decode differently from the start's decode (the
-    decoder may miss a token even at its exact embedding, e.g. pinv; ``start_misses`` counts those, against the
-    true ids)."""
+              n: int, which: list[int] | None = None) -> None:
+    """Decode the walks ``which`` (default: all) at step n. ``changed``: positions that decode differently from the
+    start's decode (the decoder may miss a token even at its exact embedding, e.g. pinv; ``start_misses`` counts
+    those, against the true ids)."""
     lm, k = state.target.lm, state.cfg.topk
     top = decoder.topk(state.e, k)  # (B, T, k)
     for b, (x, _) in enumerate(items):
+        if which is not None and b not in which:
+            continue
         rows = top[b, : len(x)].tolist()
         first = [row[0] for row in rows]
         ref = shots[b][0]["ids"] if shots[b] else first
