@@ -200,6 +200,19 @@ def test_cli_end_to_end_and_r_recomputed_from_saved_embeddings(tiny_gpt2_dir, tm
         assert r == pytest.approx(rec["r"], rel=1e-5)
 
 
+def test_cli_walks_until_a_change_and_says_when(tiny_gpt2_dir, tmp_path, capsys):
+    from lmrep.cli import main
+    out = tmp_path / "run"
+    rc = main(["walk", PROMPT, "--model", str(tiny_gpt2_dir), "--layer", "2", "--until-change", "--steps", "40",
+               "--noise", "0.2", "--seeds", "2", "--out", str(out)])
+    assert rc == 0
+    records = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    hit = sorted(r["first_change"] for r in records if r["first_change"] is not None)
+    assert hit and json.loads((out / "summary.json").read_text())["first_change"] == hit
+    printed = capsys.readouterr().out
+    assert all(f"first token changed at step {n}" in printed for n in hit)
+
+
 def test_cli_rejects_bad_input_on_one_line(tiny_gpt2_dir, capsys):
     from lmrep.cli import main
     assert main(["walk", PROMPT, "--model", str(tiny_gpt2_dir), "--layer", "9"]) == 2

@@ -58,12 +58,16 @@ def walk_prompts(lm: LoadedModel, prompts: list[str], cfg: WalkConfig, layer: in
 
 
 def rebuild_run(run_dir: RunDir) -> dict:
-    """summary.json (mean and standard error of r and the distances over walks) and walk.png; the summary."""
+    """summary.json (mean and standard error of r and the distances over walks; with --until-change, how many
+    walks changed a token and at which steps) and walk.png; the summary."""
     records = ItemLog(run_dir).items()
     if not records:
         raise LmrepError(f"'{run_dir.path}' has no finished walk ({ITEMS} is empty or missing): nothing to "
                          "report; rerun the command to resume it")
     summary = dict(walks=len(records), **{k: mean_sem(r.get(k) for r in records) for k in SUMMARY_FIELDS})
+    if any(r.get("until_change") for r in records):  # how many reached another token within the cap, and when
+        hit = sorted(r["first_change"] for r in records if r.get("first_change") is not None)
+        summary.update(changed=len(hit), first_change=hit)
     run_dir.write_json("summary.json", summary)
     r0 = records[0]
     untrained = "" if r0.get("trained", True) else " (untrained)"
