@@ -174,6 +174,28 @@ def test_depth(quick_run, pool, trained):
     assert "![token accuracy per layer" in (run / "report.md").read_text()
 
 
+def test_walks(quick_run):
+    """Every stage of the walks experiment writes its items; the walk until a token changes is set in units of
+    each model's embedding scale, stops at its change (or is censored at its cap), and the report says so."""
+    run = quick_run("walks")
+    rows = items_of(run)
+    assert {"tune", "compare", "long", "clamped", "change"} <= {r["kind"] for r in rows}
+    change = [r for r in rows if r["kind"] == "change"]
+    assert len(change) == 2 * 3  # the quick profile's 2 prompts x 1 seed, per subject
+    for r in change:
+        assert r["until_change"] and r["noise"] > 0
+        n = r["first_change"]
+        assert r["steps_walked"] == (n if n is not None else r["steps"])
+        assert (r["snapshots"][-1]["changed"] > 0) == (n is not None)
+    gpt2 = {r["noise"] for r in change if r["subject"] != "smollm2"}
+    assert len(gpt2) == 1 and gpt2 != {r["noise"] for r in change if r["subject"] == "smollm2"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert {x["subject"] for x in summary["change"]} == {"gpt2-untrained", "mlp-mimic", "smollm2"}
+    assert all(x["changed"] == sum(r["first_change"] is not None for r in change if r["subject"] == x["subject"])
+               for x in summary["change"])
+    assert "## Walking until a token changes" in (run / "report.md").read_text()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_report_rebuilds_from_json_alone(quick_run, name, capsys):
     run = quick_run(name)
@@ -213,10 +235,32 @@ def test_two_runs_of_one_experiment_are_told_apart_in_the_combined_report(quick_
     table = text.split("## Every claim of the page in one table")[1].split("\n## ")[0]
     rows = [line for line in table.splitlines() if line.startswith("| threshold |")]
     assert rows and len(rows) % 2 == 0
-    assert [r.endswith("| `small/threshold` |") for r in rows] == [True] * (len(rows) // 2) + [False] * (len(rows) // 2)
-    assert all(r.endswith("| `large/threshold` |") for r in rows[len(rows) // 2:])
+    # the same items decide each claim in both: both rows stay, side by side
+    assert [r.endswith("| `small/threshold` |") for r in rows] == [True, False] * (len(rows) // 2)
+    assert all(r.endswith("| `large/threshold` |") for r in rows[1::2])
     depth_rows = [line for line in table.splitlines() if line.startswith("| depth |")]
     assert depth_rows and all(r.endswith(f"| `{depth.path.parent.name}/{depth.path.name}` |") for r in depth_rows)
+
+
+def test_the_combined_table_keeps_the_run_that_decided_a_claim_on_the_most_items(quick_run, tmp_path):
+    """A claim decided in a small run and a larger one of the same setting shows the larger run's row; the small
+    run's rows stay only where it has as many items, and the table says what it left out."""
+    run = quick_run("threshold")
+    small, large = tmp_path / "small" / "threshold", tmp_path / "large" / "threshold"
+    for d in (small, large):
+        shutil.copytree(run.path, d)
+    lines = (small / "items.jsonl").read_text().splitlines()
+    (small / "items.jsonl").write_text("".join(line + "\n" for line in lines[: len(lines) // 2]))
+    assert main(["report", str(small)]) == 0
+    n = {p: {c["key"]: c["n"] for c in json.loads((p / "summary.json").read_text())["claims"]} for p in (small, large)}
+    fewer = [k for k in n[large] if n[small][k] < n[large][k]]
+    assert fewer  # halving the items lowers n somewhere
+    text = combine([RunDir(small), RunDir(large)], tmp_path / "report.md")
+    table = text.split("## Every claim of the page in one table")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| threshold |")]
+    assert sum(r.endswith("| `large/threshold` |") for r in rows) == len(n[large])
+    assert sum(r.endswith("| `small/threshold` |") for r in rows) == len(n[large]) - len(fewer)
+    assert f"`small/threshold`, {len(fewer)} claim(s)" in table
 
 
 def test_steps_and_layers_apply_where_they_mean_something(pool):
@@ -321,25 +365,3 @@ def test_the_documented_example_experiment_is_one_module_and_one_row(pool, tmp_p
         assert r["accuracy"] == 1.0 and len(lm.encode(r["prompt"])) > 1
     report = (run / "report.md").read_text()
     assert "# Round trip" in report and "every W_E row decodes to its own id" in report and "| holds |" in report
-
-
-def test_walks(quick_run):
-    """Every stage of the walks experiment writes its items; the walk until a token changes is set in units of
-    each model's embedding scale, stops at its change (or is censored at its cap), and the report says so."""
-    run = quick_run("walks")
-    rows = items_of(run)
-    assert {"tune", "compare", "long", "clamped", "change"} <= {r["kind"] for r in rows}
-    change = [r for r in rows if r["kind"] == "change"]
-    assert len(change) == 2 * 3  # the quick profile's 2 prompts x 1 seed, per subject
-    for r in change:
-        assert r["until_change"] and r["noise"] > 0
-        n = r["first_change"]
-        assert r["steps_walked"] == (n if n is not None else r["steps"])
-        assert (r["snapshots"][-1]["changed"] > 0) == (n is not None)
-    gpt2 = {r["noise"] for r in change if r["subject"] != "smollm2"}
-    assert len(gpt2) == 1 and gpt2 != {r["noise"] for r in change if r["subject"] == "smollm2"}
-    summary = json.loads((run / "summary.json").read_text())
-    assert {x["subject"] for x in summary["change"]} == {"gpt2-untrained", "mlp-mimic", "smollm2"}
-    assert all(x["changed"] == sum(r["first_change"] is not None for r in change if r["subject"] == x["subject"])
-               for x in summary["change"])
-    assert "## Walking until a token changes" in (run / "report.md").read_text()

@@ -32,21 +32,42 @@ def combine(run_dirs: list[RunDir], path) -> str:
         if label != _title(d):  # two runs of one experiment: each section says which
             text = re.sub(r"^(#+ .*)$", lambda m: f"{m.group(1)}: {md_code(label)}", text, count=1, flags=re.M)
         texts.append(_demote(text))
-        claims += [row + [md_code(_folder(d))] for row in _claim_rows(d, text)]
+        claims += [(ident, n, row + [md_code(_folder(d))]) for ident, n, row in _claim_rows(d, text)]
     if claims:
+        kept, superseded = _most_items(claims)
         parts.append("## Every claim of the page in one table\n\nVerdicts as defined in docs/reproduce.md (holds / "
                      "does not hold / not decided); each row's figure is its experiment's headline figure, and its "
-                     "run the folder it comes from.\n\n"
+                     "run the folder it comes from. A claim decided in several runs of one setting shows the run "
+                     "that decided it on the most items (pairs); rows on fewer stay in their run's section.\n\n"
                      + markdown_table(["experiment", "setting", "the page says", "measured", "verdict", "figure",
-                                       "run"], claims))
+                                       "run"], kept)
+                     + ("".join(f"\nLeft out of the table, decided on more items elsewhere: {run}, {k} claim(s) "
+                                f"(n = {lo if lo == hi else f'{lo}-{hi}'})." for run, (k, lo, hi) in superseded.items())
+                        + "\n" if superseded else ""))
     parts += texts
     combined = "\n".join(parts)
     write_atomic(path, combined)
     return combined
 
 
-def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
-    """The claims of an experiment's run as rows of the combined table (none for other runs)."""
+def _most_items(claims: list[tuple[tuple, int, list[str]]]) -> tuple[list[list[str]], dict[str, tuple]]:
+    """(identity, n, row) per claim and run -> the rows of the runs with the most items for each identity (ties
+    all stay), in the order identities first appear; and per run left out: (claims, least n, most n)."""
+    most = {}
+    for ident, n, _ in claims:
+        most[ident] = max(n, most.get(ident, n))
+    kept = [row for ident in most for i, n, row in claims if i == ident and n == most[ident]]
+    superseded = {}
+    for ident, n, row in claims:
+        if n < most[ident]:
+            k, lo, hi = superseded.get(row[-1], (0, n, n))
+            superseded[row[-1]] = (k + 1, min(lo, n), max(hi, n))
+    return kept, superseded
+
+
+def _claim_rows(run_dir: RunDir, report: str) -> list[tuple[tuple, int, list[str]]]:
+    """The claims of an experiment's run as (identity: experiment, setting, claim; n; row of the combined table)
+    (none for other runs)."""
     config = run_dir.config()
     name = config.get("experiment")
     if name not in experiments(audits=True) or not (run_dir / "summary.json").exists():
@@ -54,8 +75,10 @@ def _claim_rows(run_dir: RunDir, report: str) -> list[list[str]]:
     summary = json.loads((run_dir / "summary.json").read_text())
     figures = re.findall(r"\]\(([^)]+\.png)\)", report)
     link = f"[{Path(figures[0]).name}]({figures[0]})" if figures else "-"
-    return [[name, config.get("setting", "-"), c.page, c.measured, c.verdict, link]
-            for c in get(name).module.claims(summary)]
+    setting = config.get("setting", "-")
+    ns = {c["page"]: (c.get("key", c["page"]), c.get("n", 0)) for c in summary.get("claims", [])}
+    return [((name, setting, ns.get(c.page, (c.page, 0))[0]), ns.get(c.page, (c.page, 0))[1],
+             [name, setting, c.page, c.measured, c.verdict, link]) for c in get(name).module.claims(summary)]
 
 
 def _title(run_dir: RunDir) -> str:
