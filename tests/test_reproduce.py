@@ -263,6 +263,19 @@ def test_the_combined_table_keeps_the_run_that_decided_a_claim_on_the_most_items
     assert f"`small/threshold`, {len(fewer)} claim(s)" in table
 
 
+def test_fcnet_inverts_each_prompt_cut_to_its_first_tokens(pool, trained):
+    from lmrep.experiments.sentence_reconstruction import FCNET_MAX_TOKENS, fcnet_prompts
+    lm = pool.model(trained)
+    prompts = [PAGE_PROMPT, "It was the best of times, it was the worst of times, it was the age of wisdom.",
+               "It was the best of times, it was the worst of foolishness and nothing else."]
+    got = fcnet_prompts(prompts, lm)
+    assert got[0] == PAGE_PROMPT and len(got) == 2  # short as it is; two long ones with one cut, once
+    for cut, whole in zip(got, prompts):
+        ids = lm.encode(cut)
+        assert len(ids) <= FCNET_MAX_TOKENS and lm.encode(whole)[:len(ids)] == ids  # the prompt's own first tokens
+    assert len(lm.encode(got[1])) == FCNET_MAX_TOKENS
+
+
 def test_steps_and_layers_apply_where_they_mean_something(pool):
     from lmrep.errors import LmrepError
     from lmrep.experiments import check, get

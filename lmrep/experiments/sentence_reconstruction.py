@@ -85,13 +85,20 @@ def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Pla
 
 
 def _prompts_for(cond: ReconstructionCase, cfg: ReproduceConfig, pool: ModelPool) -> list[str]:
-    """FCNet is built per input length and grows fast with it: short prompts only (the page's one when quick)."""
+    """FCNet is built per input length and grows fast with it: each prompt's first tokens (the page's prompt when
+    quick)."""
     if cond.toy not in ("fcnet", "fcnet-noninv"):
         return list(cfg.prompts)
     if cfg.quick:
         return [PAGE_PROMPT]
-    lm = pool.model(cond.model)
-    return [p for p in cfg.prompts if len(lm.encode(p)) <= FCNET_MAX_TOKENS]
+    return fcnet_prompts(cfg.prompts, pool.model(cond.model))
+
+
+def fcnet_prompts(prompts, lm) -> list[str]:
+    """What FCNet inverts: each prompt cut to its first FCNET_MAX_TOKENS tokens (a short prompt as it is), the
+    same cut once; a cut whose text encodes to more tokens than that again is left out."""
+    cut = [lm.decode(lm.encode(p)[:FCNET_MAX_TOKENS]) for p in prompts]
+    return [p for p in dict.fromkeys(cut) if len(lm.encode(p)) <= FCNET_MAX_TOKENS]
 
 
 def decoder_exact(rec: dict) -> dict:

@@ -21,7 +21,7 @@ from .pool import ModelPool
 from .reporting import Claim, claims_of, claims_table, figure, markdown_table
 from .tuning import tunable
 from .verdicts import decide_all
-from .sentence_reconstruction import FCNET_MAX_TOKENS
+from .sentence_reconstruction import fcnet_prompts
 
 NAME = "token-mapping"
 ABOUT = "top-5 decoded strings per position, and how often the true token is within the top k per decoder"
@@ -46,9 +46,10 @@ CONDITIONS = (MappingCase("FCNet (invertible)", "fcnet"), MappingCase("MLP d-4d-
 
 @tunable
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
-    """One stage: every (target, seed); FCNet one prompt at a time (it is built per length), short prompts only."""
+    """One stage: every (target, seed); FCNet one prompt at a time (it is built per length), on each prompt's first
+    tokens."""
     setting, lm = cfg.get_setting(), pool.model(cfg.model)
-    short = [p for p in cfg.prompts if len(lm.encode(p)) <= FCNET_MAX_TOKENS]
+    short = fcnet_prompts(cfg.prompts, lm)
     tasks = []
     for cond in CONDITIONS:
         prompts = ([PAGE_PROMPT] if cfg.quick else short) if cond.toy == "fcnet" else list(cfg.prompts)
