@@ -58,7 +58,8 @@ class Profile:
     tune_prompts: int  # prompts (seed 0) the lr is tuned on, with inner = tune_inner
     tune_inner: int
     compare_steps: int  # moves of the tangent and Jacobian walks
-    compare_prompts: int  # prompts for the comparison on transformers (all for the MLP), every seed
+    compare_prompts: int  # prompts for the comparison on transformers (all for the MLP), every seed: 7 x 3 seeds
+    # is the fewest pairs a paired claim decides on (21 >= 20)
     directions: int
     krylov: int
     batch_size: int
@@ -80,7 +81,7 @@ def profile(quick: bool, seeds: int, prompts: list[str]) -> Profile:
                        change_inner=1, change_noise=1.0)
     return Profile(prompts[:10], tuple(range(seeds or 3)), depth=12, rounds=2, inner=(1, 10, 50),
                    lr_grid=(2e-10, 2e-9, 2e-8, 2e-7, 2e-6, 2e-5), tune_prompts=2, tune_inner=10, compare_steps=6,
-                   compare_prompts=4, directions=4, krylov=3, batch_size=30, long_steps=12, long_step_size=0.05,
+                   compare_prompts=7, directions=4, krylov=3, batch_size=30, long_steps=12, long_step_size=0.05,
                    long_prompts=2, change_rounds=100, change_inner=10, change_noise=1.0)
 
 
