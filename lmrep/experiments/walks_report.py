@@ -91,7 +91,7 @@ def _change(records: list[dict], labels: dict[str, str]) -> list[dict]:
                         inner=rs[0]["inner_steps"], lr=rs[0]["lr"], noise=rs[0]["noise"],
                         rounds=_km_rounds(rs), r=mean_sem(r["r"] for r in hit),
                         r_random=mean_sem(r.get("r_random") for r in hit),
-                        r_over_random=mean_sem(r.get("r_over_random") for r in hit),
+                        r_over_random=_geo(r.get("r_over_random") for r in hit),
                         output_relative=mean_sem(r.get("output_relative") for r in hit),
                         before=first[0]["text"], after=first[-1]["text"], prompt=rs[0]["prompt"]))
     return out
@@ -179,6 +179,13 @@ def sections(prompts, seeds, rounds: int, compare_steps: int, items: list[dict],
             + _decoded_section(summary))
 
 
+def _geo(xs) -> float | None:
+    """The geometric mean of the positive values (a ratio's typical size; the arithmetic mean of ratios is pulled
+    up by a few large ones); None if there are none."""
+    logs = [math.log(x) for x in xs if x is not None and x > 0 and math.isfinite(x)]
+    return math.exp(statistics.fmean(logs)) if logs else None
+
+
 def _km_rounds(rs: list[dict]) -> dict:
     """Rounds until the first change: the Kaplan-Meier median and its 95% interval's ends (None: not reached
     within the cap)."""
@@ -199,10 +206,11 @@ def _change_section(summary: dict) -> list[str]:
            "never changed counted as censored at the cap.\n"]
     out.append(markdown_table(
         ["subject", "noise / round", "inner", "lr", "changed within the cap", "rounds to the change (median, 95% "
-         "interval)", "r at the change", "r of a random move", "r / random", "output change (relative)"],
+         "interval)", "r at the change", "r of a random move", "r / random (geometric mean)",
+         "output change (relative)"],
         [[x["label"], f"{x['noise']:.3g}", x["inner"], f"{x['lr']:g}", f"{x['changed']} of {x['n']} (cap "
           f"{x['cap']})", _rounds(x["rounds"], x["cap"]), fmt(x["r"], 3), fmt(x["r_random"], 3),
-          fmt(x["r_over_random"], 3), fmt(x["output_relative"], 3)] for x in rows]))
+          num(x["r_over_random"], 3), fmt(x["output_relative"], 3)] for x in rows]))
     out.append("First walk of each subject, its decode at the start and where it first changed:\n")
     out.append("\n".join(f"    {x['label']}: {quote(x['before'])} -> {quote(x['after'])}" for x in rows) + "\n")
     return out
