@@ -74,13 +74,7 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
             for b in (b for b in range(B) if now[b]):
                 traj[b].append(dict(step=n, input_l1=d_in[b].item(), output_l1=d_out[b].item(), r=r[b].item(),
                                     input_l2=e_in[b].item(), output_l2=e_out[b].item()))
-            changed = set()
-            if cfg.until_change:
-                diff = ((decoder(state.e) != start) & mask.bool()).any(1) & alive  # (B,)
-                changed = set(diff.nonzero().flatten().tolist())
-                for b in changed:
-                    first_change[b] = n
-                alive &= ~diff
+            changed = _stop_changed(decoder, state, start, alive, first_change, n) if cfg.until_change else set()
             shoot = [b for b in range(B) if now[b] and (n in snaps or b in changed)]  # scheduled, and each change
             if shoot:
                 _snapshot(state, decoder, items, shots, n, shoot)
@@ -104,6 +98,18 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
                    first_change=first_change[b], trajectory=traj[b],
                    diagnostics=diags[b], snapshots=shots[b], seconds=seconds)
         yield WalkResult(rec, e0[b, :L].detach().clone(), state.e[b, :L].detach().clone())
+
+
+def _stop_changed(decoder: Decoder, state: WalkState, start: torch.Tensor, alive: torch.Tensor,
+                  first_change: list, n: int) -> set[int]:
+    """The walks still going whose decode now differs from their start's (``start``: (B, T)) at a real position:
+    marked stopped in ``alive``, their step n recorded in ``first_change``; returns them."""
+    diff = ((decoder(state.e) != start) & state.mask.bool()).any(1) & alive  # (B,)
+    changed = set(diff.nonzero().flatten().tolist())
+    for b in changed:
+        first_change[b] = n
+    alive &= ~diff
+    return changed
 
 
 def _snapshot(state: WalkState, decoder: Decoder, items: list[tuple[list[int], int]], shots: list[list[dict]],
