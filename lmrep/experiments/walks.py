@@ -116,43 +116,48 @@ def _score(records: list[dict]) -> float:
 
 
 def plan(cfg: ReproduceConfig, pool: ModelPool, done: Mapping[str, dict]) -> Plan:
-    """Two stages: the lr grid, comparisons and long walks; then the clamped sweep at each subject's best lr."""
+    """Two stages: the lr grid; then, at each subject's best lr, the walks until a token changes and the clamped
+    sweep, and the comparisons and long walks (which need no lr). The cheapest claims per item come first, so an
+    interrupted run has decided the most it could."""
     prof = profile(cfg.quick, cfg.seeds, list(cfg.prompts))
     base = dict(steps=prof.rounds, convention="scripts", noise=2e-4, batch_size=prof.batch_size, topk=5)
-    tune: dict[str, dict[float, list[Task]]] = {}
-    first = []
+    tune = {s.key: {lr: _tasks(prof, cfg.model, s, "tune", f"lr={lr:g} rounds={prof.rounds}",
+                               WalkConfig(method="clamped", inner_steps=prof.tune_inner, lr=lr, **base),
+                               prof.prompts[:prof.tune_prompts], (0,)) for lr in prof.lr_grid} for s in SUBJECTS}
+    yield [t for by_lr in tune.values() for ts in by_lr.values() for t in ts]
+    change, sweep = [], []
     for s in SUBJECTS:
-        tune[s.key] = {lr: _tasks(prof, cfg.model, s, "tune", f"lr={lr:g} rounds={prof.rounds}",
-                                  WalkConfig(method="clamped", inner_steps=prof.tune_inner, lr=lr, **base),
-                                  prof.prompts[:prof.tune_prompts], (0,)) for lr in prof.lr_grid}
-        first += [t for ts in tune[s.key].values() for t in ts]
+        scores = {lr: _score([done[k] for t in ts for k in t.keys if k in done]) for lr, ts in tune[s.key].items()}
+        lr = max(prof.lr_grid, key=lambda x: scores[x])
+        until = WalkConfig(method="clamped", inner_steps=prof.change_inner, lr=lr, until_change=True,
+                           **dict(base, steps=prof.change_rounds))
+        change += _tasks(prof, cfg.model, s, "change", f"until a token changes: inner={prof.change_inner} "
+                         f"rounds<={prof.change_rounds} lr={lr:g} noise={prof.change_noise:g} rms", until,
+                         prof.prompts, prof.seeds, prof.change_noise)
+        for inner in prof.inner:
+            sweep += _tasks(prof, cfg.model, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
+                            WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
+                            prof.seeds)
+    yield change + sweep + _comparisons(prof, cfg.model)
+
+
+def _comparisons(prof: Profile, trained_model: str) -> list[Task]:
+    """The tangent and Jacobian walks from the same starts, and a long Jacobian walk on the trained model."""
+    out = []
+    for s in SUBJECTS:
         n = len(prof.prompts) if s.toy else prof.compare_prompts
         for method in ("tangent", "jacobian"):
             walk_cfg = WalkConfig(method=method, steps=prof.compare_steps, step_size=0.01, inner_steps=None,
                                   directions=prof.directions, krylov=prof.krylov, batch_size=prof.batch_size)
             tag = f"{method} steps={prof.compare_steps} k={prof.directions}x{prof.krylov}"
-            first += _tasks(prof, cfg.model, s, "compare", tag, walk_cfg, prof.prompts[:n], prof.seeds)
+            out += _tasks(prof, trained_model, s, "compare", tag, walk_cfg, prof.prompts[:n], prof.seeds)
     for s in (s for s in SUBJECTS if not s.untrained):
         walk_cfg = WalkConfig(method="jacobian", steps=prof.long_steps, step_size=prof.long_step_size,
                               directions=prof.directions, krylov=prof.krylov, topk=5,
                               snapshots=tuple(range(0, prof.long_steps + 1, max(1, prof.long_steps // 6))))
         tag = f"jacobian steps={prof.long_steps} size={prof.long_step_size:g}"
-        first += _tasks(prof, cfg.model, s, "long", tag, walk_cfg, prof.prompts[:prof.long_prompts], (0,))
-    yield first
-    second = []
-    for s in SUBJECTS:
-        scores = {lr: _score([done[k] for t in ts for k in t.keys if k in done]) for lr, ts in tune[s.key].items()}
-        lr = max(prof.lr_grid, key=lambda x: scores[x])
-        for inner in prof.inner:
-            second += _tasks(prof, cfg.model, s, "clamped", f"inner={inner} rounds={prof.rounds} lr={lr:g}",
-                             WalkConfig(method="clamped", inner_steps=inner, lr=lr, **base), prof.prompts,
-                             prof.seeds)
-        until = WalkConfig(method="clamped", inner_steps=prof.change_inner, lr=lr, until_change=True,
-                           **dict(base, steps=prof.change_rounds))
-        second += _tasks(prof, cfg.model, s, "change", f"until a token changes: inner={prof.change_inner} "
-                         f"rounds<={prof.change_rounds} lr={lr:g} noise={prof.change_noise:g} rms", until,
-                         prof.prompts, prof.seeds, prof.change_noise)
-    yield second
+        out += _tasks(prof, trained_model, s, "long", tag, walk_cfg, prof.prompts[:prof.long_prompts], (0,))
+    return out
 
 
 def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
