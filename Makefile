@@ -48,7 +48,7 @@ bench: $(STAMP)
 
 # docs/results.md: the committed runs' reports in one file, with one table of every claim (the test of the committed
 # results rebuilds this same list); a run still being written is refused until its sweep stops
-RESULTS := results/cpu results/decisive/threshold
+RESULTS := results/cpu results/decisive/threshold results/decisive/token-mapping results/walks/walks
 results: $(STAMP)
 	$(BIN)/lmrep report $(RESULTS) --combined docs/results.md
 

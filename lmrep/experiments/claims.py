@@ -176,8 +176,9 @@ _WALKS = [
                 "per round, 10 inner steps)", "existence", "first_change", dict(kind="change", subject=s),
                 tests=(("first_change", ">=", 1),)) for s in ("gpt2-untrained", "smollm2")],
     *[ClaimSpec(f"change-r-random-{s}", "walks", f"The walk reaches those tokens while the output stays put: at "
-                f"the round a token changes, r is above a random move's of the same size ({s}; log10 r / r_random)",
-                "level", "log10_r_over_random_at_change", dict(kind="change", subject=s), effect=0.0)
+                f"the round a token changes, r is well above a random move's of the same size ({s}; counted as: "
+                "r / r_random >= 2, in log10)", "level", "log10_r_over_random_at_change",
+                dict(kind="change", subject=s), effect=math.log10(2.0))
       for s in ("gpt2-untrained", "smollm2")],
     ClaimSpec("mlp-r3", "walks", "An MLP rarely gives r > 3 (clamped walk, 10 inner steps)", "level", "r",
               dict(kind="clamped", subject="mlp-mimic", inner_steps=10), direction="less", effect=3.0),
