@@ -1,6 +1,7 @@
 # make demo: set up .venv (if missing) and run the main job on the offline default model.
 # make test: same set-up, then the whole test suite (what CI runs).   make test-fast: the unit tests alone (the edit
-# loop: no slow or Ray test).   make bench: the performance benchmarks.
+# loop: no slow or Ray test).   make bench: the performance benchmarks.   make results: docs/results.md from the
+# committed runs (RESULTS below).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

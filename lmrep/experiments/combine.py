@@ -76,9 +76,12 @@ def _claim_rows(run_dir: RunDir, report: str) -> list[tuple[tuple, int, list[str
     figures = re.findall(r"\]\(([^)]+\.png)\)", report)
     link = f"[{Path(figures[0]).name}]({figures[0]})" if figures else "-"
     setting = config.get("setting", "-")
-    ns = {c["page"]: (c.get("key", c["page"]), c.get("n", 0)) for c in summary.get("claims", [])}
-    return [((name, setting, ns.get(c.page, (c.page, 0))[0]), ns.get(c.page, (c.page, 0))[1],
-             [name, setting, c.page, c.measured, c.verdict, link]) for c in get(name).module.claims(summary)]
+    decided = {c["page"]: (c.get("key", c["page"]), c.get("n", 0)) for c in summary.get("claims", [])}
+    rows = []
+    for c in get(name).module.claims(summary):
+        key, n = decided.get(c.page, (c.page, 0))
+        rows.append(((name, setting, key), n, [name, setting, c.page, c.measured, c.verdict, link]))
+    return rows
 
 
 def _title(run_dir: RunDir) -> str:

@@ -6,7 +6,8 @@ same embeddings, and 12 blocks of the trained default model. Per subject the cla
 tuned on a small grid (the page tunes eta, epsilon and N; the grid and its results are recorded), then held fixed
 while the inner steps vary; then the clamped walk goes on until a decoded token changes (the page: "choose N, eta,
 epsilon such that e_N corresponds to different input tokens"), its noise a multiple of the embeddings' scale, and r
-at that round is set against a random move of the same size. Every walk is one JSON line in items.jsonl (resumable); the report is built from them.
+at that round is set against a random move of the same size. Every walk is one JSON line in items.jsonl
+(resumable); the report is built from them.
 """
 from __future__ import annotations
 

@@ -38,8 +38,7 @@ def summarize(records: list[dict]) -> dict:
         for r in _by(records, kind="tune", subject=s):
             rows.setdefault(r["lr"], []).append(r["r"])
         if rows:
-            geo = {lr: math.exp(statistics.fmean(math.log(x) for x in v if x)) if any(v) else None
-                   for lr, v in rows.items()}
+            geo = {lr: _geo(v) for lr, v in rows.items()}
             tuning[s] = dict(geo_mean_r=geo, chosen=max((lr for lr in geo if geo[lr]), key=lambda lr: geo[lr],
                                                         default=None))
     sweep = []
@@ -71,7 +70,7 @@ def summarize(records: list[dict]) -> dict:
         ratios, ratios_l2 = _gains(pairs, "l1"), _gains(pairs, "l2")
         if ratios:
             gains.append(dict(subject=s, label=labels[s], gain=mean_sem(ratios), gain_median=_median(ratios),
-                              gain_geo=math.exp(statistics.fmean(math.log(x) for x in ratios)), n=len(ratios),
+                              gain_geo=_geo(ratios), n=len(ratios),
                               gain_l2=mean_sem(ratios_l2), gain_l2_median=_median(ratios_l2)))
     return dict(tuning=tuning, sweep=sweep, compare=compare, gain=gains, change=_change(records, labels),
                 decoded=_decoded(records), claims=decide_all("walks", records))

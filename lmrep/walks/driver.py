@@ -65,7 +65,8 @@ def _walk_batch(target, items: list[tuple[list[int], int]], cfg: WalkConfig, dec
             for b, d in enumerate(take(state, n)):
                 if now[b]:
                     diags[b].append(dict(step=n, **d))
-            state.e = torch.where(alive[:, None, None], state.e, held)  # a stopped walk stays where it changed
+            if not all(now):  # a stopped walk stays where it changed
+                state.e = torch.where(alive[:, None, None], state.e, held)
             with torch.no_grad():
                 out = state.output(state.e)
             d_in, d_out = l1(state.e - e0, mask), l1(out - out0, mask)
