@@ -10,25 +10,35 @@ from lmrep import InvertConfig, LmrepError, invert_outputs, layer_model
 from lmrep.cli import main
 from lmrep.inversion import states
 from lmrep.inversion.degrade import QUANTS, Degraded, Quantisation, dequantise, noise_sigma, stored
+from lmrep.inversion.formats import INTS, code_range
 
 PROMPT = "The train to Edinburgh was delayed by snow."
 GROUPS = ("tensor", "channel", "token", "8")
 
 
-@pytest.mark.parametrize("kind", QUANTS)
+KINDS = [(kind, False) for kind in QUANTS] + [(kind, True) for kind in INTS]  # and with zero points
+
+
+@pytest.mark.parametrize("kind,zero", KINDS)
 @pytest.mark.parametrize("group", GROUPS)
-def test_quantisation_stays_within_its_bound_and_the_bound_is_tight(kind, group):
+def test_quantisation_stays_within_its_bound_and_the_bound_is_tight(kind, zero, group):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(5, 32, generator=g) * torch.logspace(-2, 2, 32)  # channels of very different scales
-    q, scale = Quantisation(kind, group).quantise(x)
-    y, bound = dequantise(q, scale, kind)
-    assert q.shape == x.shape and y.dtype == torch.float32
-    assert bool(((y - x).abs() <= bound * (1 + 1e-6)).all())
+    x = torch.randn(5, 32, generator=g) * torch.logspace(-2, 2, 32) + 3  # channels of very different scales, offset
+    q, scale, zero_point = Quantisation(kind, group, zero).quantise(x)
+    y, bound = dequantise(q, scale, zero_point, kind)
+    assert q.shape == x.shape and y.dtype == torch.float32 and (zero_point is not None) == zero
+    assert bool(((y - x).abs() <= bound * (1 + 1e-6) + 1e-6 * x.abs()).all())
     # not a vacuous bound: some value uses a good part of it, and the bound is below each value's scale share
     assert float(((y - x).abs() / bound).max()) > 0.25
-    fewer_bits = Quantisation("int4", group).quantise(x)
-    assert float(dequantise(*fewer_bits, "int4")[1].mean()) > float(dequantise(*Quantisation("int8", group)
-                                                                                .quantise(x), "int8")[1].mean())
+    if kind in INTS:  # fewer bits, a wider bound; a zero point spends no code on the side the values never reach
+        bits = sorted(INTS, key=INTS.get)
+        widths = [float(dequantise(*Quantisation(b, group, zero).quantise(x), b)[1].mean()) for b in bits]
+        assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
+        if zero:
+            symmetric = float(dequantise(*Quantisation(kind, group).quantise(x), kind)[1].mean())
+            assert float(bound.mean()) < symmetric
+        lo, hi = code_range(kind, zero)
+        assert int(q.min()) >= lo and int(q.max()) <= hi and (int(q.min()) == lo or int(q.max()) == hi)
 
 
 def test_unknown_quantisation_and_groups_are_refused():
@@ -38,6 +48,8 @@ def test_unknown_quantisation_and_groups_are_refused():
         Quantisation("int8", "row")
     with pytest.raises(LmrepError, match="do not divide"):
         Quantisation("int8", "5").quantise(torch.ones(2, 32))
+    with pytest.raises(LmrepError, match="fp8_e4m3 has no zero point"):
+        Quantisation("fp8_e4m3", zero=True)
 
 
 def _outputs(lm, name):
@@ -46,12 +58,13 @@ def _outputs(lm, name):
         return ids, layer_model(lm, name)(lm.embed(torch.tensor([ids])))[0]
 
 
-@pytest.mark.parametrize("kind,group", [("int8", "channel"), ("int4", "token"), ("fp8_e4m3", "tensor")])
-def test_every_ambiguity_set_holds_the_true_token(kind, group, arch_models):
+@pytest.mark.parametrize("kind,group,zero", [("int8", "channel", False), ("int4", "token", False),
+                                             ("fp8_e4m3", "tensor", False), ("int2", "8", True)])
+def test_every_ambiguity_set_holds_the_true_token(kind, group, zero, arch_models):
     lm = arch_models("llama")
     name = "blocks.1.attn.hook_kv"
     ids, h = _outputs(lm, name)
-    y, bound = dequantise(*Quantisation(kind, group).quantise(h), kind)
+    y, bound = dequantise(*Quantisation(kind, group, zero).quantise(h), kind)
     rec = next(invert_outputs(layer_model(lm, name), [Degraded(y, bound=bound, about=kind)],
                               InvertConfig(method="exact")))
     cert = rec["certificate"]
@@ -103,12 +116,20 @@ def test_bad_quantised_files_get_one_line(tmp_path):
              "badscale": ({"0": q, "0.scale": torch.ones(5)}, {"quant": "int8"}, "fits no granularity"),
              "negscale": ({"0": q, "0.scale": -torch.ones(())}, {"quant": "int8"}, "positive and finite"),
              "wrongdtype": ({"0": q.float(), "0.scale": torch.ones(())}, {"quant": "int8"}, "are \\(T, D\\) int8"),
-             "unknown": ({"0": q, "0.scale": torch.ones(())}, {"quant": "nf4"}, "header's quant")}
+             "unknown": ({"0": q, "0.scale": torch.ones(())}, {"quant": "nf4"}, "header's quant"),
+             "range": ({"0": q + 9, "0.scale": torch.ones(())}, {"quant": "int4"}, "codes from 9 to 9, outside int4's"),
+             "negzero": ({"0": q.to(torch.uint8) + 5, "0.scale": torch.ones(()), "0.zero": torch.ones(())},
+                         {"quant": "int2"}, "codes from 5 to 5, outside int2's \\[0, 3\\] \\(with zero"),
+             "zeroshape": ({"0": q, "0.scale": torch.ones(8), "0.zero": torch.ones(3, 1)}, {"quant": "int8"},
+                           "zero points of shape \\(3, 1\\) do not match its scales' \\(8,\\)"),
+             "zeronan": ({"0": q, "0.scale": torch.ones(()), "0.zero": torch.tensor(float("nan"))}, {"quant": "int8"},
+                         "one finite zero point per scale")}
     for name, (tensors, meta, message) in cases.items():
         path = tmp_path / f"{name}.safetensors"
         save_file(tensors, str(path), metadata=meta)
         with pytest.raises(LmrepError, match=message):
             states.load(path)
+        assert main(["invert", "--states", str(path), "--model", "gpt2", "--untrained", "--layer", "1"]) == 2
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -3,6 +3,7 @@ value's rounding bound, noised ones with their noise scale, and nothing that is 
 of (T, D) is taken for one. A silent slip here would certify a token against the wrong tolerance."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -122,6 +123,55 @@ def test_a_quantised_capture_writes_its_values_scales_and_header(tiny_gpt2, tmp_
     assert all(torch.equal(a, b) for a, b in zip(plain.tensors, got))  # float32, no noise: the states themselves
 
 
+def _kivi(x: np.ndarray, bits: int, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric min-max quantisation written apart from lmrep, as KIVI stores a cache (keys per channel: axis 0,
+    values per position: axis 1): codes, scales and the minimum each scale starts from."""
+    lo, hi = x.min(axis, keepdims=True), x.max(axis, keepdims=True)
+    scale = (hi - lo) / (2 ** bits - 1)
+    return np.rint((x - lo) / scale).astype(np.uint8), scale, lo
+
+
+@pytest.mark.parametrize("bits,axis", [(2, 0), (4, 1), (8, 0)])
+def test_a_cache_quantised_elsewhere_with_zero_points_reads_back_within_its_bounds(tmp_path, bits, axis):
+    x = _values(T=6, D=16).numpy() * np.logspace(-1, 1, 16, dtype=np.float32) + 2
+    codes, scale, lo = _kivi(x, bits, axis)
+    shape = (16,) if axis == 0 else (6, 1)  # per channel, per position
+    scale_t = torch.from_numpy(scale.reshape(shape).astype(np.float32))
+    zero = torch.from_numpy((-lo / scale).reshape(shape).astype(np.float32))  # the minimum, in codes
+    path = tmp_path / "kivi.safetensors"
+    save_file({"0": torch.from_numpy(codes), "0.scale": scale_t, "0.zero": zero}, str(path),
+              metadata=dict(quant=f"int{bits}"))
+    got = states.load(path)
+    v, b = got.tensors[0], got.bounds[0]
+    assert ((v - torch.from_numpy(x)).abs() <= b * (1 + 1e-5)).all()  # every true value within its bound
+    assert torch.allclose(b, (scale_t / 2).expand(6, 16))  # and the bound is half a step, no wider
+    assert float((v - torch.from_numpy(x)).abs().max()) > 0.2 * float(b.max())  # and it is needed
+    save_file({"0": torch.from_numpy(codes), "0.scale": scale_t}, str(tmp_path / "lost.safetensors"),
+              metadata=dict(quant=f"int{bits}"))  # the zero points lost
+    with pytest.raises(LmrepError, match="unsigned codes without zero points"):  # never read as symmetric
+        states.load(tmp_path / "lost.safetensors")
+
+
+def test_a_capture_with_zero_points_says_so_and_holds_the_states_within_its_bounds(tiny_gpt2, tiny_gpt2_dir,
+                                                                                     tmp_path):
+    from lmrep import layer_model
+    from lmrep.cli import main
+    O = layer_model(tiny_gpt2, "blocks.0.attn.hook_k")
+    out = tmp_path / "k2.safetensors"
+    assert main(["capture", "The sky is blue.", "--model", str(tiny_gpt2_dir), "--layer", "blocks.0.attn.hook_k",
+                 "--quant", "int2", "--quant-zero", "--quant-group", "token", "--out", str(out)]) == 0
+    back = states.load(out)
+    assert back.meta["quant_zero"] == "true" and back.meta["quant"] == "int2"
+    obs = back.observed(0)
+    assert obs.about == "int2 (scale per token with zero points)"
+    with torch.no_grad():
+        true = O(tiny_gpt2.embed(torch.tensor(back.ids)))[0]
+    assert ((obs.values - true).abs() <= obs.bound * (1 + 1e-5)).all() and obs.values.unique().numel() > 4
+    assert all(row.unique().numel() <= 4 for row in obs.values)  # four levels a position: two bits
+    assert main(["capture", "x", "--model", str(tiny_gpt2_dir), "--layer", "1", "--quant", "fp8_e4m3",
+                 "--quant-zero", "--out", str(tmp_path / "no.safetensors")]) == 2
+
+
 def test_a_noised_capture_draws_each_prompts_own_noise_under_the_seed(tiny_gpt2, tmp_path):
     from lmrep import layer_model
     O = layer_model(tiny_gpt2, 1)
@@ -140,7 +190,7 @@ def test_a_noised_capture_draws_each_prompts_own_noise_under_the_seed(tiny_gpt2,
 
 
 def test_a_quantised_and_noised_file_says_both_and_a_header_without_a_group_says_so(tmp_path):
-    q, scale = Quantisation("int8", "tensor").quantise(_values())
+    q, scale, _ = Quantisation("int8", "tensor").quantise(_values())
     states.save(tmp_path / "q.safetensors", {"0": q, "0.scale": scale}, dict(quant="int8", noise="0.25"))
     obs = states.load(tmp_path / "q.safetensors").observed(0)
     assert obs.about == "int8 (scale per ?), noise 0.25 x RMS" and obs.bound is not None
@@ -192,12 +242,12 @@ def test_every_refusal_names_the_file(tmp_path):
     np.save(p, np.zeros((2, 3, 4, 5), dtype=np.float32))
     cases[p] = "has shape"
     p = tmp_path / "scale.safetensors"
-    q, scale = Quantisation("int8", "channel").quantise(_values())
+    q, _, _ = Quantisation("int8", "channel").quantise(_values())
     save_file({"0": q, "0.scale": torch.ones(5)}, str(p), metadata=dict(quant="int8"))
     cases[p] = "tensor '0'"
     p = tmp_path / "quant.safetensors"
     save_file({"0": q}, str(p), metadata=dict(quant="nf4"))
-    cases[p] = "one of int8, int4, fp8_e4m3, fp8_e5m2 in the header"
+    cases[p] = "one of int8, int4, int2, fp8_e4m3, fp8_e5m2 in the header"
     p = tmp_path / "text.safetensors"
     p.write_text("not a tensor file at all, just some words")
     cases[p] = "is not a tensor file"

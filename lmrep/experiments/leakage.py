@@ -1,15 +1,15 @@
 """The leakage audit: how much of a prompt the states a deployed system holds give back, and how surely.
 
 Per model x layer x source (the hidden state after the layer's block, that block's keys, its values) x exposure
-(float32, bfloat16, fp8 e4m3, int8, int4, Gaussian noise on a grid of sigmas, and the defences: a KV-Cloak-style
-obfuscation read by attackers who do not know it, know it but not its secret, know its secret, and noise read as
-if exact), the exact method inverts the states as an attacker would hold them (``inversion.exposure.observe``:
-captured, quantised, written to a states file and read back, the shipped path) and tests every candidate against
-the exposure's bound, so each position has an ambiguity set. Items: token recovery, the share of positions
-certified (a set of one token), of positions where some token fits, the mean set size, whether the true token
-was left out of a set where the recovered prefix was right (it never should be), seconds per token; over English
-prompts and random token ids. The report (leakage_report.py) says where each layer stops leaking the prompt
-exactly.
+(float32, bfloat16, fp8 e4m3, int8, int4, int2 with zero points as KIVI stores caches, Gaussian noise on a grid of
+sigmas, and the defences: a KV-Cloak-style obfuscation read by attackers who do not know it, know it but not its
+secret, know its secret, and noise read as if exact), the exact method inverts the states as an attacker would hold
+them (``inversion.exposure.observe``: captured, quantised, written to a states file and read back, the shipped path)
+and tests every candidate against the exposure's bound, so each position has an ambiguity set. Items: token
+recovery, the share of positions certified (a set of one token), of positions where some token fits, the mean set
+size, whether the true token was left out of a set where the recovered prefix was right (it never should be),
+seconds per token; over English prompts and random token ids. The report (leakage_report.py) says where each layer
+stops leaking the prompt exactly.
 
 A position's set is over the ``cut`` candidates the ranking puts first (the whole vocabulary when it is smaller):
 checking all of |V| costs |V| / 512 forward passes per position, so the profiles bound it and the report says so.
@@ -65,6 +65,7 @@ def exposures(profile: Profile) -> list[tuple[str, Exposure]]:
     return [("precision", Exposure("fp32")), ("precision", Exposure("bf16", dtype="bfloat16")),
             ("precision", Exposure("fp8_e4m3", quant="fp8_e4m3")), ("precision", Exposure("int8", quant="int8")),
             ("precision", Exposure("int4", quant="int4")),
+            ("precision", Exposure("int2, zero point", quant="int2", zero=True)),
             *[("noise", Exposure(f"noise {s:g}", noise=s)) for s in sorted(profile.noise)],
             ("defence", Exposure("cloak, attacker unaware", cloak=True, attacker="unaware")),
             ("defence", Exposure("cloak, secret unknown", cloak=True, attacker="guess")),

@@ -1,9 +1,10 @@
 """Degraded states: what a serving system stores or an API returns instead of the exact layer output, and the
 bound each degradation puts on the difference, which the exact method's certificate tests candidates against.
 
-Quantisation (symmetric, absmax scales, as key/value-cache quantisers store them): int8 and int4 (integers in
-[-qmax, qmax], int4 kept one value per int8), fp8 e4m3 and e5m2 (the value over its scale, rounded to the fp8
-format). A scale covers the whole tensor (shape ()), a channel ((D,)), a position ((T, 1)) or a group of G
+Quantisation, as key/value-cache quantisers store it: int8, int4 and int2, symmetric (absmax scales, integers in
+[-qmax, qmax], kept one per int8) or with a zero point per scale (min-max scales, codes in [0, 2^bits - 1], one per
+uint8: x = (code - zero) x scale, as KIVI and quanto store caches), and fp8 e4m3 and e5m2 (the value over its scale,
+rounded to the fp8 format). A scale covers the whole tensor (shape ()), a channel ((D,)), a position ((T, 1)) or a group of G
 consecutive channels of a position ((T, D / G)); its shape says which. Dequantised, each value is off from the true
 one by at most half a quantisation step: the scale / 2 for integers, half an fp8 ulp of the stored value times the
 scale for fp8.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import LmrepError
-from .formats import FP8, GROUPS_HELP, INTS, QUANTS, group_problem
+from .formats import FP8, GROUPS_HELP, INTS, QUANTS, code_range, group_problem
 
 FP8_DTYPES = {kind: getattr(torch, name) for kind, name in FP8.items()}
 ALPHA = 1e-6  # the chance that noise alone puts the true token outside its position's test
@@ -30,40 +31,49 @@ ALPHA = 1e-6  # the chance that noise alone puts the true token outside its posi
 class Quantisation:
     kind: str  # one of QUANTS
     group: str = "channel"  # "tensor", "channel", "token" or a group size as digits
+    zero: bool = False  # integer formats only: min-max scales and a zero point each, codes in [0, 2^bits - 1]
 
     def __post_init__(self):
         if self.kind not in QUANTS:
             raise LmrepError(f"unknown quantisation '{self.kind}': choose one of {', '.join(QUANTS)}")
         if group_problem(self.group):
             raise LmrepError(f"unknown quantisation group '{self.group}': give {GROUPS_HELP}")
+        if self.zero and self.kind not in INTS:
+            raise LmrepError(f"{self.kind} has no zero point: give an integer format ({', '.join(INTS)}) for one")
 
     @property
     def bits(self) -> int:
-        return 4 if self.kind == "int4" else 8
+        return INTS.get(self.kind, 8)
 
-    def _absmax(self, x: torch.Tensor) -> torch.Tensor:
-        """Largest magnitude over each scale's share of x (T, D), in the scale's own shape."""
-        a = x.abs()
+    def _over_groups(self, x: torch.Tensor, reduce) -> torch.Tensor:
+        """``reduce`` (amax or amin) over each scale's share of x (T, D), in the scale's own shape."""
         if self.group == "tensor":
-            return a.amax()
+            return reduce(x)
         if self.group == "channel":
-            return a.amax(0)  # (D,)
+            return reduce(x, 0)  # (D,)
         if self.group == "token":
-            return a.amax(-1, keepdim=True)  # (T, 1)
+            return reduce(x, -1, keepdim=True)  # (T, 1)
         G = int(self.group)
         if x.shape[-1] % G:
             raise LmrepError(f"quantisation groups of {G} do not divide the width {x.shape[-1]}: pick a divisor")
-        return a.unflatten(-1, (-1, G)).amax(-1)  # (T, D / G)
+        return reduce(x.unflatten(-1, (-1, G)), -1)  # (T, D / G)
 
-    def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (T, D) -> stored values (int8 or fp8, (T, D)) and float32 scales."""
-        x = x.float()
-        top = INTS.get(self.kind) or torch.finfo(FP8_DTYPES.get(self.kind)).max
-        scale = (self._absmax(x) / top).clamp_min(torch.finfo(torch.float32).tiny)
+    def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """x (T, D) -> stored values ((T, D): int8, uint8 with a zero point, or fp8), float32 scales and zero points
+        (None without)."""
+        x, tiny = x.float(), torch.finfo(torch.float32).tiny
+        if self.zero:  # as KIVI and quanto store caches: the group's range in 2^bits - 1 steps from its minimum
+            lo, hi = self._over_groups(x, torch.amin), self._over_groups(x, torch.amax)
+            scale = ((hi - lo) / (2 ** self.bits - 1)).clamp_min(tiny)
+            zero = -lo / scale
+            q = (x / expand(scale, x.shape) + expand(zero, x.shape)).round().clamp(*code_range(self.kind, True))
+            return q.to(torch.uint8), scale, zero
+        top = 2 ** (self.bits - 1) - 1 if self.kind in INTS else torch.finfo(FP8_DTYPES[self.kind]).max
+        scale = (self._over_groups(x.abs(), torch.amax) / top).clamp_min(tiny)
         y = x / expand(scale, x.shape)
         if self.kind in INTS:
-            return y.round().clamp(-top, top).to(torch.int8), scale
-        return y.to(FP8_DTYPES[self.kind]), scale
+            return y.round().clamp(-top, top).to(torch.int8), scale, None
+        return y.to(FP8_DTYPES[self.kind]), scale, None
 
 
 def expand(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -85,10 +95,13 @@ def check_scale(scale: torch.Tensor, shape: torch.Size, where: str) -> None:
         raise LmrepError(f"{where}: scales must be positive and finite")
 
 
-def dequantise(q: torch.Tensor, scale: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stored values (T, D) and their scales -> the values (T, D) float32 and each one's rounding bound (T, D)."""
+def dequantise(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, kind: str
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stored values (T, D), their scales and zero points (None: symmetric) -> the values (T, D) float32 and each
+    one's rounding bound (T, D)."""
     s = expand(scale.float(), q.shape)
-    x = q.float() * s
+    codes = q.float() if zero is None else q.float() - expand(zero.float(), q.shape)
+    x = codes * s
     if kind in INTS:
         return x, s / 2
     return x, half_ulp(q.float(), FP8_DTYPES[kind]) * s

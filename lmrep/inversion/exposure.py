@@ -34,6 +34,7 @@ class Exposure:
     name: str  # as reports show it: "fp32", "int4", "noise 0.1", "cloak, secret unknown", ...
     dtype: str = "float32"  # the float dtype the states are stored in (states.STORE_DTYPES)
     quant: str | None = None  # a quantisation (degrade.QUANTS), or None
+    zero: bool = False  # the quantisation with a zero point per scale (min-max), not symmetric
     noise: float = 0.0  # Gaussian noise, times each position's RMS, added before storing
     cloak: bool = False  # obfuscated by a secret matrix per head (cloak.Cloak)
     attacker: str = "aware"  # one of ATTACKERS
@@ -45,8 +46,8 @@ class Exposure:
             raise LmrepError(f"attacker '{self.attacker}' is about an obfuscation's secret: give cloak=True")
         if self.dtype not in states.STORE_DTYPES:
             raise LmrepError(f"unknown storage dtype '{self.dtype}': choose one of {', '.join(states.STORE_DTYPES)}")
-        if self.quant:
-            Quantisation(self.quant)  # an unknown one is one line
+        if self.quant or self.zero:
+            Quantisation(self.quant, zero=self.zero)  # an unknown one is one line
 
     @property
     def bits(self) -> int:
@@ -66,7 +67,7 @@ def observe(target, ids: list[int], exposure: Exposure, group: str = "channel", 
     h = states.capture(target, [ids], dtype, exposure.noise, seed)[0]  # (T, D) as stored
     if exposure.cloak:
         h = Cloak(secret, block_of(target)).apply(h, target.name)
-    quant = Quantisation(exposure.quant, group) if exposure.quant else None
+    quant = Quantisation(exposure.quant, group, exposure.zero) if exposure.quant else None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "states.safetensors"
         states.save(path, states.quantise([h], quant) if quant else [h], states.header(target, dtype, exposure.noise,

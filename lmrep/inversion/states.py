@@ -10,10 +10,11 @@ so is any safetensors file of (T, D) or (N, T, D) tensors, e.g. hidden states th
 Noise (``sigma``) is Gaussian relative to each position's scale (its root mean square), so that one sigma means the
 same at every position and layer.
 
-Quantised states (lmrep.inversion.degrade) keep the stored values under their key (int8 for int8 and int4, float8
-for fp8) and their float scales under ``<key>.scale``; the header says ``quant`` (int8, int4, fp8_e4m3, fp8_e5m2)
-and ``quant_group``. Reading dequantises them and keeps each value's rounding bound, and a header with ``noise``
-gives each position's noise scale: the exact method then tests candidates against that bound.
+Quantised states (lmrep.inversion.degrade) keep the stored values under their key (integer codes for int8, int4 and
+int2, float8 for fp8), their float scales under ``<key>.scale`` and, if quantised with zero points, those under
+``<key>.zero`` (lmrep.inversion.quantised); the header says ``quant`` (int8, int4, int2, fp8_e4m3, fp8_e5m2) and
+``quant_group``. Reading dequantises them and keeps each value's rounding bound, and a header with ``noise`` gives
+each position's noise scale: the exact method then tests candidates against that bound.
 """
 from __future__ import annotations
 
@@ -29,14 +30,15 @@ from typing import Iterator
 import torch
 
 from ..engine import TENSOR_FIELD, Job, MemoryLog, Task, run_here
-from ..objective.batching import prompt_generator
 from ..errors import LmrepError
 from ..models.layers import LayerModel
 from ..models.load import weights_hash
+from ..objective.batching import prompt_generator
 from ..records.folder import write_atomic
 from ..records.inputs import check_states_file, shown
-from .degrade import FP8_DTYPES, Degraded, Quantisation, check_scale, dequantise, noise_sigma
-from .formats import INTS, QUANTS, STORED
+from .degrade import Degraded, Quantisation, noise_sigma
+from .formats import STORED
+from .quantised import dequantised, quantise
 
 FORMAT = "lmrep-states/1"
 STORE_DTYPES = {name: getattr(torch, name) for name in STORED}
@@ -57,8 +59,9 @@ class States:
         """Tensor i as the methods take it: a Degraded with its bound when the file says it was quantised or
         noised, else the tensor."""
         noise = float(self.meta.get("noise", 0) or 0)
+        zero = " with zero points" if self.meta.get("quant_zero") == "true" else ""
         about = ", ".join(x for x in (self.meta.get("quant", "") and
-                                      f"{self.meta['quant']} (scale per {self.meta.get('quant_group', '?')})",
+                                      f"{self.meta['quant']} (scale per {self.meta.get('quant_group', '?')}{zero})",
                                       noise and f"noise {noise:g} x RMS") if x)
         if self.bounds is not None:
             return Degraded(self.tensors[i], bound=self.bounds[i], about=about)
@@ -117,14 +120,6 @@ def capture_file(path: str | Path, target: LayerModel, ids: list[list[int]], dty
     return tensors
 
 
-def quantise(tensors: list[torch.Tensor], quant: Quantisation) -> dict[str, torch.Tensor]:
-    """What a quantised states file holds: each tensor's stored values under its key and scales under key.scale."""
-    out = {}
-    for i, t in enumerate(tensors):
-        out[str(i)], out[f"{i}.scale"] = quant.quantise(t)
-    return out
-
-
 def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[int]] | None,
            quant: Quantisation | None = None) -> dict:
     """What a states file's header says, as the strings safetensors keeps."""
@@ -137,6 +132,8 @@ def header(target: LayerModel, dtype: torch.dtype, noise: float, ids: list[list[
         meta["ids"] = json.dumps(ids)
     if quant is not None:
         meta.update(quant=quant.kind, quant_group=quant.group, dtype="float32")
+        if quant.zero:
+            meta["quant_zero"] = "true"
     return meta
 
 
@@ -194,37 +191,11 @@ def _safetensors(path: Path, data: bytes):
     except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as e:
         raise LmrepError(f"states file '{path}' is not a tensor file (safetensors or .npy): "
                          f"{str(e).splitlines()[0][:80] if str(e) else type(e).__name__}") from None
-    tensors, bounds = _dequantised(path, tensors, meta)
+    tensors, bounds = dequantised(path, tensors, meta)
     keys, split = _split(path, tensors)
     if bounds is not None:
         bounds = _split(path, bounds)[1]
     return keys, split, meta, bounds
-
-
-def _dequantised(path: Path, tensors: dict[str, torch.Tensor], meta: dict):
-    """Quantised values and their scales -> float32 values and each value's rounding bound (None if the file is not
-    quantised); one line for a quantisation the reader does not know, or values without their scales."""
-    scales = {k[: -len(".scale")]: tensors[k] for k in tensors if k.endswith(".scale")}
-    quant = meta.get("quant")
-    stored = [k for k in tensors if not k.endswith(".scale")]
-    if quant is None and not scales and all(tensors[k].is_floating_point() for k in stored):
-        return tensors, None
-    if quant not in QUANTS:
-        raise LmrepError(f"states file '{path}' holds values that are not floating-point and its header's quant is "
-                         f"{quant!r}: give floating-point states, or quantised ones with quant = one of "
-                         f"{', '.join(QUANTS)} in the header and each tensor's scales under key.scale")
-    want = torch.int8 if quant in INTS else FP8_DTYPES[quant]
-    values, bounds = {}, {}
-    for k in stored:
-        if k not in scales:
-            raise LmrepError(f"states file '{path}': tensor '{k}' has no scales: store them under '{k}.scale'")
-        q = tensors[k]
-        if q.dtype != want or q.dim() != 2:
-            raise LmrepError(f"states file '{path}': tensor '{k}' is {str(q.dtype).replace('torch.', '')} of shape "
-                             f"{tuple(q.shape)}; {quant} states are (T, D) {str(want).replace('torch.', '')}")
-        check_scale(scales[k], q.shape, f"states file '{path}', tensor '{k}'")
-        values[k], bounds[k] = dequantise(q, scales[k], quant)
-    return values, bounds
 
 
 def _header_metadata(data: bytes) -> dict:
