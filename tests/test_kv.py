@@ -55,6 +55,25 @@ def test_exact_search_recovers_the_prompt_from_keys_alone(arch, arch_models):
         assert rec["layer_name"] == name
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_cache_saved_as_transformers_keeps_it_inverts_from_the_file(arch, arch_models, tmp_path):
+    from safetensors.torch import save_file
+    from lmrep import invert_outputs
+    from lmrep.inversion import states
+    lm = arch_models(arch)
+    ids, other = lm.encode(PROMPT), lm.encode("Snow fell on the line.")
+    with torch.no_grad():
+        caches = [lm.model(torch.tensor([x]), use_cache=True).past_key_values.layers[1] for x in (ids, other)]
+    save_file({"k": caches[0].keys.contiguous(), "v": caches[1].values.contiguous()}, str(tmp_path / "c.safetensors"))
+    held = states.load(tmp_path / "c.safetensors")  # (1, heads, T, head_dim) each, as the cache keeps them
+    assert held.keys == ["k.0", "v.0"] and [t.shape[0] for t in held.tensors] == [len(ids), len(other)]
+    for name, t, want in zip(("hook_k", "hook_v"), held.tensors, (ids, other)):
+        target = layer_model(lm, f"blocks.1.attn.{name}")
+        assert t.shape[1] == output_width(target)
+        (rec,) = invert_outputs(target, [t], InvertConfig(method="exact"))
+        assert rec["recovered_ids"] == want and rec["verified"], name
+
+
 def test_cache_layer_names_resolve_and_refuse(arch_models):
     lm = arch_models("llama")
     t = layer_model(lm, "blocks.1.attn.hook_kv[1,0]")

@@ -5,7 +5,7 @@ them: the model's name and a hash of its weights (``models.load.weights_hash``),
 dtype the states are stored in, the noise added, and the token ids as JSON (so a later inversion can be scored;
 left out with ``ids=False``). Plain ``.npy`` arrays of shape (T, D) or (N, T, D) are read too, without metadata;
 so is any safetensors file of (T, D) or (N, T, D) tensors, e.g. hidden states that transformers returned and
-``safetensors.torch.save_file`` wrote.
+``safetensors.torch.save_file`` wrote, and of a key/value cache as transformers keeps it, (N, heads, T, head_dim).
 
 Noise (``sigma``) is Gaussian relative to each position's scale (its root mean square), so that one sigma means the
 same at every position and layer.
@@ -210,7 +210,8 @@ def _order(key: str):
 
 def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
     """Keys in order (numbers by value, then names) and one (T, D) tensor each: an (N, T, D) tensor under key k
-    becomes k.0, k.1, ... (or 0, 1, ... for a nameless one)."""
+    becomes k.0, k.1, ... (or 0, 1, ... for a nameless one), and so does a key/value cache's (N, heads, T, head_dim),
+    its heads side by side as the cache layers give them (T, heads * head_dim)."""
     keys, out = [], []
     for k in sorted(tensors, key=_order):
         t = tensors[k]
@@ -224,12 +225,14 @@ def _split(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[list[str], lis
         if t.dim() == 2 and t.shape[0] >= 1:
             keys.append(k)
             out.append(t)
-        elif t.dim() == 3 and t.shape[1] >= 1:
+        elif t.dim() in (3, 4) and t.shape[-2 if t.dim() == 4 else 1] >= 1:
+            if t.dim() == 4:  # a key/value cache as transformers keeps it: (N, heads, T, head_dim), heads side by side
+                t = t.transpose(1, 2).flatten(2)
             keys += [f"{k}.{i}" if k else str(i) for i in range(t.shape[0])]
             out += list(t)
         else:
             raise LmrepError(f"states file '{path}': tensor {shown(k or '0')} has shape {tuple(t.shape)}; give (T, D) "
-                             "or (N, T, D) tensors")
+                             "or (N, T, D) tensors, or a key/value cache's (N, heads, T, head_dim)")
     return keys, out
 
 
