@@ -101,6 +101,8 @@ class _Search:
         for size in itertools.repeat(largest) if whole else batch_sizes(largest):
             if self.exhaustive and hit is None and n_tried >= cap:
                 cap = lm.vocab_size  # nothing in the cut fits: the rest of the vocabulary, so no set is empty unlooked
+            if hit is not None:  # found: the rest of the set in the ranking's order as it stands, in full passes
+                size = largest
             size = min(size, cap - n_tried)
             if size <= 0:
                 break
@@ -119,7 +121,8 @@ class _Search:
                 if not self.exhaustive:
                     getattr(order, "settle", lambda *a: None)(ids, x, self.feat(out))  # what ended the position
                     break
-            order.observe(ids, x, self.feat(out))
+            if hit is None:
+                order.observe(ids, x, self.feat(out))
         ids_all, res_all = torch.cat(seen_ids), torch.cat(seen_res)
         if hit is not None:
             ids, res, cache = hit
