@@ -30,14 +30,16 @@ def profile_label(config: dict) -> str:
     return "full" if not cuts else "full, cut to " + ", ".join(cuts)
 
 
-def header(title: str, config: dict, items: list[dict]) -> str:
-    """Title, then the setting, profile, prompts and seeds the items cover."""
+def header(title: str, config: dict, items: list[dict], setting_unused: str = "") -> str:
+    """Title, then the setting, profile, prompts and seeds the items cover. ``setting_unused``: why an experiment
+    that runs no gradient-descent inversion takes nothing from the setting (the line says so instead)."""
     setting = SETTINGS[config["setting"]]
     prompts, seeds = {r.get("prompt") for r in items}, {r.get("seed") for r in items}
     return "\n".join([
         f"# {title}", "",
         f"- experiment: `{config['experiment']}`",
-        f"- setting: **{setting.name}** ({setting.about})",
+        f"- setting: **{setting.name}** ({setting.about})" if not setting_unused else
+        f"- setting: {setting.name}, not used ({setting_unused})",
         f"- profile: {profile_label(config)}; {len(prompts)} prompt(s) x {len(seeds)} seed(s) "
         f"per condition at most; {len(items)} item(s); device {config.get('device')}",
         *([f"- steps: N = {config['steps']} for every gradient-descent run (not the setting's own N)"]

@@ -17,7 +17,7 @@ from typing import Mapping
 
 from ..objective.targets import make_target
 from ..walks import WalkConfig, walk_items
-from . import walks_report
+from . import reporting, walks_report
 from .config import ReproduceConfig
 from ..engine import Plan, Task, item_id
 from .pool import ModelPool
@@ -165,6 +165,12 @@ def markdown(config: dict, items: list[dict], summary: dict) -> list[str]:
     """The report's sections after its header (the profile is recomputed from the run's config)."""
     prof = profile(config["quick"], config["seeds"], config["prompts"])
     return walks_report.sections(prof.prompts, prof.seeds, prof.rounds, prof.compare_steps, items, summary)
+
+
+def header(config: dict, items: list[dict]) -> str:
+    """The common header; the walks take nothing from the inversion setting (their own conventions follow it)."""
+    return reporting.header(TITLE, config, items, setting_unused="the walks run no inversion: each subject's lr is "
+                                                                "tuned in stage 1, the walks' conventions are below")
 
 
 claims, draw, summarize = walks_report.claims, walks_report.draw, walks_report.summarize
