@@ -6,7 +6,7 @@ a subset, by SipIt (bench/sipit.py). Per (model, layer, method, prompt kind): to
 mean and max candidates verified per token, forward-pass equivalents per token ((seconds per token) / (seconds of
 one forward pass of the whole prompt at that depth), both timed in this run), seconds per prompt, and setup
 seconds (calibration or tables, once per model and layer: what the first prompt waited, kept apart from its
-seconds). Then, per layer, SipIt's seconds per prompt over lmrep's on the same prompts.
+seconds), and of it what came before the first token (a first run's calibration is fitted as the search goes). Then, per layer, SipIt's seconds per prompt over lmrep's on the same prompts.
 
 Goals: 100% of tokens everywhere; <= 3 candidates per token; <= 2 forward-pass equivalents per token (reading the
 prompt is 1); >= 100x faster than SipIt at every layer.
@@ -111,7 +111,8 @@ def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dic
         # the search's own seconds (not the record's extras, such as the full model's next token), less setup;
         # CPU seconds of the whole call (this process, setup included): what a shared machine does not inflate
         rec.update(kind=kind, wall_seconds=float(rec.get("seconds", wall)) - setup, setup_paid=setup,
-                   cpu_seconds=cpu, candidates=per_position)
+                   first_wait=float(rec.get("setup_before_first_token") or 0.0), cpu_seconds=cpu,
+                   candidates=per_position)
         recs.append(rec)
     return recs
 
@@ -141,7 +142,7 @@ def summarize(recs: list[dict], fwd: dict) -> dict:
     tokens = sum(r["n_tokens"] for r in recs)
     row = dict(prompts=len(recs), tokens=tokens, token_accuracy=mean("token_accuracy"),
                exact_match=mean("exact_match"), seconds_per_prompt=mean("wall_seconds"),
-               setup_seconds=sum(r["setup_paid"] for r in recs),
+               setup_seconds=sum(r["setup_paid"] for r in recs), first_wait=max(r["first_wait"] for r in recs),
                forward_equivalents_per_token=statistics.mean(
                    r["wall_seconds"] / r["n_tokens"] / fwd[tuple(r["target_ids"])] for r in recs))
     row.update(cpu_seconds_per_prompt=mean("cpu_seconds"))
@@ -229,7 +230,8 @@ def print_row(r: dict) -> None:
     print(f"{r['model']:13s} L{r['layer']:<3d} {r['method']:7s} {r['kind']:12s} n={r['prompts']:<3d} "
           f"acc {r['token_accuracy']:.3f} exact {r['exact_match']:.2f} cand/tok mean,median,max {cand} "
           f"{r['forward_equivalents_per_token']:8.1f} fwd-eq/tok {r['seconds_per_prompt']:8.2f} s/prompt "
-          f"{r['cpu_seconds_per_prompt']:8.2f} cpu-s/prompt setup {r['setup_seconds']:.1f} s", flush=True)
+          f"{r['cpu_seconds_per_prompt']:8.2f} cpu-s/prompt setup {r['setup_seconds']:.1f} s "
+          f"(before the first token {r['first_wait']:.1f} s)", flush=True)
 
 
 def print_goals(rows: list[dict]) -> None:

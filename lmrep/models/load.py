@@ -174,6 +174,9 @@ class LoadedModel:
             self._memo[key] = make()
         return self._memo[key]
 
+    def memo_has(self, key) -> bool:
+        return key in self._memo
+
     def to(self, device=None, dtype=None) -> "LoadedModel":
         self.model.to(device=device, dtype=dtype)
         self._memo.clear()

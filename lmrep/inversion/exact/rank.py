@@ -24,7 +24,7 @@ import torch
 
 from ...models.architectures import cache_keyword
 from ...models.layers import LayerModel
-from .calibration import Calibration, calibrate
+from .calibration import FIRST_GROUPS, GROUPS_PER_POSITION, Calibration, Fitter, calibrate, ready
 from .guess import Descent, Guess
 from .kvcache import Prefix
 from .probe import Probe, RidgeStats, Teach, probe
@@ -41,6 +41,7 @@ class Setup:
     def __init__(self, target: LayerModel, seed: int):
         self.target, self.seed, self.paid = target, seed, 0.0
         self.calibration_seconds: float | None = None
+        self.fitter: Fitter | None = None  # a first run's calibration, while it is fitted as the search goes
         self.probe_seconds: float | None = None
         self.table_seconds: dict[int, float] = {}  # per number of contexts
 
@@ -51,9 +52,29 @@ class Setup:
         return built
 
     def calibration(self) -> Calibration:
-        cal = self._timed(lambda: calibrate(self.target, seed=self.seed))
+        """From memory or disk at once; on a first run, fitted as the search goes: a quarter of its pairs before the
+        first position, more at each later one, the rest when the search ends (``finish``)."""
+        def make() -> Calibration:
+            if self.fitter is None and ready(self.target, seed=self.seed):
+                return calibrate(self.target, seed=self.seed)
+            if self.fitter is None:
+                self.fitter = Fitter(self.target, seed=self.seed).grow(FIRST_GROUPS)
+            else:
+                self.fitter.grow(GROUPS_PER_POSITION)
+            if self.fitter.done < self.fitter.groups:
+                return self.fitter.calibration()
+            fitter, self.fitter = self.fitter, None
+            return calibrate(self.target, seed=self.seed, fitter=fitter)  # whole: kept in memory and on disk
+        cal = self._timed(make)
         self.calibration_seconds = cal.seconds
         return cal
+
+    def finish(self) -> None:
+        """The rest of a calibration fitted as the search went, fitted and kept (when the search ends)."""
+        if self.fitter is not None:
+            fitter, self.fitter = self.fitter, None
+            self.calibration_seconds = self._timed(lambda: calibrate(self.target, seed=self.seed,
+                                                                     fitter=fitter)).seconds
 
     def probe(self) -> Probe:
         made = self._timed(lambda: probe(self.target, seed=self.seed))

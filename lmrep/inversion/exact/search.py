@@ -63,12 +63,13 @@ def search(target: LayerModel, outputs: torch.Tensor, cfg: ExactConfig, toleranc
                   file=sys.stderr, leave=False):
         state.position(t, h_all[t], float(tolerance[t]))
     setup = state.setup
+    setup.finish()
     return dict(recovered_ids=state.tokens, certificate=state.cert, seconds=time.perf_counter() - t0,
                 forward_calls=state.calls, rows=state.rows, gradient_steps=state.steps,
                 prior_positions=state.expectation.positions, calibration_seconds=setup.calibration_seconds,
                 probe_seconds=setup.probe_seconds,
                 table_seconds=sum(setup.table_seconds.values()) if setup.table_seconds else None,
-                setup_seconds=setup.paid)
+                setup_seconds=setup.paid, setup_before_first_token=state.first_wait)
 
 
 class _Search:
@@ -84,6 +85,7 @@ class _Search:
         self.setup, self.expectation = Setup(target, cfg.seed), Expectation(target, outputs)
         self.prefix, self.tokens, self.cert, self.memory = Prefix(target), [], [], {}
         self.calls = self.rows = self.steps = 0
+        self.first_wait = 0.0
 
     def position(self, t: int, h: torch.Tensor, tol: float) -> None:
         """Find the token at position t whose output is h (D,): verify candidates batch by batch until one is
@@ -92,6 +94,8 @@ class _Search:
         pos = Position(self.target, t, h, self.feat(h), self.prefix, list(self.tokens), W, self.sqnorm, self.setup,
                        self.expectation, self.memory)
         order = FACTORIES[cfg.ranking_at(t)](pos)
+        if t == 0:
+            self.first_wait = self.setup.paid  # what the first token's search waited for
         tried = torch.zeros(lm.vocab_size, dtype=torch.bool, device=lm.device)
         cap, n_tried, seen_ids, seen_res, hit = cfg.cap(lm.vocab_size), 0, [], [], None
         largest = min(max(cfg.batch(lm.device), EXHAUSTIVE_BATCH if self.exhaustive else 0),
