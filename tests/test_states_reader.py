@@ -239,7 +239,7 @@ def test_every_refusal_names_the_file(tmp_path):
     np.save(p, np.zeros((2, 3), dtype=np.int32))
     cases[p] = "holds int32 values"
     p = tmp_path / "shape.npy"
-    np.save(p, np.zeros((2, 3, 4, 5), dtype=np.float32))
+    np.save(p, np.zeros((2, 3, 4, 5, 6), dtype=np.float32))
     cases[p] = "has shape"
     p = tmp_path / "scale.safetensors"
     q, _, _ = Quantisation("int8", "channel").quantise(_values())
