@@ -1,12 +1,13 @@
 """Exact inversion at its default settings against SipIt's per-position search, measured in one run.
 
 For each model and layer: English prompts of 8-32 tokens (lmrep/data/prompts.txt) and prompts of random token ids,
-inverted by ``lmrep`` (``--method exact`` with no other option: it searches until a candidate verifies) and, on
-a subset, by SipIt (bench/sipit.py). Per (model, layer, method, prompt kind): token accuracy, exact-match rate,
-mean and max candidates verified per token, forward-pass equivalents per token ((seconds per token) / (seconds of
-one forward pass of the whole prompt at that depth), both timed in this run), seconds per prompt, and setup
-seconds (calibration or tables, once per model and layer: what the first prompt waited, kept apart from its
-seconds), and of it what came before the first token (a first run's calibration is fitted as the search goes). Then, per layer, SipIt's seconds per prompt over lmrep's on the same prompts.
+inverted by ``lmrep`` (``--method exact`` with no other option: it searches until a candidate verifies) and, on a
+subset, by SipIt (bench/sipit.py). Per (model, layer, method, prompt kind): token accuracy, exact-match rate, mean
+and max candidates verified per token, forward-pass equivalents per token ((seconds per token) / (seconds of one
+forward pass of the whole prompt at that depth), both timed in this run), seconds per prompt, and setup seconds
+(calibration or tables, once per model and layer: what the first prompt waited, kept apart from its seconds), and of
+it what came before the first token (a first run's calibration is fitted as the search goes). Then, per layer,
+SipIt's seconds per prompt over lmrep's on the same prompts.
 
 Goals: 100% of tokens everywhere; <= 3 candidates per token; <= 2 forward-pass equivalents per token (reading the
 prompt is 1); >= 100x faster than SipIt at every layer.

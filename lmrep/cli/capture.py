@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import LmrepError
-from ..inversion.formats import GROUPS_HELP, QUANTS, STORED, group_problem
+from ..inversion.formats import GROUPS_HELP, INTS, QUANTS, STORED, group_problem
 from ..records.checks import non_negative
 from .args import OUT_FILE, add_layer_args, add_model_args, add_prompt_args, model_from_args, read_prompts, value_type
 
@@ -37,8 +37,8 @@ def run(args) -> int:
         raise LmrepError(f"--out '{args.out}' must name a .safetensors file")
     if args.quant and args.dtype != "float32":
         raise LmrepError("--quant stores its own format: leave --dtype out")
-    if args.quant_zero and not (args.quant or "").startswith("int"):
-        raise LmrepError("--quant-zero needs an integer --quant (int8, int4 or int2)")
+    if args.quant_zero and args.quant not in INTS:
+        raise LmrepError(f"--quant-zero needs an integer --quant ({', '.join(INTS)})")
     prompts = read_prompts(args.text, args.prompts_file)
     from ..inversion import states  # here, after the checks that need no torch
     from ..inversion.degrade import Quantisation
@@ -50,7 +50,8 @@ def run(args) -> int:
     dtype = states.STORE_DTYPES[args.dtype]
     tensors = states.capture_file(args.out, target, ids, dtype, args.noise, args.seed, keep_ids=not args.no_ids,
                                   progress=True, quant=quant)
-    width, stored = tensors[0].shape[1], f"{quant.kind} (scale per {quant.group}{' with zero points' * quant.zero})" if quant else args.dtype
+    zero = " with zero points" if quant and quant.zero else ""
+    width, stored = tensors[0].shape[1], f"{quant.kind} (scale per {quant.group}{zero})" if quant else args.dtype
     print(f"captured {len(tensors)} tensor(s) of width {width} ({', '.join(str(len(t)) for t in tensors)} "
           f"positions) from {lm.name} {target.name} in {stored} -> {args.out}", file=sys.stderr)
     return 0

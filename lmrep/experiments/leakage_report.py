@@ -1,10 +1,11 @@
 """The leakage audit's report, from its items alone: rates per model x layer x source x exposure, the rule that
 says where each layer stops leaking the prompt exactly, the figure and the markdown.
 
-The rule, applied per model x layer x source to the precision ladder (fp32, bf16, fp8 e4m3, int8, int4, int2
-with zero points, in that order) and to the noise grid (smallest sigma first): a layer leaks the prompt
-**exactly** at an exposure when every token of every prompt and random sequence was recovered (recovery 1), and
-**certifiably** when, besides, every position's ambiguity set was one token (certified 1). It stops at the first exposure of the ladder where that fails.
+The rule, applied per model x layer x source to the precision ladder (fp32, bf16, fp8 e4m3, int8, int4, int2 with
+zero points, in that order) and to the noise grid (smallest sigma first): a layer leaks the prompt **exactly** at an
+exposure when every token of every prompt and random sequence was recovered (recovery 1), and **certifiably** when,
+besides, every position's ambiguity set was one token (certified 1). It stops at the first exposure of the ladder
+where that fails.
 """
 from __future__ import annotations
 

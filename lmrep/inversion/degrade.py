@@ -4,10 +4,10 @@ bound each degradation puts on the difference, which the exact method's certific
 Quantisation, as key/value-cache quantisers store it: int8, int4 and int2, symmetric (absmax scales, integers in
 [-qmax, qmax], kept one per int8) or with a zero point per scale (min-max scales, codes in [0, 2^bits - 1], one per
 uint8: x = (code - zero) x scale, as KIVI and quanto store caches), and fp8 e4m3 and e5m2 (the value over its scale,
-rounded to the fp8 format). A scale covers the whole tensor (shape ()), a channel ((D,)), a position ((T, 1)) or a group of G
-consecutive channels of a position ((T, D / G)); its shape says which. Dequantised, each value is off from the true
-one by at most half a quantisation step: the scale / 2 for integers, half an fp8 ulp of the stored value times the
-scale for fp8.
+rounded to the fp8 format). A scale covers the whole tensor (shape ()), a channel ((D,)), a position ((T, 1)) or a
+group of G consecutive channels of a position ((T, D / G)); its shape says which. Dequantised, each value is off
+from the true one by at most half a quantisation step: the scale / 2 for integers, half an fp8 ulp of the stored
+value times the scale for fp8.
 
 Noise: Gaussian with standard deviation ``noise`` times the position's root mean square (how ``capture`` adds it).
 For the true input, ||out - observed||^2 / sigma^2 is chi-square with D degrees of freedom; a candidate fits when
@@ -68,7 +68,7 @@ class Quantisation:
             zero = -lo / scale
             q = (x / expand(scale, x.shape) + expand(zero, x.shape)).round().clamp(*code_range(self.kind, True))
             return q.to(torch.uint8), scale, zero
-        top = 2 ** (self.bits - 1) - 1 if self.kind in INTS else torch.finfo(FP8_DTYPES[self.kind]).max
+        top = code_range(self.kind, False)[1] if self.kind in INTS else torch.finfo(FP8_DTYPES[self.kind]).max
         scale = (self._over_groups(x.abs(), torch.amax) / top).clamp_min(tiny)
         y = x / expand(scale, x.shape)
         if self.kind in INTS:

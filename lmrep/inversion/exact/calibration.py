@@ -39,6 +39,10 @@ class Calibration:
     cached: bool  # read from the disk cache in this process
 
 
+def _key(target: LayerModel, contexts: int, per_context: int, seed: int) -> tuple:
+    return ("exact-calibration", target.name, contexts, per_context, seed)
+
+
 def _path(target: LayerModel, contexts: int, per_context: int, seed: int):
     name = f"calibration-{weights_hash(target.lm)}-{target.name}-c{contexts}x{per_context}-s{seed}-v2.safetensors"
     return cache_dir() / "exact" / name
@@ -63,13 +67,13 @@ def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = P
         return Calibration(LinearMap(t["first.A"], t["first.mu"], t["first.x_mu"]),
                            LinearMap(t["later.A"], t["later.mu"], t["later.x_mu"]), t["secant.map"],
                            float(saved["seconds"]), cached=cached)
-    return lm.memo(("exact-calibration", target.name, contexts, per_context, seed), make)
+    return lm.memo(_key(target, contexts, per_context, seed), make)
 
 
 def ready(target: LayerModel, contexts: int = CONTEXTS, per_context: int = PER_CONTEXT, seed: int = 0) -> bool:
     """Whether the calibration is in memory or on disk (so ``calibrate`` returns at once)."""
-    key = ("exact-calibration", target.name, contexts, per_context, seed)
-    return target.lm.memo_has(key) or _path(target, contexts, per_context, seed).exists()
+    return target.lm.memo_has(_key(target, contexts, per_context, seed)) or \
+        _path(target, contexts, per_context, seed).exists()
 
 
 class Fitter:
@@ -80,6 +84,7 @@ class Fitter:
     def __init__(self, target: LayerModel, contexts: int = CONTEXTS, per_context: int = PER_CONTEXT,
                  seed: int = 0):
         self.target, self.per_context, self.groups = target, per_context, contexts // GROUP
+        self.feat = output_features(target)
         self.gen, self.seconds, self.done = torch.Generator().manual_seed(seed), 0.0, 0
         self.X, self.F, self.ctx = [], [], []
         self.first = self._timed(self._first)
@@ -96,7 +101,7 @@ class Fitter:
         lm, W = self.target.lm, self.target.lm.embedding_matrix.detach()
         toks0 = torch.randint(0, lm.vocab_size, (max(2 * lm.d_model, 512),), generator=self.gen).to(lm.device)
         out0 = self.target(W[toks0][:, None])[:, 0]  # (n0, D): each token alone at position 0
-        return ridge(output_features(self.target)(out0), W[toks0])
+        return ridge(self.feat(out0), W[toks0])
 
     def grow(self, groups: int) -> "Fitter":
         """``groups`` more groups of prefixes (fewer if that is all that is left)."""
@@ -121,7 +126,7 @@ class Fitter:
         pos = torch.full((GROUP * K, 1), T, dtype=torch.long, device=dev)
         out = target(W[toks][:, None], past_key_values=rows, use_cache=True, position_ids=pos)[:, 0]  # (G*K, D)
         self.X.append(W[toks])
-        self.F.append(output_features(target)(out))
+        self.F.append(self.feat(out))
         self.ctx.append(torch.arange(GROUP, device=dev).repeat_interleave(K) + self.done * GROUP)
 
     def calibration(self) -> Calibration:
