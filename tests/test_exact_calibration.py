@@ -7,6 +7,7 @@ import torch
 
 from lmrep import InvertConfig, invert, layer_model
 from lmrep.inversion.exact.calibration import FIRST_GROUPS, Fitter, calibrate, ready
+from lmrep.inversion.exact.guess import Predicted, predicted_sqnorm
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -41,3 +42,35 @@ def test_a_first_run_starts_before_its_calibration_is_whole_and_keeps_it(tiny_gp
     assert calibrate(O).cached
     tiny_gpt2._memo.clear()
     assert FIRST_GROUPS < Fitter(O, contexts=128, per_context=32).groups  # a first run waits for a part
+
+
+def test_predicted_outputs_rank_the_token_whose_output_is_the_target_first():
+    """Through an exactly linear layer (output = row @ slope + offset) the prediction is exact: one evaluated
+    point, anywhere, puts the true token first; a ranking by distance to the start does not."""
+    g = torch.Generator().manual_seed(0)
+    V, d, F = 500, 16, 24
+    W = torch.randn(V, d, generator=g)
+    slope = torch.randn(d, F, generator=g) * torch.linspace(0.01, 3, d)[:, None]  # directions weigh unequally
+    offset = torch.randn(F, generator=g)
+    true = 123
+    target = W[true] @ slope + offset
+    start = W[true] + 2.0 * torch.randn(d, generator=g)  # a poor guess of the embedding
+    p = Predicted(W, (W * W).sum(-1), target, start, slope, predicted_sqnorm(W, slope))
+    tried = torch.zeros(V, dtype=torch.bool)
+    assert torch.equal(p.probes(), start[None])  # the start is evaluated with the first batch
+    point = W[7] + torch.randn(d, generator=g)  # any point, with its true output
+    p.observe(torch.tensor([7]), point[None], (point @ slope + offset)[None])
+    assert p.probes() is None
+    assert int(p.next(1, tried)[0]) == true
+    tried[true] = True
+    assert int(p.next(1, tried)[0]) != true  # a verified token is not proposed again
+    dist = ((W - start) ** 2).sum(-1)
+    assert int((dist < dist[true]).sum()) > 0  # the guess's own order would not have found it first
+
+
+def test_the_calibrated_slope_of_a_layer_without_blocks_is_the_identity(tiny_gpt2):
+    """At depth 0 the output at a position is the token's embedding plus the position's: the slope between two
+    tokens under one prefix is the identity (a fit on mismatched pairs, or of another map, is not)."""
+    cal = Fitter(layer_model(tiny_gpt2, 0), contexts=16, per_context=8).finish()
+    eye = torch.eye(cal.forward.shape[0])
+    assert torch.allclose(cal.forward, eye, atol=0.05), float((cal.forward - eye).abs().max())

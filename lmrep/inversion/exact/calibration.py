@@ -4,9 +4,10 @@ Run the layer on random token ids and fit, by ridge regression (guess.py),
     first:  output at position 0 -> the token's embedding            (position 0 sees nothing but its token)
     later:  output at a position > 0 -> the token's embedding         (averaged over random prefixes)
     secant: output difference -> embedding difference, same prefix   (the prefix's share cancels)
+    forward: embedding difference -> output difference, same prefix  (the layer's mean slope between tokens)
 ``first`` or ``later`` of the target is where a position's guess starts; ``secant`` is the map its secant steps
-start from. The maps are kept in memory and under ``cache_dir()/exact`` (keyed by a fingerprint of the weights),
-so only the first run on a machine pays for the fit (4,096 + 1,152 rows through the layer). A first run does not
+start from; ``forward`` predicts every token's output from one point's (guess.Predicted). The maps are kept in
+memory and under ``cache_dir()/exact`` (keyed by a fingerprint of the weights), so only the first run on a machine pays for the fit (4,096 + 1,152 rows through the layer). A first run does not
 wait for all of it: ``Fitter`` fits a group of prefixes at a time, the search's first position starts after a
 quarter of them, each later position adds more (rank.Setup), and what is left is fitted when the search ends, then
 kept.
@@ -21,7 +22,7 @@ import torch
 from ...models.layers import LayerModel
 from ...models.load import cache_dir, weights_hash
 from ...records.files import cached_tensors
-from .guess import LinearMap, output_features, ridge
+from .guess import LinearMap, output_features, predicted_sqnorm, ridge
 
 CONTEXTS = 128  # random prefixes, and below the tokens after each: 4,096 pairs (1,024 were too few: see docs)
 PER_CONTEXT = 32
@@ -35,8 +36,16 @@ class Calibration:
     first: LinearMap  # position 0
     later: LinearMap  # positions >= 1
     secant: torch.Tensor  # (F, d): output difference -> embedding difference under one prefix
+    forward: torch.Tensor  # (d, F): embedding difference -> output difference under one prefix
     seconds: float  # time it took to fit (paid once per model and layer; read from disk after that)
     cached: bool  # read from the disk cache in this process
+    _pred_sqnorm: torch.Tensor | None = None
+
+    def pred_sqnorm(self, W: torch.Tensor) -> torch.Tensor:
+        """(V,): every row's predicted output's squared norm (guess.Predicted), computed once per calibration."""
+        if self._pred_sqnorm is None:
+            self._pred_sqnorm = predicted_sqnorm(W, self.forward)
+        return self._pred_sqnorm
 
 
 def _key(target: LayerModel, contexts: int, per_context: int, seed: int) -> tuple:
@@ -44,7 +53,7 @@ def _key(target: LayerModel, contexts: int, per_context: int, seed: int) -> tupl
 
 
 def _path(target: LayerModel, contexts: int, per_context: int, seed: int):
-    name = f"calibration-{weights_hash(target.lm)}-{target.name}-c{contexts}x{per_context}-s{seed}-v2.safetensors"
+    name = f"calibration-{weights_hash(target.lm)}-{target.name}-c{contexts}x{per_context}-s{seed}-v4.safetensors"
     return cache_dir() / "exact" / name
 
 
@@ -61,12 +70,13 @@ def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = P
             tensors = {f"{k}.{n}": getattr(getattr(cal, k), n) for k in ("first", "later")
                        for n in ("A", "mu", "x_mu")}
             seconds = torch.tensor(cal.seconds, dtype=torch.float64)
-            return dict(tensors, **{"secant.map": cal.secant, "seconds": seconds})
+            maps = {"secant.map": cal.secant, "forward.map": cal.forward}
+            return dict(tensors, **maps, seconds=seconds)
         saved, cached = cached_tensors(path, build)
         t = {k: v.to(device=lm.device, dtype=lm.dtype) for k, v in saved.items()}
         return Calibration(LinearMap(t["first.A"], t["first.mu"], t["first.x_mu"]),
                            LinearMap(t["later.A"], t["later.mu"], t["later.x_mu"]), t["secant.map"],
-                           float(saved["seconds"]), cached=cached)
+                           t["forward.map"], float(saved["seconds"]), cached=cached)
     return lm.memo(_key(target, contexts, per_context, seed), make)
 
 
@@ -139,8 +149,8 @@ class Fitter:
         counts = torch.bincount(ctx, minlength=n_ctx)[:, None].to(X.dtype)
         Xc = X - (torch.zeros(n_ctx, X.shape[1], dtype=X.dtype, device=dev).index_add_(0, ctx, X) / counts)[ctx]
         Fc = F - (torch.zeros(n_ctx, F.shape[1], dtype=F.dtype, device=dev).index_add_(0, ctx, F) / counts)[ctx]
-        return Calibration(first=self.first, later=ridge(F, X), secant=ridge(Fc, Xc).A, seconds=self.seconds,
-                           cached=False)
+        return Calibration(first=self.first, later=ridge(F, X), secant=ridge(Fc, Xc).A, forward=ridge(Xc, Fc).A,
+                           seconds=self.seconds, cached=False)
 
     def finish(self) -> Calibration:
         """The whole fit."""

@@ -7,6 +7,13 @@ the guess becomes the best point's embedding plus the secant map applied to its 
 corrected to agree with all the pairs seen (a multi-secant quasi-Newton step). ``Descent``: by Adam steps on
 ``||O(x) - h||^2 / ||h||^2`` through the prefix's cache (a backward pass each, but they reach deep layers, where
 secant steps stray). Either way the tokens to verify next are the untried ones nearest the guess.
+
+``Predicted`` orders tokens by their outputs instead: each token's output is predicted from the evaluated point
+whose output came nearest the target, plus the layer's mean slope between tokens under one prefix (the
+calibration's ``forward`` map) times the embedding difference, and the tokens whose predicted outputs lie nearest
+the target come first. Distance in output space weighs each direction of the embedding by how much the layer
+responds to it, which distance to a guessed embedding cannot: at depth, on random ids, it ranks the true token
+first several times as often (docs/exact.md).
 """
 from __future__ import annotations
 
@@ -141,3 +148,45 @@ class Descent:
                 loss.backward()
                 self.opt.step()
         self.gradient_steps += steps
+
+
+class Predicted:
+    """Tokens in order of ``||f_ref + (W_v - x_ref) @ forward - f||``: each token's output predicted from the
+    reference point (the evaluated point whose output came nearest the target ``f``) by the layer's mean slope.
+    Until a point has been evaluated, the rows nearest ``start`` (evaluated with the first batch as a probe)."""
+
+    def __init__(self, W: torch.Tensor, sqnorm: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor,
+                 forward: torch.Tensor, pred_sqnorm: torch.Tensor):
+        self.W, self.sqnorm, self.f, self.start, self.forward = W, sqnorm, target_feat, start, forward
+        self.pred_sqnorm = pred_sqnorm  # (V,): ||W_v @ forward||^2
+        self.ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (miss, x, f) of the best point
+        self.dist: torch.Tensor | None = None
+
+    def score(self) -> torch.Tensor:
+        """(V,): higher for tokens whose predicted output lies nearer the target."""
+        if self.dist is None:
+            if self.ref is None:  # nothing evaluated yet: as if the start's output were the target
+                c = self.start @ self.forward
+            else:
+                _, x, f = self.ref
+                c = self.f - f + x @ self.forward  # (F,): the target less the reference's offset
+            self.dist = self.pred_sqnorm - 2 * (self.W @ (self.forward @ c))
+        return -self.dist
+
+    def next(self, n: int, tried: torch.Tensor) -> torch.Tensor:
+        return self.score().masked_fill(tried, float("-inf")).topk(n).indices
+
+    def probes(self) -> torch.Tensor | None:
+        return self.start[None] if self.ref is None else None
+
+    def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
+        miss = ((f - self.f) ** 2).sum(-1)  # (k,)
+        best = int(miss.argmin())
+        if self.ref is None or miss[best] < self.ref[0]:
+            self.ref, self.dist = (miss[best], x[best], f[best]), None
+
+
+def predicted_sqnorm(W: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """(V,): ``||W_v @ forward||^2`` for every row, through the (d, d) Gram matrix (no (V, F) product kept)."""
+    G = (forward.double() @ forward.double().T).to(W.dtype)  # (d, d)
+    return ((W @ G) * W).sum(-1)

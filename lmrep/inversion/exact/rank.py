@@ -25,7 +25,7 @@ import torch
 from ...models.architectures import cache_keyword
 from ...models.layers import LayerModel
 from .calibration import FIRST_GROUPS, GROUPS_PER_POSITION, Calibration, Fitter, calibrate, ready
-from .guess import Descent, Guess
+from .guess import Descent, Guess, Predicted
 from .kvcache import Prefix
 from .probe import Probe, RidgeStats, Teach, probe
 from .proposal import Fused, Proposal, Scores, Then
@@ -158,12 +158,16 @@ def with_expectation(pos: Position, geometric: Proposal, first: Proposal) -> Pro
 
 
 def guided(pos: Position) -> Proposal:
-    """the model's expectation and a calibrated guess moved by secant, then gradient steps (no table needed).
+    """the model's expectation and every token's output predicted from the nearest point evaluated by the layer's
+    calibrated slope (position 0: a calibrated guess moved by secant steps), then gradient steps (no table needed).
     """
     cal = pos.setup.calibration()
     start = pos.start(cal)
-    guess = Guess(pos.W, pos.sqnorm, pos.f, start, cal.secant)
-    return with_expectation(pos, Then(guess, pos.descent(start), after=SECANT_BATCHES), guess)
+    if pos.t == 0:  # position 0 sees only its own token (and a trained model's is a sink): secant steps there
+        geometric = Guess(pos.W, pos.sqnorm, pos.f, start, cal.secant)
+    else:
+        geometric = Predicted(pos.W, pos.sqnorm, pos.f, start, cal.forward, cal.pred_sqnorm(pos.W))
+    return with_expectation(pos, Then(geometric, pos.descent(start), after=SECANT_BATCHES), geometric)
 
 
 def tabulated(pos: Position) -> Proposal:
