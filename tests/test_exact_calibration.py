@@ -55,7 +55,7 @@ def test_predicted_outputs_rank_the_token_whose_output_is_the_target_first():
     true = 123
     target = W[true] @ slope + offset
     start = W[true] + 2.0 * torch.randn(d, generator=g)  # a poor guess of the embedding
-    p = Predicted(W, (W * W).sum(-1), target, start, slope, predicted_sqnorm(W, slope))
+    p = Predicted(W, target, start, slope, predicted_sqnorm(W, slope))
     tried = torch.zeros(V, dtype=torch.bool)
     assert torch.equal(p.probes(), start[None])  # the start is evaluated with the first batch
     point = W[7] + torch.randn(d, generator=g)  # any point, with its true output

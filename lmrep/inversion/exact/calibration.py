@@ -7,15 +7,15 @@ Run the layer on random token ids and fit, by ridge regression (guess.py),
     forward: embedding difference -> output difference, same prefix  (the layer's mean slope between tokens)
 ``first`` or ``later`` of the target is where a position's guess starts; ``secant`` is the map its secant steps
 start from; ``forward`` predicts every token's output from one point's (guess.Predicted). The maps are kept in
-memory and under ``cache_dir()/exact`` (keyed by a fingerprint of the weights), so only the first run on a machine pays for the fit (4,096 + 1,152 rows through the layer). A first run does not
-wait for all of it: ``Fitter`` fits a group of prefixes at a time, the search's first position starts after a
-quarter of them, each later position adds more (rank.Setup), and what is left is fitted when the search ends, then
-kept.
+memory and under ``cache_dir()/exact`` (keyed by a fingerprint of the weights), so only the first run on a machine
+pays for the fit (4,096 + 1,152 rows through the layer). A first run does not wait for all of it: ``Fitter`` fits a
+group of prefixes at a time, the search's first position starts after a quarter of them, each later position adds
+more (rank.Setup), and what is left is fitted when the search ends, then kept.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,7 +39,7 @@ class Calibration:
     forward: torch.Tensor  # (d, F): embedding difference -> output difference under one prefix
     seconds: float  # time it took to fit (paid once per model and layer; read from disk after that)
     cached: bool  # read from the disk cache in this process
-    _pred_sqnorm: torch.Tensor | None = None
+    _pred_sqnorm: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def pred_sqnorm(self, W: torch.Tensor) -> torch.Tensor:
         """(V,): every row's predicted output's squared norm (guess.Predicted), computed once per calibration."""
@@ -59,7 +59,7 @@ def _path(target: LayerModel, contexts: int, per_context: int, seed: int):
 
 def calibrate(target: LayerModel, contexts: int = CONTEXTS, per_context: int = PER_CONTEXT,
               seed: int = 0, fitter: "Fitter | None" = None) -> Calibration:
-    """The three maps for ``target``; memoised per model, layer, sizes and seed, in memory and on disk. ``fitter``:
+    """The four maps for ``target``; memoised per model, layer, sizes and seed, in memory and on disk. ``fitter``:
     one already under way (Fitter), finished here instead of starting afresh."""
     lm = target.lm
     path = _path(target, contexts, per_context, seed)

@@ -153,11 +153,12 @@ class Descent:
 class Predicted:
     """Tokens in order of ``||f_ref + (W_v - x_ref) @ forward - f||``: each token's output predicted from the
     reference point (the evaluated point whose output came nearest the target ``f``) by the layer's mean slope.
-    Until a point has been evaluated, the rows nearest ``start`` (evaluated with the first batch as a probe)."""
+    Until a point has been evaluated, the tokens whose predicted outputs lie nearest ``start``'s (which the first
+    batch evaluates as a probe)."""
 
-    def __init__(self, W: torch.Tensor, sqnorm: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor,
-                 forward: torch.Tensor, pred_sqnorm: torch.Tensor):
-        self.W, self.sqnorm, self.f, self.start, self.forward = W, sqnorm, target_feat, start, forward
+    def __init__(self, W: torch.Tensor, target_feat: torch.Tensor, start: torch.Tensor, forward: torch.Tensor,
+                 pred_sqnorm: torch.Tensor):
+        self.W, self.f, self.start, self.forward = W, target_feat, start, forward
         self.pred_sqnorm = pred_sqnorm  # (V,): ||W_v @ forward||^2
         self.ref: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (miss, x, f) of the best point
         self.dist: torch.Tensor | None = None

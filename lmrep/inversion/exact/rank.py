@@ -166,7 +166,7 @@ def guided(pos: Position) -> Proposal:
     if pos.t == 0:  # position 0 sees only its own token (and a trained model's is a sink): secant steps there
         geometric = Guess(pos.W, pos.sqnorm, pos.f, start, cal.secant)
     else:
-        geometric = Predicted(pos.W, pos.sqnorm, pos.f, start, cal.forward, cal.pred_sqnorm(pos.W))
+        geometric = Predicted(pos.W, pos.f, start, cal.forward, cal.pred_sqnorm(pos.W))
     return with_expectation(pos, Then(geometric, pos.descent(start), after=SECANT_BATCHES), geometric)
 
 
