@@ -74,3 +74,38 @@ def test_the_calibrated_slope_of_a_layer_without_blocks_is_the_identity(tiny_gpt
     cal = Fitter(layer_model(tiny_gpt2, 0), contexts=16, per_context=8).finish()
     eye = torch.eye(cal.forward.shape[0])
     assert torch.allclose(cal.forward, eye, atol=0.05), float((cal.forward - eye).abs().max())
+
+
+class _Fixed:
+    """A part of a fusion whose scores are whatever was last set."""
+
+    def __init__(self, scores: torch.Tensor):
+        self.scores = scores
+
+    def score(self) -> torch.Tensor:
+        return self.scores
+
+
+def test_a_fusion_trusts_the_part_that_ranked_the_accepted_tokens_better():
+    """Each part is judged by the rank of the token its position accepted, read from the part's scores as they
+    stood when the position ended (a part that moved is judged where it moved to); weights go to the better one."""
+    from types import SimpleNamespace
+
+    from lmrep.inversion.exact.rank import _trust
+    V, token = 50, 7
+    good = torch.zeros(V)
+    good[token] = 1.0  # ranks the token first
+    bad = torch.arange(V, dtype=torch.float32)  # ranks it 43rd
+    pos = SimpleNamespace(memory={}, tokens=[])
+    moving = _Fixed(bad.clone())
+    assert _trust(pos, [moving, _Fixed(bad)], "test") == [0.5, 0.5]  # nothing judged yet: equal
+    moving.scores = good  # the first part moved onto the token before its position ended
+    pos.tokens = [token]
+    first, second = _trust(pos, [_Fixed(good), _Fixed(good)], "test")
+    assert first > 2 * second
+    pos2 = SimpleNamespace(memory={}, tokens=[])
+    _trust(pos2, [_Fixed(bad), _Fixed(good)], "other")
+    pos2.tokens = [token]
+    first, second = _trust(pos2, [_Fixed(bad), _Fixed(bad)], "other")
+    assert second > 2 * first
+    assert "test" in pos.memory and "other" in pos2.memory  # each fusion keeps its own record

@@ -14,9 +14,9 @@ from ...records.checks import When, at_least, check_fields, one_of, option, opti
 # the rankings: which candidates to verify first at a position (rank.FACTORIES builds each, under the same name);
 # --ranking's choices, the config's check and the help read this table
 RANKINGS = {
-    "guided": "the model's expectation and every token's output predicted from the nearest point evaluated by the "
-              "layer's calibrated slope (position 0: a calibrated guess moved by secant steps), then gradient steps "
-              "(no table needed)",
+    "guided": "the model's expectation and, fused by how well each ranked earlier positions, every token's output "
+              "predicted from the nearest point evaluated by the layer's calibrated slope and a calibrated guess "
+              "moved by secant steps (position 0: the guess alone), then gradient steps (no table needed)",
     "probe": "a probe of the layer (state -> token), fitted in seconds and refined by every candidate verified, "
              "moved by secant, then gradient steps; no calibration, no expectation",
     "fused": "the probe's guess and the model's expectation by the sum of their reciprocal ranks, each weighted by "

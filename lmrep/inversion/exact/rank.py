@@ -158,15 +158,18 @@ def with_expectation(pos: Position, geometric: Proposal, first: Proposal) -> Pro
 
 
 def guided(pos: Position) -> Proposal:
-    """the model's expectation and every token's output predicted from the nearest point evaluated by the layer's
-    calibrated slope (position 0: a calibrated guess moved by secant steps), then gradient steps (no table needed).
+    """the model's expectation and, fused by how well each ranked earlier positions, every token's output predicted
+    from the nearest point evaluated by the layer's calibrated slope and a calibrated guess moved by secant steps
+    (position 0: the guess alone), then gradient steps (no table needed).
     """
     cal = pos.setup.calibration()
     start = pos.start(cal)
+    secant = Guess(pos.W, pos.sqnorm, pos.f, start, cal.secant)
     if pos.t == 0:  # position 0 sees only its own token (and a trained model's is a sink): secant steps there
-        geometric = Guess(pos.W, pos.sqnorm, pos.f, start, cal.secant)
-    else:
-        geometric = Predicted(pos.W, pos.f, start, cal.forward, cal.pred_sqnorm(pos.W))
+        geometric = secant
+    else:  # each weighted by how well it ranked the tokens of earlier positions (untrained layers: secant)
+        parts = [Predicted(pos.W, pos.f, start, cal.forward, cal.pred_sqnorm(pos.W)), secant]
+        geometric = Fused(parts, _trust(pos, parts, "guided"))
     return with_expectation(pos, Then(geometric, pos.descent(start), after=SECANT_BATCHES), geometric)
 
 
@@ -207,19 +210,21 @@ def fused(pos: Position) -> Proposal:
     if logits is None:
         return Teach(Then(guess, pos.descent(start), after=SECANT_BATCHES), stats)
     parts = [guess, Scores(logits)]
-    first = Fused(parts, _trust(pos, [p.score() for p in parts]))
+    first = Fused(parts, _trust(pos, parts, "fused"))
     return Teach(Then(first, pos.descent(start), after=SECANT_BATCHES), stats)
 
 
-def _trust(pos: Position, scores: list[torch.Tensor]) -> list[float]:
-    """Weights of the parts of a fusion: each part's mean reciprocal rank of the accepted token over the earlier
-    positions (1 / (1 + rank), with a prior of 1/2 for one position); each position's first scores are kept for
-    the next to judge."""
-    memory = pos.memory.setdefault("fused", dict(earned=[0.5] * len(scores), last=None))
+def _trust(pos: Position, parts: list, name: str) -> list[float]:
+    """Weights of the parts of a fusion (``name``: which one, for the search's memory): each part's mean
+    reciprocal rank of the accepted token over the earlier positions (1 / (1 + rank), with a prior of 1/2 for one
+    position), each rank read from the part's scores as they stood when its position ended (after the moves of
+    every batch that missed: the order that found the token, or would have)."""
+    memory = pos.memory.setdefault(name, dict(earned=[0.5] * len(parts), last=None))
     if memory["last"] is not None:
         token = pos.tokens[-1]
-        memory["earned"] = [e + 1 / (1 + int((s > s[token]).sum())) for e, s in zip(memory["earned"], memory["last"])]
-    memory["last"] = [s.clone() for s in scores]
+        scores = [p.score() for p in memory["last"]]
+        memory["earned"] = [e + 1 / (1 + int((s > s[token]).sum())) for e, s in zip(memory["earned"], scores)]
+    memory["last"] = parts
     total = sum(memory["earned"])
     return [e / total for e in memory["earned"]]
 
