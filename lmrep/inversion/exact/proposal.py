@@ -107,8 +107,9 @@ class Fused:
         return fused.masked_fill(tried, float("-inf")).topk(n).indices
 
     def probes(self) -> torch.Tensor | None:
+        """The parts' probes, each point once (parts that start from the same guess probe it alike)."""
         parts = [q for q in (p.probes() for p in self.parts) if q is not None]
-        return torch.cat(parts) if parts else None
+        return torch.unique(torch.cat(parts), dim=0) if parts else None
 
     def observe(self, ids: torch.Tensor, x: torch.Tensor, f: torch.Tensor) -> None:
         for p in self.parts:
