@@ -95,8 +95,9 @@ def scan_seconds(lm, repeats: int = 5) -> float:
     return statistics.median(times[1:])
 
 
-def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dict]:
-    """Invert every prompt alone (so seconds are per prompt; setup waited for is kept apart)."""
+def run_method(O, label: str, prompts, steps: int, sipit_steps: int, keep=lambda rec: None) -> list[dict]:
+    """Invert every prompt alone (so seconds are per prompt; setup waited for is kept apart); ``keep`` gets each
+    record as soon as its prompt is done (so a layer stopped part way leaves the prompts it finished)."""
     recs = []
     for kind, ids in prompts:
         t, cpu = time.perf_counter(), time.process_time()
@@ -114,6 +115,7 @@ def run_method(O, label: str, prompts, steps: int, sipit_steps: int) -> list[dic
         rec.update(kind=kind, wall_seconds=float(rec.get("seconds", wall)) - setup, setup_paid=setup,
                    first_wait=float(rec.get("setup_before_first_token") or 0.0), cpu_seconds=cpu,
                    candidates=per_position)
+        keep(rec)
         recs.append(rec)
     return recs
 
@@ -204,10 +206,10 @@ def main() -> None:
                   "every token costs at least that per token", flush=True)
             for label in methods:
                 forget_refinements(lm)
-                recs = run_method(O, label, subset if label == "sipit" else prompts, args.steps, args.sipit_steps)
+                recs = run_method(O, label, subset if label == "sipit" else prompts, args.steps, args.sipit_steps,
+                                  keep=lambda r: run.append_jsonl("records.jsonl",
+                                                                  dict(r, label=label, model=name, layer=layer)))
                 done[label] = recs
-                for r in recs:
-                    run.append_jsonl("records.jsonl", dict(r, label=label, model=name, layer=layer))
                 for kind in ("english", "random", "all"):
                     sel = [r for r in recs if kind in ("all", r["kind"])]
                     if sel:
