@@ -9,7 +9,9 @@ CLI's choices, the config's check and the docs' list read that table.
 What the rankings are made of, and where each is good (measured in docs/exact.md): the model's own next-token
 expectation after the recovered prefix (frequent words, which a layer's geometry hides best at depth); a
 continuous guess of the embedding from the layer's linear inverse, moved by secant steps (content words and
-random ids at the first layers) and then by gradient steps (deep layers); a probe of the layer (its state ->
+random ids at the first layers) and then by gradient steps (deep layers); every token's output predicted by the
+layer's calibrated slope from the evaluated point nearest the target (random ids at depth), fused with that guess
+by how each ranked the earlier positions (untrained layers lean on the guess); a probe of the layer (its state ->
 the token there) fitted in seconds on the model's own states, which starts that guess without the calibration's
 wait and learns from every candidate verified; tables of every token's output at the layer (random ids at any
 depth, after minutes of setup per layer).
